@@ -1,0 +1,70 @@
+"""Iris, as the course splits it: a stratified 20 % test set with seed 42, features standardised."""
+
+from __future__ import annotations
+
+import torch
+from sklearn.datasets import load_iris
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
+from torch.utils.data import TensorDataset
+
+from lit_cs201.data.base import ClassificationDataModule, check_val_size, split_count
+from lit_cs201.errors import UserError
+
+
+class IrisDataModule(ClassificationDataModule):
+    """The 150 Iris flowers shipped with scikit-learn (no download).
+
+    The test split is the course's (stratified, ``test_size``, ``split_seed``); a stratified validation split is
+    then carved from the remaining training part. The scaler is fitted on the training part only.
+
+    Args:
+        batch_size: Samples per batch.
+        test_size: Fraction of all samples held out for `test`.
+        val_size: Validation samples carved from the training part: a count or a fraction of it.
+        split_seed: Seed of both splits.
+        num_workers: DataLoader worker processes (0 is fastest for 150 samples).
+    """
+
+    class_names = ("setosa", "versicolor", "virginica")
+    input_shape = (4,)
+
+    def __init__(
+        self,
+        batch_size: int = 16,
+        test_size: float = 0.2,
+        val_size: int | float = 0.2,
+        split_seed: int = 42,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__(batch_size=batch_size, num_workers=num_workers)
+        self.save_hyperparameters()
+        if not 0 < test_size < 1:
+            raise UserError(f"test_size must be a fraction in (0, 1), got {test_size}")
+        check_val_size(val_size)
+        self.test_size = test_size
+        self.val_size = val_size
+        self.split_seed = split_seed
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        features, labels = load_iris(return_X_y=True)
+        x_rest, x_test, y_rest, y_test = train_test_split(
+            features, labels, test_size=self.test_size, random_state=self.split_seed, stratify=labels
+        )
+        n_val = split_count(self.val_size, len(y_rest))
+        x_train, x_val, y_train, y_val = train_test_split(
+            x_rest, y_rest, test_size=n_val, random_state=self.split_seed, stratify=y_rest
+        )
+        scaler = StandardScaler().fit(x_train)
+
+        def tensors(x, y) -> TensorDataset:
+            # float32: MPS has no float64, and the network is float32 anyway.
+            return TensorDataset(
+                torch.as_tensor(scaler.transform(x), dtype=torch.float32), torch.as_tensor(y, dtype=torch.long)
+            )
+
+        self.train_set = tensors(x_train, y_train)
+        self.val_set = tensors(x_val, y_val)
+        self.test_set = tensors(x_test, y_test)

@@ -1,0 +1,134 @@
+"""The one LightningModule for every classification task: network, loss, metrics, optimizer and schedule."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from lightning.pytorch import LightningModule
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor, nn
+from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from lit_cs201.models.nets import build_net
+
+Batch = tuple[Tensor, Tensor] | tuple[Tensor] | list[Tensor]
+
+
+class Classifier(LightningModule):
+    """Cross-entropy classifier with accuracy metrics per stage.
+
+    Logs ``train/loss``, ``train/acc``, ``val/loss``, ``val/acc``, ``val/acc_best``, ``test/loss``, ``test/acc``,
+    ``test/acc_top5`` (more than five classes) and ``test/acc/<class name>``.
+
+    Args:
+        num_classes: Number of classes; linked from the datamodule by the CLI.
+        input_shape: Shape of one input sample without the batch dimension, e.g. ``[4]`` or ``[3, 32, 32]``;
+            linked from the datamodule by the CLI.
+        net: Network architecture.
+        hidden_sizes: Widths of the hidden layers of ``mlp``.
+        label_smoothing: Label smoothing of the training loss (evaluation losses use none).
+        optimizer: Optimizer, e.g. ``{class_path: torch.optim.SGD, init_args: {lr: 0.01, momentum: 0.9}}``.
+        lr_scheduler: Learning-rate schedule stepped once per epoch, or ``null`` for a constant rate.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        input_shape: list[int],
+        net: Literal["mlp"] = "mlp",
+        hidden_sizes: list[int] = [10],  # noqa: B006  (read-only; a list so the CLI shows it as one)
+        label_smoothing: float = 0.0,
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        lr_scheduler: LRSchedulerCallable | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = build_net(net, num_classes, input_shape, hidden_sizes=hidden_sizes)
+        self.optimizer = optimizer
+        self.lr_scheduler = lr_scheduler
+        self.train_loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+
+        # One metric object per stage: torchmetrics keeps state, and sharing it would mix stages.
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_loss = MeanMetric()
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc_best = MaxMetric()
+        self.test_loss = MeanMetric()
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc_per_class = MulticlassAccuracy(num_classes, average=None)
+        self.test_acc_top5 = MulticlassAccuracy(num_classes, top_k=5, average="micro") if num_classes > 5 else None
+
+    @property
+    def class_names(self) -> list[str]:
+        """Readable class names from the attached datamodule, else the class indices."""
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        names = getattr(datamodule, "class_names", None)
+        return list(names) if names else [str(i) for i in range(self.hparams.num_classes)]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = self.train_loss_fn(logits, y)
+        self.train_acc(logits, y)
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        x, y = batch
+        logits = self(x)
+        self.val_loss(nn.functional.cross_entropy(logits, y), weight=y.numel())
+        self.val_acc(logits, y)
+        self.log("val/loss", self.val_loss, prog_bar=True)
+        self.log("val/acc", self.val_acc, prog_bar=True)
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return  # a sanity check sees two batches of an untrained model: not a score to keep
+        self.val_acc_best(self.val_acc.compute())
+        self.log("val/acc_best", self.val_acc_best.compute())
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        x, y = batch
+        logits = self(x)
+        self.test_loss(nn.functional.cross_entropy(logits, y), weight=y.numel())
+        self.test_acc(logits, y)
+        self.test_acc_per_class.update(logits, y)
+        self.log("test/loss", self.test_loss)
+        self.log("test/acc", self.test_acc)
+        if self.test_acc_top5 is not None:
+            self.test_acc_top5(logits, y)
+            self.log("test/acc_top5", self.test_acc_top5)
+
+    def on_test_epoch_end(self) -> None:
+        per_class = self.test_acc_per_class.compute()
+        for name, acc in zip(self.class_names, per_class, strict=True):
+            self.log(f"test/acc/{name}", acc)
+        self.test_acc_per_class.reset()
+
+    def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor | None]:
+        x = batch[0]
+        target = batch[1] if len(batch) > 1 else None
+        return {"probs": self(x).softmax(dim=-1), "target": target}
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer(self.parameters())
+        if self.lr_scheduler is None:
+            return optimizer
+        scheduler = self.lr_scheduler(optimizer)
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # From a config, the CLI stores the optimizer and schedule as plain dicts. Callables passed from Python are
+        # left out: checkpoints must load with torch.load(weights_only=True).
+        hparams = checkpoint.get("hyper_parameters", {})
+        for key in ("optimizer", "lr_scheduler"):
+            if callable(hparams.get(key)):
+                del hparams[key]
