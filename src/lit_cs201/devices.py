@@ -1,0 +1,193 @@
+"""What accelerators torch sees, and which one Lightning's ``accelerator: "auto"`` will pick.
+
+``python -m lit_cs201.devices`` prints CUDA availability with each GPU's name and memory, MPS (Apple silicon)
+availability, the CPU thread count, and the accelerator and device count that a ``Trainer(accelerator="auto",
+devices="auto")`` resolves to. ``--json`` prints the same as JSON.
+
+The accelerator is resolved by Lightning's own code (``_AcceleratorConnector._choose_auto_accelerator``), so
+the answer cannot drift from what the Trainer does. That function is private; if a Lightning release moves it,
+we fall back to a copy of its rule (TPU, then MPS, then CUDA, then CPU) and say so in the output. Note the
+order: on a machine with both MPS and CUDA, ``auto`` picks MPS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = ["CudaDevice", "DeviceInfo", "device_info", "format_device_info", "main"]
+
+
+@dataclass(frozen=True)
+class CudaDevice:
+    """One CUDA device as torch reports it."""
+
+    index: int
+    name: str
+    total_memory_bytes: int
+    capability: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """Accelerators visible to torch and Lightning's automatic choice.
+
+    Attributes:
+        torch_version: ``torch.__version__``.
+        lightning_version: ``lightning.__version__``, or None if Lightning is not installed.
+        cuda_available: ``torch.cuda.is_available()``.
+        cuda_version: CUDA version torch was built with (None for CPU-only builds).
+        cuda_devices: The visible CUDA devices (respects ``CUDA_VISIBLE_DEVICES``).
+        mps_built: Whether this torch build includes MPS support.
+        mps_available: ``torch.backends.mps.is_available()``.
+        cpu_threads: Threads torch uses for CPU work (``torch.get_num_threads()``).
+        cpu_count: Logical CPUs of the machine (``os.cpu_count()``).
+        auto_accelerator: What ``accelerator="auto"`` resolves to: "cpu", "cuda", "mps" or "tpu".
+        auto_devices: How many devices ``devices="auto"`` uses with that accelerator (outside notebooks).
+        resolved_by: "lightning" if Lightning's own code chose, "mirror" if our copy of its rule did.
+    """
+
+    torch_version: str
+    lightning_version: str | None
+    cuda_available: bool
+    cuda_version: str | None
+    cuda_devices: tuple[CudaDevice, ...]
+    mps_built: bool
+    mps_available: bool
+    cpu_threads: int
+    cpu_count: int | None
+    auto_accelerator: str
+    auto_devices: int
+    resolved_by: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain-type dict (lists instead of tuples), ready for ``json.dumps``."""
+        return json.loads(json.dumps(asdict(self)))
+
+
+def _mirror_auto_accelerator() -> str:
+    """Lightning 2.6's rule for ``accelerator="auto"``, for when its private function cannot be reached.
+
+    TPU detection needs torch_xla, which we do not import; without it Lightning cannot pick "tpu" either.
+    """
+    import torch
+
+    mps = (
+        os.getenv("DISABLE_MPS", "0") != "1"
+        and torch.backends.mps.is_available()
+        and platform.processor() in ("arm", "arm64")
+    )
+    if mps:
+        return "mps"
+    if torch.cuda.is_available():
+        return "cuda"
+    return "cpu"
+
+
+def _auto_accelerator() -> tuple[str, int, str]:
+    """Return (accelerator, device count, "lightning" or "mirror")."""
+    import torch
+
+    try:
+        from lightning.pytorch.accelerators import AcceleratorRegistry
+        from lightning.pytorch.trainer.connectors.accelerator_connector import _AcceleratorConnector
+
+        name = str(_AcceleratorConnector._choose_auto_accelerator())
+        return name, int(AcceleratorRegistry.get(name).auto_device_count()), "lightning"
+    except (ImportError, AttributeError, KeyError, TypeError):
+        name = _mirror_auto_accelerator()
+        # Lightning's "auto" devices: every visible GPU for CUDA, one device otherwise.
+        count = torch.cuda.device_count() if name == "cuda" else 1
+        return name, count, "mirror"
+
+
+def device_info() -> DeviceInfo:
+    """Collect what torch and Lightning see on this machine. Starts no computation on any device."""
+    import torch
+
+    try:
+        import lightning
+
+        lightning_version: str | None = str(lightning.__version__)
+    except ImportError:
+        lightning_version = None
+
+    cuda_available = bool(torch.cuda.is_available())
+    cuda_devices: list[CudaDevice] = []
+    if cuda_available:
+        for index in range(torch.cuda.device_count()):
+            props = torch.cuda.get_device_properties(index)
+            cuda_devices.append(
+                CudaDevice(
+                    index=index,
+                    name=str(props.name),
+                    total_memory_bytes=int(props.total_memory),
+                    capability=(int(props.major), int(props.minor)),
+                )
+            )
+    accelerator, devices, resolved_by = _auto_accelerator()
+    return DeviceInfo(
+        torch_version=str(torch.__version__),
+        lightning_version=lightning_version,
+        cuda_available=cuda_available,
+        cuda_version=torch.version.cuda,
+        cuda_devices=tuple(cuda_devices),
+        mps_built=bool(torch.backends.mps.is_built()),
+        mps_available=bool(torch.backends.mps.is_available()),
+        cpu_threads=int(torch.get_num_threads()),
+        cpu_count=os.cpu_count(),
+        auto_accelerator=accelerator,
+        auto_devices=devices,
+        resolved_by=resolved_by,
+    )
+
+
+def format_device_info(info: DeviceInfo) -> str:
+    """Human-readable report of :func:`device_info`, as ``python -m lit_cs201.devices`` prints it."""
+    lines = [f"torch {info.torch_version}, lightning {info.lightning_version or 'not installed'}"]
+    if info.cuda_available:
+        lines.append(
+            f"CUDA: True (torch built with CUDA {info.cuda_version}), {len(info.cuda_devices)} device(s)"
+        )
+        for dev in info.cuda_devices:
+            gib = dev.total_memory_bytes / 2**30
+            major, minor = dev.capability
+            lines.append(f"  cuda:{dev.index}  {dev.name}  {gib:.1f} GiB  compute capability {major}.{minor}")
+    else:
+        built = f"built with CUDA {info.cuda_version}" if info.cuda_version else "CPU-only build"
+        lines.append(f"CUDA: False (torch {built})")
+    lines.append(f"MPS: {info.mps_available} (built into torch: {info.mps_built})")
+    lines.append(f"CPU: torch uses {info.cpu_threads} threads, {info.cpu_count} logical CPUs")
+    how = "Lightning's own resolution" if info.resolved_by == "lightning" else "a copy of Lightning's rule"
+    lines.append(
+        f'Lightning accelerator="auto" -> {info.auto_accelerator}, '
+        f'devices="auto" -> {info.auto_devices} ({how})'
+    )
+    return "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m lit_cs201.devices",
+        description='Show the accelerators torch sees and what Lightning\'s accelerator="auto" picks.',
+    )
+    parser.add_argument("--json", action="store_true", help="print the information as JSON")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m lit_cs201.devices``; returns the process exit status."""
+    args = _parser().parse_args(argv)
+    info = device_info()
+    print(json.dumps(info.as_dict(), indent=2) if args.json else format_device_info(info))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
