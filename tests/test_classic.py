@@ -36,9 +36,7 @@ def _direct_accuracy(seed: int = 42, test_size: float = 0.3) -> float:
 
 def _direct_ari(seed: int = 42, n_init: int = 10) -> float:
     X, y = load_iris(return_X_y=True)
-    clusters = KMeans(n_clusters=3, n_init=n_init, random_state=seed).fit_predict(
-        StandardScaler().fit_transform(X)
-    )
+    clusters = KMeans(n_clusters=3, n_init=n_init, random_state=seed).fit_predict(StandardScaler().fit_transform(X))
     return float(adjusted_rand_score(y, clusters))
 
 

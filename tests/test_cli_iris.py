@@ -8,8 +8,8 @@ import shutil
 
 import pytest
 import torch
-from helpers import CONFIGS, run_cli, scalars, snapshot
 
+from helpers import CONFIGS, run_cli, scalars
 from lit_cs201.data import IrisDataModule
 from lit_cs201.models import Classifier
 

@@ -175,9 +175,7 @@ def test_scores_match_the_old_pipeline_code(qa: QuestionAnswerer) -> None:
         max_answer_len=15,
     )
     offsets = encoded.encodings[0].offsets
-    expected = [
-        (offsets[s][0], offsets[e][1], float(score)) for s, e, score in zip(starts, ends, scores, strict=True)
-    ]
+    expected = [(offsets[s][0], offsets[e][1], float(score)) for s, e, score in zip(starts, ends, scores, strict=True)]
     answers = qa(ZH_QUESTION, ZH_CONTEXT, top_k=5)
     assert [(a["start"], a["end"]) for a in answers] == [(s, e) for s, e, _ in expected]
     assert [a["score"] for a in answers] == pytest.approx([score for _, _, score in expected], rel=1e-5)
@@ -343,9 +341,7 @@ def _break(case: str, folder: Path) -> None:
         ("vocab smaller than model's", "vocab_size 30522"),
     ],
 )
-def test_broken_model_folder_is_named_and_explained(
-    model_dir: Path, tmp_path: Path, case: str, message: str
-) -> None:
+def test_broken_model_folder_is_named_and_explained(model_dir: Path, tmp_path: Path, case: str, message: str) -> None:
     folder = _copy(model_dir, tmp_path)
     _break(case, folder)
     with pytest.raises(QAError, match=message) as error:
@@ -418,9 +414,7 @@ def test_squad_evaluation_of_right_answers_is_100(qa: QuestionAnswerer, tmp_path
     scores = evaluate_squad(qa, load_squad(_squad(tmp_path / "right.json", items)))
     assert (scores.exact_match, scores.f1) == (100.0, 100.0)
     # And with an oracle that finds "Paris", the first question alone is right: EM 25 on four questions.
-    scores = evaluate_squad(
-        oracle(qa, "Paris", "Paris"), load_squad(_squad(tmp_path / "dev.json", SQUAD_ITEMS))
-    )
+    scores = evaluate_squad(oracle(qa, "Paris", "Paris"), load_squad(_squad(tmp_path / "dev.json", SQUAD_ITEMS)))
     assert scores.exact_match == 25.0
 
 
@@ -445,9 +439,7 @@ def test_unreadable_squad_file_is_refused(tmp_path: Path, content: str | None, m
 
 def test_squad_question_without_answers_expects_no_answer(tmp_path: Path) -> None:
     path = tmp_path / "v2.json"
-    data = {
-        "data": [{"paragraphs": [{"context": "c", "qas": [{"id": "x", "question": "q", "answers": []}]}]}]
-    }
+    data = {"data": [{"paragraphs": [{"context": "c", "qas": [{"id": "x", "question": "q", "answers": []}]}]}]}
     path.write_text(json.dumps(data))
     assert load_squad(path)[0].answers == ("",)
 
@@ -503,9 +495,7 @@ def test_cli_bad_input_exits_with_one_line(
 
 
 def test_cli_prints_ranked_answers(model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(
-        ["--model", str(model_dir), "--question", ZH_QUESTION, "--context", ZH_CONTEXT, "--top-k", "3"]
-    )
+    code = main(["--model", str(model_dir), "--question", ZH_QUESTION, "--context", ZH_CONTEXT, "--top-k", "3"])
     lines = capsys.readouterr().out.splitlines()
     assert code == 0 and len(lines) == 3
     assert [line.split(".")[0] for line in lines] == ["1", "2", "3"]

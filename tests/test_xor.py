@@ -14,9 +14,7 @@ from lit_cs201 import xor
 from lit_cs201.xor import XOR_INPUTS, XOR_TARGETS, NeuralNetwork, worked_example
 
 
-def _torch_loss(
-    net: NeuralNetwork, X: np.ndarray, y: np.ndarray
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def _torch_loss(net: NeuralNetwork, X: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """E = 1/2 sum((y_hat - y)^2) of the same parameters, computed by torch in float64, with leaf tensors."""
     params = {
         name: torch.tensor(getattr(net, name), dtype=torch.float64, requires_grad=True)
@@ -47,9 +45,7 @@ def test_learns_xor_from_a_fixed_seed() -> None:
 
 def test_training_logs_every_n_epochs_like_the_course() -> None:
     lines: list[str] = []
-    NeuralNetwork(rng=1).train(
-        XOR_INPUTS, XOR_TARGETS, epochs=9, learning_rate=0.1, log_every=4, log=lines.append
-    )
+    NeuralNetwork(rng=1).train(XOR_INPUTS, XOR_TARGETS, epochs=9, learning_rate=0.1, log_every=4, log=lines.append)
     assert [line.split(",")[0] for line in lines] == ["Epoch 0", "Epoch 4", "Epoch 8"]
     assert all(", Loss: " in line for line in lines)
 
@@ -114,9 +110,7 @@ def test_sigmoid_is_stable_for_large_inputs() -> None:
 
 
 # -- the worked example --------------------------------------------------------------------------------------
-def _autograd_worked_example(
-    x1: float, x2: float, t: float, lr: float, w: dict[str, float]
-) -> dict[str, object]:
+def _autograd_worked_example(x1: float, x2: float, t: float, lr: float, w: dict[str, float]) -> dict[str, object]:
     """The same step by torch autograd: deltas are -dE/dnet, new weights are w - lr * dE/dw."""
     wt = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in w.items()}
     net3 = wt["w13"] * x1 + wt["w23"] * x2

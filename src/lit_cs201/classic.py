@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from lit_cs201.argtypes import fraction, positive_int
+
 __all__ = ["DEFAULT_OUT", "ClassicResult", "main", "run_classic", "save_figure"]
 
 DEFAULT_OUT = Path("runs/classic/iris_classic.png")
@@ -64,9 +66,7 @@ class ClassicResult:
     clusters: NDArray[np.int64] = field(repr=False)
 
 
-def _match_clusters(
-    clusters: NDArray[np.int64], labels: NDArray[np.int64], n_clusters: int
-) -> NDArray[np.int64]:
+def _match_clusters(clusters: NDArray[np.int64], labels: NDArray[np.int64], n_clusters: int) -> NDArray[np.int64]:
     """Renumber clusters so each maps to the label it overlaps most (one-to-one, Hungarian assignment)."""
     from scipy.optimize import linear_sum_assignment  # scipy comes with scikit-learn
 
@@ -79,9 +79,7 @@ def _match_clusters(
     return mapping[clusters]
 
 
-def run_classic(
-    seed: int = 42, test_size: float = 0.3, n_clusters: int = 3, n_init: int = 10
-) -> ClassicResult:
+def run_classic(seed: int = 42, test_size: float = 0.3, n_clusters: int = 3, n_init: int = 10) -> ClassicResult:
     """Run the demo and return its numbers (no plotting, no printing).
 
     Args:
@@ -164,26 +162,6 @@ def save_figure(result: ClassicResult, out: str | Path) -> Path:
     return out
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1 (exclusive), got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m lit_cs201.classic",
@@ -196,8 +174,8 @@ def _parser() -> argparse.ArgumentParser:
         help=f"PNG to write, folders created (default: {DEFAULT_OUT})",
     )
     parser.add_argument("--seed", type=int, default=42, help="seed of the split and KMeans (default: 42)")
-    parser.add_argument("--test-size", type=_fraction, default=0.3, help="held-out fraction (default: 0.3)")
-    parser.add_argument("--n-init", type=_positive_int, default=10, help="KMeans restarts (default: 10)")
+    parser.add_argument("--test-size", type=fraction, default=0.3, help="held-out fraction (default: 0.3)")
+    parser.add_argument("--n-init", type=positive_int, default=10, help="KMeans restarts (default: 10)")
     return parser
 
 
@@ -208,10 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.out.exists() and args.out.is_dir():
         parser.error(f"--out must be a file path, {str(args.out)!r} is a folder")
     result = run_classic(seed=args.seed, test_size=args.test_size, n_init=args.n_init)
-    print(
-        f"Logistic Regression accuracy: {result.accuracy:.4f} "
-        f"({result.n_test} test flowers, {result.n_train} train)"
-    )
+    print(f"Logistic Regression accuracy: {result.accuracy:.4f} ({result.n_test} test flowers, {result.n_train} train)")
     print(f"KMeans (3 clusters) vs species: adjusted Rand index {result.ari:.4f}")
     print(f"KMeans clusters matching their species after renumbering: {result.cluster_accuracy:.4f}")
     pc1, pc2 = result.explained_variance

@@ -56,7 +56,8 @@ class LitCS201CLI(LightningCLI):
                 # callbacks present whenever it restores a checkpoint.
                 "callbacks": [best_checkpoint(), last_checkpoint(), PredictionWriter()],
             },
-            parser_kwargs={"exit_on_error": False},
+            # allow_abbrev=False: argparse would otherwise take --trainer.max_epoch as --trainer.max_epochs.
+            parser_kwargs={"exit_on_error": False, "allow_abbrev": False},
             auto_configure_optimizers=False,
             args=args,
             **kwargs,
@@ -222,9 +223,7 @@ def restore_args(args: list[str]) -> list[str]:
     if found is None or found[1] in (None, "null"):
         if subcommand != "fit" and not any(a in ("-h", "--help") for a in rest):
             # Lightning would silently evaluate the freshly initialised, untrained model.
-            raise UserError(
-                f"{subcommand} needs --ckpt_path: a checkpoint file, or best/last for the newest run's"
-            )
+            raise UserError(f"{subcommand} needs --ckpt_path: a checkpoint file, or best/last for the newest run's")
         return args
     index, value = found
     path = resolve_checkpoint(value, *_logger_location(rest))
@@ -239,7 +238,10 @@ def restore_args(args: list[str]) -> list[str]:
     has_config = any(a in ("--config", "-c") or a.startswith("--config=") for a in rest)
     if subcommand == "fit" and not has_config and (run_dir / "config.yaml").is_file():
         restored += ["--config", str(run_dir / "config.yaml")]  # the run's own trainer settings
-    model = _as_config(checkpoint.get("hyper_parameters", {}), drop=LINKED_MODEL_ARGS)
+    model_hparams = dict(checkpoint.get("hyper_parameters", {}))
+    if model_hparams.get("pretrained"):
+        model_hparams["pretrained"] = None  # the checkpoint holds the weights; don't fetch the originals again
+    model = _as_config(model_hparams, drop=LINKED_MODEL_ARGS)
     data = _as_config(checkpoint.get("datamodule_hyper_parameters", {}))
     restored += [f"--model={model}"] if model else []
     restored += [f"--data={data}"] if data else []
@@ -247,7 +249,11 @@ def restore_args(args: list[str]) -> list[str]:
     logger_given = any(a.startswith("--trainer.logger") for a in rest)
     if subcommand == "fit":
         # Same folder as the interrupted run; after the user's arguments so a config's logger does not move it.
-        logger = {"save_dir": str(run_dir.parent.parent), "name": run_dir.parent.name, "version": run_dir.name}
+        logger = {
+            "save_dir": str(run_dir.parent.parent),
+            "name": run_dir.parent.name,
+            "version": run_dir.name,
+        }
         after = [] if logger_given else [f"--trainer.logger={_logger_json(logger)}"]
         return [subcommand, *restored, *rest, *after]
     # validate/test/predict results sit beside the checkpoint they evaluate: <run>/<subcommand>/version_N.
@@ -285,10 +291,11 @@ def _available_classes(key: str) -> list[str]:
     import lit_cs201.models
 
     module, base = (lit_cs201.data, ClassificationDataModule) if key == "data" else (lit_cs201.models, Classifier)
+    classes = (getattr(module, name) for name in module.__all__)
     return [
-        f"{module.__name__}.{name}"
-        for name, obj in vars(module).items()
-        if isinstance(obj, type) and issubclass(obj, base) and obj is not ClassificationDataModule
+        f"{module.__name__}.{cls.__name__}"
+        for cls in classes
+        if isinstance(cls, type) and issubclass(cls, base) and cls is not ClassificationDataModule
     ]
 
 

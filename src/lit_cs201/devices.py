@@ -152,9 +152,7 @@ def format_device_info(info: DeviceInfo) -> str:
     """Human-readable report of :func:`device_info`, as ``python -m lit_cs201.devices`` prints it."""
     lines = [f"torch {info.torch_version}, lightning {info.lightning_version or 'not installed'}"]
     if info.cuda_available:
-        lines.append(
-            f"CUDA: True (torch built with CUDA {info.cuda_version}), {len(info.cuda_devices)} device(s)"
-        )
+        lines.append(f"CUDA: True (torch built with CUDA {info.cuda_version}), {len(info.cuda_devices)} device(s)")
         for dev in info.cuda_devices:
             gib = dev.total_memory_bytes / 2**30
             major, minor = dev.capability
@@ -166,8 +164,7 @@ def format_device_info(info: DeviceInfo) -> str:
     lines.append(f"CPU: torch uses {info.cpu_threads} threads, {info.cpu_count} logical CPUs")
     how = "Lightning's own resolution" if info.resolved_by == "lightning" else "a copy of Lightning's rule"
     lines.append(
-        f'Lightning accelerator="auto" -> {info.auto_accelerator}, '
-        f'devices="auto" -> {info.auto_devices} ({how})'
+        f'Lightning accelerator="auto" -> {info.auto_accelerator}, devices="auto" -> {info.auto_devices} ({how})'
     )
     return "\n".join(lines)
 

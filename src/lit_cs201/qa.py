@@ -115,13 +115,9 @@ def validate_model_folder(folder: str | Path) -> Path:
     try:
         config = json.loads(config_file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise QAError(
-            f"{str(config_file)!r} is not readable JSON ({_one_line(exc)}); {_fetch_hint(path)}"
-        ) from exc
+        raise QAError(f"{str(config_file)!r} is not readable JSON ({_one_line(exc)}); {_fetch_hint(path)}") from exc
     if not isinstance(config, dict):
-        raise QAError(
-            f"{str(config_file)!r} is not a model config (expected a JSON object); {_fetch_hint(path)}"
-        )
+        raise QAError(f"{str(config_file)!r} is not a model config (expected a JSON object); {_fetch_hint(path)}")
 
     _check_weights(path)
 
@@ -322,9 +318,7 @@ class QuestionAnswerer:
         try:
             config = AutoConfig.from_pretrained(path, local_files_only=True)
         except Exception as exc:  # transformers raises ValueError, OSError, KeyError... for a bad config
-            raise QAError(
-                f"model folder {str(path)!r}: config.json is not usable ({_one_line(exc)})"
-            ) from exc
+            raise QAError(f"model folder {str(path)!r}: config.json is not usable ({_one_line(exc)})") from exc
         try:
             tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         except Exception as exc:
@@ -436,9 +430,7 @@ class QuestionAnswerer:
         ``top_k == 1``).
         """
         if isinstance(questions, str) or isinstance(contexts, str):
-            raise QAError(
-                "answer_batch takes lists of questions and contexts; call the answerer for one pair"
-            )
+            raise QAError("answer_batch takes lists of questions and contexts; call the answerer for one pair")
         if len(questions) != len(contexts):
             raise QAError(f"got {len(questions)} questions but {len(contexts)} contexts")
         # Leading whitespace only adds tokens that could push the context out of every window.
@@ -524,9 +516,7 @@ class QuestionAnswerer:
             raise QAError(f"max_answer_len must be at least 1, got {max_answer_len}")
         if top_k < 1:
             raise QAError(f"top_k must be at least 1, got {top_k}")
-        return _Settings(
-            max_seq_len, doc_stride, max_answer_len, top_k, handle_impossible_answer, align_to_words
-        )
+        return _Settings(max_seq_len, doc_stride, max_answer_len, top_k, handle_impossible_answer, align_to_words)
 
     def _check_question_lengths(self, questions: Sequence[str], settings: _Settings) -> None:
         # The question is never truncated, so it must leave more context room than the windows overlap;
@@ -567,9 +557,7 @@ class QuestionAnswerer:
 
         accepted = inspect.signature(self.model.forward).parameters
         takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
-        inputs = {
-            name: tensor.to(self.device) for name, tensor in columns.items() if takes_any or name in accepted
-        }
+        inputs = {name: tensor.to(self.device) for name, tensor in columns.items() if takes_any or name in accepted}
         with torch.inference_mode():
             output = self.model(**inputs)
             scores, starts, ends, nulls = best_spans(
@@ -636,9 +624,7 @@ def load_squad(path: str | Path) -> list[SquadQuestion]:
     except json.JSONDecodeError as exc:
         raise QAError(f"SQuAD file {str(path)!r} is not valid JSON: {_one_line(exc)}") from exc
 
-    expected = (
-        "expected {'data': [{'paragraphs': [{'context': str, 'qas': [{'id', 'question', 'answers'}]}]}]}"
-    )
+    expected = "expected {'data': [{'paragraphs': [{'context': str, 'qas': [{'id', 'question', 'answers'}]}]}]}"
     questions: list[SquadQuestion] = []
     try:
         for article in document["data"]:
@@ -658,9 +644,7 @@ def load_squad(path: str | Path) -> list[SquadQuestion]:
                         )
                     )
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
-        raise QAError(
-            f"SQuAD file {str(path)!r} is not SQuAD v1.1 JSON ({_one_line(exc)}); {expected}"
-        ) from exc
+        raise QAError(f"SQuAD file {str(path)!r} is not SQuAD v1.1 JSON ({_one_line(exc)}); {expected}") from exc
     if not questions:
         raise QAError(f"SQuAD file {str(path)!r} holds no questions; {expected}")
     return questions
@@ -706,14 +690,8 @@ def evaluate_squad(
         chunk = questions[low : low + chunk_size]
         answers = qa.answer_batch([q.question for q in chunk], [q.context for q in chunk], top_k=1, **options)
         metric.update(
-            [
-                {"prediction_text": best[0]["answer"], "id": q.id}
-                for q, best in zip(chunk, answers, strict=True)
-            ],
-            [
-                {"answers": {"text": list(q.answers), "answer_start": list(q.answer_starts)}, "id": q.id}
-                for q in chunk
-            ],
+            [{"prediction_text": best[0]["answer"], "id": q.id} for q, best in zip(chunk, answers, strict=True)],
+            [{"answers": {"text": list(q.answers), "answer_start": list(q.answer_starts)}, "id": q.id} for q in chunk],
         )
         if progress is not None:
             progress(low + len(chunk), len(questions))
@@ -737,9 +715,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m lit_cs201.qa",
         description="Extractive question answering from a local model folder (offline), or SQuAD v1.1 "
         "evaluation. Fetch the course's models with: "
-        + "; ".join(
-            f"hf download {hub_id} --local-dir models/{name}" for name, hub_id in COURSE_MODELS.items()
-        ),
+        + "; ".join(f"hf download {hub_id} --local-dir models/{name}" for name, hub_id in COURSE_MODELS.items()),
     )
     parser.add_argument("--model", required=True, metavar="DIR", help="local model folder")
     parser.add_argument("--question", help="the question (with --context)")
@@ -750,9 +726,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-seq-len", type=int, metavar="N", help="tokens per window (default 384, or the model's limit)"
     )
-    parser.add_argument(
-        "--doc-stride", type=int, metavar="N", help="tokens neighbouring windows share (default 128)"
-    )
+    parser.add_argument("--doc-stride", type=int, metavar="N", help="tokens neighbouring windows share (default 128)")
     parser.add_argument(
         "--max-answer-len",
         type=int,
@@ -761,9 +735,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="longest answer in tokens (default 15)",
     )
     parser.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, metavar="K", help="answers (default 1)")
-    parser.add_argument(
-        "--handle-impossible-answer", action="store_true", help='allow "no answer" (an empty answer)'
-    )
+    parser.add_argument("--handle-impossible-answer", action="store_true", help='allow "no answer" (an empty answer)')
     parser.add_argument(
         "--no-align-to-words", dest="align_to_words", action="store_false", help="keep spans inside words"
     )
@@ -824,9 +796,7 @@ def _format_answers(answers: list[Answer]) -> str:
     for rank, answer in enumerate(answers, start=1):
         shown = answer["answer"] if answer["answer"] else "(no answer)"
         prefix = f"{rank}. " if len(answers) > 1 else ""
-        lines.append(
-            f"{prefix}{shown}  (score {answer['score']:.4f}, span {answer['start']}:{answer['end']})"
-        )
+        lines.append(f"{prefix}{shown}  (score {answer['score']:.4f}, span {answer['start']}:{answer['end']})")
     return "\n".join(lines)
 
 

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from lit_cs201.argtypes import positive_float, positive_int
+
 __all__ = [
     "XOR_INPUTS",
     "XOR_TARGETS",
@@ -117,9 +119,7 @@ class NeuralNetwork:
             raise ValueError(f"expected targets of shape {output.shape}, got {y.shape}")
         # sigmoid'(z) = s * (1 - s): the derivative comes from the stored activation, no need to keep z.
         delta_output = (output - y) * output * (1.0 - output)  # dE/dz_output, (n, output_size)
-        delta_hidden = (
-            (delta_output @ self.weights_hidden_output.T) * hidden * (1.0 - hidden)
-        )  # (n, hidden_size)
+        delta_hidden = (delta_output @ self.weights_hidden_output.T) * hidden * (1.0 - hidden)  # (n, hidden_size)
         return {
             "weights_input_hidden": X.T @ delta_hidden,
             "bias_hidden": delta_hidden.sum(axis=0, keepdims=True),
@@ -266,8 +266,7 @@ def format_worked_example(ex: WorkedExample) -> str:
     w, n, f, g = ex.weights, ex.new_weights, ex.forward, ex.second_forward
     lr = ex.learning_rate
     lines = [
-        f"Worked backpropagation example: x1 = {ex.x1}, x2 = {ex.x2}, target t = {ex.target}, "
-        f"learning rate = {lr}",
+        f"Worked backpropagation example: x1 = {ex.x1}, x2 = {ex.x2}, target t = {ex.target}, learning rate = {lr}",
         "Network: inputs 1, 2 -> hidden units 3, 4 -> output unit 5; sigmoid everywhere, no biases;",
         "w_jk is the weight from unit j to unit k; E = 1/2 (t - y5)^2; delta_k = -dE/dnet_k.",
         "Weights: " + ", ".join(f"{k} = {v}" for k, v in w.items()),
@@ -302,8 +301,7 @@ def format_worked_example(ex: WorkedExample) -> str:
     }
     for k, (dname, dval, iname, ival) in sources.items():
         lines.append(
-            f"   {k} = {w[k]} + {lr} * {dname} * {iname} = {w[k]} + {lr} * ({dval:.6f}) * {ival:.4f}"
-            f" = {n[k]:.6f}"
+            f"   {k} = {w[k]} + {lr} * {dname} * {iname} = {w[k]} + {lr} * ({dval:.6f}) * {ival:.4f} = {n[k]:.6f}"
         )
     lines += [
         "",
@@ -317,24 +315,6 @@ def format_worked_example(ex: WorkedExample) -> str:
 
 
 # -- command line --------------------------------------------------------------------------------------------
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not np.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -343,14 +323,12 @@ def _parser() -> argparse.ArgumentParser:
         description="Train the course's 2-4-1 sigmoid network on XOR with hand-written backpropagation, "
         "or print the worked backpropagation example step by step.",
     )
-    parser.add_argument(
-        "--epochs", type=_positive_int, default=10_000, help="training epochs (default: 10000)"
-    )
-    parser.add_argument("--lr", type=_positive_float, default=0.1, help="learning rate (default: 0.1)")
+    parser.add_argument("--epochs", type=positive_int, default=10_000, help="training epochs (default: 10000)")
+    parser.add_argument("--lr", type=positive_float, default=0.1, help="learning rate (default: 0.1)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the weight initialisation (default: 0)")
-    parser.add_argument("--hidden-size", type=_positive_int, default=4, help="hidden units (default: 4)")
+    parser.add_argument("--hidden-size", type=positive_int, default=4, help="hidden units (default: 4)")
     parser.add_argument(
-        "--log-every", type=_positive_int, default=4000, help="print the loss every N epochs (default: 4000)"
+        "--log-every", type=positive_int, default=4000, help="print the loss every N epochs (default: 4000)"
     )
     parser.add_argument(
         "--worked-example",
@@ -372,9 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"Final loss (after {args.epochs} epochs): {net.loss(XOR_INPUTS, XOR_TARGETS):.6f}")
     predictions = net.feedforward(XOR_INPUTS)
     print("Predictions after training:")
-    for x, target, p in zip(
-        XOR_INPUTS.astype(int), XOR_TARGETS[:, 0].astype(int), predictions[:, 0], strict=True
-    ):
+    for x, target, p in zip(XOR_INPUTS.astype(int), XOR_TARGETS[:, 0].astype(int), predictions[:, 0], strict=True):
         print(f"  {x[0]} XOR {x[1]} = {target}   prediction {p:.4f}")
     return 0
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from lightning.pytorch import LightningDataModule
+from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from lit_cs201.errors import UserError
@@ -25,6 +27,35 @@ def split_count(val_size: int | float, total: int) -> int:
     if not 0 < count < total:
         raise UserError(f"val_size={val_size!r} leaves {total - count} of {total} samples for training")
     return count
+
+
+class TensorBatchDataset(Dataset):
+    """Tensors indexed together, like `TensorDataset`, but a whole batch is one indexing operation.
+
+    The DataLoader hands `__getitems__` the batch's indices; with `collate_batch` as collate function there is
+    no per-sample Python work: for CIFAR-10 that is the difference between a few thousand and a few hundred
+    thousand samples per second. Samplers, shuffling and distributed sampling work as with any dataset.
+    """
+
+    def __init__(self, *tensors: Tensor) -> None:
+        if not tensors or any(len(t) != len(tensors[0]) for t in tensors):
+            raise ValueError("TensorBatchDataset needs tensors of equal length")
+        self.tensors = tensors
+
+    def __len__(self) -> int:
+        return len(self.tensors[0])
+
+    def __getitem__(self, index: int) -> tuple[Tensor, ...]:
+        return tuple(t[index] for t in self.tensors)
+
+    def __getitems__(self, indices: list[int]) -> tuple[Tensor, ...]:
+        index = torch.as_tensor(indices)
+        return tuple(t[index] for t in self.tensors)
+
+
+def collate_batch(batch: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    """`__getitems__` already returns a batch."""
+    return batch
 
 
 class ClassificationDataModule(LightningDataModule):
@@ -61,8 +92,10 @@ class ClassificationDataModule(LightningDataModule):
             dataset,
             batch_size=self.batch_size,
             shuffle=shuffle,
+            collate_fn=collate_batch if isinstance(dataset, TensorBatchDataset) else None,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
         )
 
     def train_dataloader(self) -> DataLoader:

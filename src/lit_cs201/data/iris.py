@@ -6,9 +6,8 @@ import torch
 from sklearn.datasets import load_iris
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
-from torch.utils.data import TensorDataset
 
-from lit_cs201.data.base import ClassificationDataModule, check_val_size, split_count
+from lit_cs201.data.base import ClassificationDataModule, TensorBatchDataset, check_val_size, split_count
 from lit_cs201.errors import UserError
 
 
@@ -59,10 +58,11 @@ class IrisDataModule(ClassificationDataModule):
         )
         scaler = StandardScaler().fit(x_train)
 
-        def tensors(x, y) -> TensorDataset:
+        def tensors(x, y) -> TensorBatchDataset:
             # float32: MPS has no float64, and the network is float32 anyway.
-            return TensorDataset(
-                torch.as_tensor(scaler.transform(x), dtype=torch.float32), torch.as_tensor(y, dtype=torch.long)
+            return TensorBatchDataset(
+                torch.as_tensor(scaler.transform(x), dtype=torch.float32),
+                torch.as_tensor(y, dtype=torch.long),
             )
 
         self.train_set = tensors(x_train, y_train)

@@ -7,11 +7,16 @@ from typing import Any, Literal
 import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor, nn
 from torchmetrics import MaxMetric, MeanMetric
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
+from lit_cs201 import viz
 from lit_cs201.models.nets import build_net
+
+GRID_SIZE = 64  # test images shown in the prediction grid (8x8)
 
 Batch = tuple[Tensor, Tensor] | tuple[Tensor] | list[Tensor]
 
@@ -28,24 +33,42 @@ class Classifier(LightningModule):
             linked from the datamodule by the CLI.
         net: Network architecture.
         hidden_sizes: Widths of the hidden layers of ``mlp``.
+        stem: ResNet stem: ``imagenet`` (7x7/2 conv + max-pool) or ``cifar`` (3x3/1 conv, no max-pool).
+        pretrained: ResNet weights to start from: a torchvision weight name (``IMAGENET1K_V2``) or a ``.pth`` file.
         label_smoothing: Label smoothing of the training loss (evaluation losses use none).
         optimizer: Optimizer, e.g. ``{class_path: torch.optim.SGD, init_args: {lr: 0.01, momentum: 0.9}}``.
-        lr_scheduler: Learning-rate schedule stepped once per epoch, or ``null`` for a constant rate.
+        lr_scheduler: Learning-rate schedule, or ``null`` for a constant rate. A ``OneCycleLR`` without
+            ``total_steps`` is sized from the trainer's total number of optimizer steps and stepped every batch.
+        lr_scheduler_interval: Step the schedule every ``epoch`` or every optimizer ``step``.
+        channels_last: Use the channels-last memory format (faster convolutions on recent GPUs).
+        compile: Compile the network with ``torch.compile`` (the checkpoint keys stay the same).
     """
 
     def __init__(
         self,
         num_classes: int,
         input_shape: list[int],
-        net: Literal["mlp"] = "mlp",
+        net: Literal["mlp", "resnet18", "resnet50"] = "mlp",
         hidden_sizes: list[int] = [10],  # noqa: B006  (read-only; a list so the CLI shows it as one)
+        stem: Literal["imagenet", "cifar"] = "imagenet",
+        pretrained: str | None = None,
         label_smoothing: float = 0.0,
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
+        lr_scheduler_interval: Literal["epoch", "step"] = "epoch",
+        channels_last: bool = False,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.net = build_net(net, num_classes, input_shape, hidden_sizes=hidden_sizes)
+        self.net = build_net(net, num_classes, input_shape, hidden_sizes=hidden_sizes, stem=stem, pretrained=pretrained)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        if channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        if compile:
+            # Module.compile() compiles forward in place: unlike torch.compile(module), the state_dict keys
+            # (and so the checkpoints) stay those of the plain network.
+            self.net.compile()
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler
         self.train_loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
@@ -59,6 +82,8 @@ class Classifier(LightningModule):
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc_per_class = MulticlassAccuracy(num_classes, average=None)
         self.test_acc_top5 = MulticlassAccuracy(num_classes, top_k=5, average="micro") if num_classes > 5 else None
+        self.test_confusion = MulticlassConfusionMatrix(num_classes)
+        self._grid: list[Tensor] = []  # images, targets, predictions of the first test batch(es)
 
     @property
     def class_names(self) -> list[str]:
@@ -68,6 +93,8 @@ class Classifier(LightningModule):
         return list(names) if names else [str(i) for i in range(self.hparams.num_classes)]
 
     def forward(self, x: Tensor) -> Tensor:
+        if x.dim() == 4:
+            x = x.contiguous(memory_format=self.memory_format)
         return self.net(x)
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
@@ -99,17 +126,46 @@ class Classifier(LightningModule):
         self.test_loss(nn.functional.cross_entropy(logits, y), weight=y.numel())
         self.test_acc(logits, y)
         self.test_acc_per_class.update(logits, y)
+        self.test_confusion.update(logits, y)
+        if x.dim() == 4 and sum(len(t) for t in self._grid[:1]) < GRID_SIZE:
+            self._keep_for_grid(x, y, logits.argmax(dim=-1))
         self.log("test/loss", self.test_loss)
         self.log("test/acc", self.test_acc)
         if self.test_acc_top5 is not None:
             self.test_acc_top5(logits, y)
             self.log("test/acc_top5", self.test_acc_top5)
 
+    def _keep_for_grid(self, x: Tensor, y: Tensor, predicted: Tensor) -> None:
+        new = [t.detach().cpu() for t in (x, y, predicted)]
+        self._grid = new if not self._grid else [torch.cat([a, b]) for a, b in zip(self._grid, new, strict=True)]
+        self._grid = [t[:GRID_SIZE] for t in self._grid]
+
+    def on_test_epoch_start(self) -> None:
+        self._grid = []
+
     def on_test_epoch_end(self) -> None:
         per_class = self.test_acc_per_class.compute()
-        for name, acc in zip(self.class_names, per_class, strict=True):
+        names = self.class_names
+        for name, acc in zip(names, per_class, strict=True):
             self.log(f"test/acc/{name}", acc)
+        confusion = self.test_confusion.compute()  # synchronised across processes
+        self._report(per_class, confusion, names)
         self.test_acc_per_class.reset()
+        self.test_confusion.reset()
+
+    @rank_zero_only
+    def _report(self, per_class: Tensor, confusion: Tensor, names: list[str]) -> None:
+        """Print the per-class table; log the confusion matrix and the prediction grid to TensorBoard."""
+        support = confusion.sum(dim=1).tolist()
+        print("\nPer-class test accuracy\n" + viz.accuracy_table(per_class.tolist(), names, support))
+        tensorboard = next((lg for lg in self.loggers if isinstance(lg, TensorBoardLogger)), None)
+        if tensorboard is None:
+            return
+        figures = {"test/confusion_matrix": viz.confusion_figure(confusion, names)}
+        if self._grid:
+            figures["test/predictions"] = viz.prediction_grid(*self._grid, class_names=names)
+        for tag, figure in figures.items():
+            tensorboard.experiment.add_figure(tag, figure, global_step=self.global_step, close=True)
 
     def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor | None]:
         x = batch[0]
@@ -120,10 +176,18 @@ class Classifier(LightningModule):
         optimizer = self.optimizer(self.parameters())
         if self.lr_scheduler is None:
             return optimizer
-        scheduler = self.lr_scheduler(optimizer)
+        interval = self.hparams.lr_scheduler_interval
+        settings = getattr(self.lr_scheduler, "keywords", {})
+        if "total_steps" in settings and settings["total_steps"] is None and settings.get("epochs") is None:
+            # OneCycleLR and the like: one cycle over the whole run, however long the config makes it.
+            scheduler = self.lr_scheduler(optimizer, total_steps=int(self.trainer.estimated_stepping_batches))
+            interval = "step"
+        else:
+            scheduler = self.lr_scheduler(optimizer)
+        config = {"scheduler": scheduler, "interval": interval}
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+            config["monitor"] = "val/loss"
+        return {"optimizer": optimizer, "lr_scheduler": config}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # From a config, the CLI stores the optimizer and schedule as plain dicts. Callables passed from Python are

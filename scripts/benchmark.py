@@ -1,0 +1,295 @@
+"""Measure lit-cs201 on whatever machine this runs on; print a table and write it as JSON.
+
+(a) input:     training-input images/s of our pipeline (in-memory uint8 batches, augmented as whole batches)
+               against the course's (PIL images through torchvision transforms in a DataLoader with 2 workers),
+               same augmentation, same batch size;
+(b) overhead:  wall time of N training epochs (with their validation passes) through lit-cs201 against an
+               equivalent plain PyTorch loop: same network, data, augmentation, optimizer and batches;
+(c) gpu:       with CUDA, training images/s of ResNet18 (CIFAR stem, 32 px) and ResNet50 (224 px) with bf16
+               autocast and channels-last memory on and off.
+
+    python scripts/benchmark.py --out benchmark.json                # everything this machine can do
+    python scripts/benchmark.py --only input --presets cifar_course  # one part
+
+Synthetic data is used throughout (random pixels cost these transforms the same as real ones; part (b) writes
+CIFAR-10 files in the official format so the real loading code runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision.transforms as T
+from PIL import Image
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from lit_cs201.augment import AUGMENT_NAMES, build_augment
+from lit_cs201.data.base import TensorBatchDataset, collate_batch
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+# --- (a) input pipeline ---------------------------------------------------------------------------------
+
+
+class PILDataset(Dataset):
+    """uint8 images (N, H, W[, C]) handed out as PIL images through a transform, as torchvision's CIFAR10 does."""
+
+    def __init__(self, images: np.ndarray, transform: Callable) -> None:
+        self.images, self.transform = images, transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        return self.transform(Image.fromarray(self.images[index])), 0
+
+
+class TensorCutout:
+    """DeVries & Taylor's Cutout on a normalised (C, H, W) tensor, as in their code (one hole)."""
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+
+    def __call__(self, img: Tensor) -> Tensor:
+        h, w = img.shape[-2:]
+        y, x = np.random.randint(h), np.random.randint(w)
+        y1, y2 = np.clip(y - self.length // 2, 0, h), np.clip(y + self.length // 2, 0, h)
+        x1, x2 = np.clip(x - self.length // 2, 0, w), np.clip(x + self.length // 2, 0, w)
+        img[:, y1:y2, x1:x2] = 0
+        return img
+
+
+def torchvision_transform(name: str, mean: tuple[float, ...], std: tuple[float, ...]) -> T.Compose:
+    """The course's way of doing a preset: torchvision transforms on PIL images."""
+    tail = [T.ToTensor(), T.Normalize(mean, std)]
+    crop_flip = [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()]
+    return T.Compose(
+        {
+            "none": tail,
+            "mnist_course": [T.RandomRotation(10), *tail],
+            "cifar_course": [*crop_flip, T.RandomRotation(10), T.ColorJitter(0.2, 0.2, 0.2, 0.2), *tail],
+            "cifar_crop_flip": [*crop_flip, *tail],
+            "cifar_crop_flip_cutout": [*crop_flip, *tail, TensorCutout(16)],
+            "imagenet_course": [T.RandomResizedCrop(224), T.RandomHorizontalFlip(), *tail],
+            "imagenet_eval": [T.Resize(256), T.CenterCrop(224), *tail],
+            "tiny_crop_flip": [T.RandomCrop(64, padding=8), T.RandomHorizontalFlip(), *tail],
+        }[name]
+    )
+
+
+def images_for(name: str, count: int, rng: np.random.Generator) -> np.ndarray:
+    """Synthetic images of the dataset a preset is made for: MNIST 28x28, CIFAR 32x32x3, Tiny ImageNet 64x64x3."""
+    if name == "mnist_course":
+        return rng.integers(0, 256, (count, 28, 28), dtype=np.uint8)
+    side = 64 if name.startswith(("imagenet", "tiny")) else 32
+    return rng.integers(0, 256, (count, side, side, 3), dtype=np.uint8)
+
+
+def rate(batches: Iterable, count: int, warmup: int = 3) -> float:
+    """Images per second over ``count`` batches of an iterable of (images, ...), after ``warmup`` batches."""
+    iterator = iter(batches)
+    for _ in range(warmup):
+        next(iterator)
+    seen, start = 0, time.perf_counter()
+    for _ in range(count):
+        seen += len(next(iterator)[0])
+    return seen / (time.perf_counter() - start)
+
+
+def bench_input(presets: list[str], batch_size: int, batches: int, workers: int, device: str) -> list[dict]:
+    rows = []
+    rng = np.random.default_rng(0)
+    for name in presets:
+        n = batches // 4 if name.startswith("imagenet") else batches
+        images = images_for(name, (n + 4) * batch_size, rng)
+        channels = 1 if images.ndim == 3 else 3
+        mean, std = (0.5,) * channels, (0.5,) * channels
+        pil_loader = DataLoader(
+            PILDataset(images, torchvision_transform(name, mean, std)),
+            batch_size=batch_size,
+            shuffle=True,
+            num_workers=workers,
+        )
+        pil = rate(pil_loader, n)
+
+        # Ours, as MNISTDataModule/CIFAR10DataModule feed the model: uint8 (N, C, H, W) in memory, one indexing
+        # operation per batch, then the augmentation where the model runs.
+        tensor = torch.from_numpy(images).reshape(len(images), *images.shape[1:3], channels).permute(0, 3, 1, 2)
+        dataset = TensorBatchDataset(tensor.contiguous(), torch.zeros(len(images), dtype=torch.int64))
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, collate_fn=collate_batch)
+        pipeline = build_augment(name, mean, std).to(device)
+
+        def augmented(loader: Iterable, pipeline: nn.Module = pipeline) -> Iterable:
+            for x, y in loader:
+                out = pipeline(x.to(device, non_blocking=True))
+                if out.is_cuda:
+                    torch.cuda.synchronize()
+                yield out, y
+
+        ours = rate(augmented(loader), n)
+        rows.append({"preset": name, "pil_images_per_s": pil, "ours_images_per_s": ours, "ratio": ours / pil})
+        print(f"  {name:24s} PIL {pil:9,.0f} img/s   ours {ours:9,.0f} img/s   {ours / pil:5.1f}x", flush=True)
+    return rows
+
+
+# --- (b) Lightning overhead ------------------------------------------------------------------------------
+
+
+def _fit_lit_cs201(config: Path, overrides: list[str], root: Path) -> float:
+    from lit_cs201.cli import LitCS201CLI
+
+    cli = LitCS201CLI(
+        args=["--config", str(config), *overrides, f"--trainer.logger.init_args.save_dir={root}"], run=False
+    )
+    start = time.perf_counter()
+    cli.trainer.fit(cli.model, cli.datamodule)
+    return time.perf_counter() - start
+
+
+def _fit_plain(data_dir: Path, epochs: int, batch_size: int, val_size: int) -> float:
+    """The same run written as a plain PyTorch loop (what a course script does, minus the PIL transforms)."""
+    from lit_cs201.data import CIFAR10DataModule
+    from lit_cs201.models.nets import build_net
+
+    torch.manual_seed(42)
+    data = CIFAR10DataModule(
+        data_dir=str(data_dir), batch_size=batch_size, val_size=val_size, train_augment="cifar_course",
+        mean=[0.5] * 3, std=[0.5] * 3,
+    )  # fmt: skip
+    net = build_net("resnet18", 10, (3, 32, 32), stem="imagenet")
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    start = time.perf_counter()
+    data.setup("fit")
+    for _ in range(epochs):
+        net.train()
+        for x, y in data.train_dataloader():
+            with torch.no_grad():
+                x = data.train_augment(x)
+            loss = nn.functional.cross_entropy(net(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        net.eval()
+        correct = 0
+        with torch.no_grad():
+            for x, y in data.val_dataloader():
+                correct += (net(data.eval_augment(x)).argmax(1) == y).sum().item()
+    return time.perf_counter() - start
+
+
+def bench_overhead(epochs: int, images: int, batch_size: int, repeats: int) -> dict:
+    """lit-cs201 (configs/cifar10_seed.yaml, all its callbacks and logging) vs the plain loop, best of ``repeats``."""
+    from lit_cs201.data.synthetic import write_cifar10
+
+    val_size = images // 10
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        write_cifar10(root / "data", per_batch=(images + val_size) // 5, n_test=batch_size)
+        overrides = [
+            f"--data.init_args.data_dir={root / 'data'}",
+            f"--data.init_args.val_size={val_size}",
+            f"--data.init_args.batch_size={batch_size}",
+            f"--trainer.max_epochs={epochs}",
+            "--trainer.accelerator=cpu",
+            "--trainer.enable_progress_bar=false",
+        ]
+        lit, plain = [], []
+        for _ in range(repeats):  # interleaved, so drifts in machine speed hit both alike
+            plain.append(_fit_plain(root / "data", epochs, batch_size, val_size))
+            lit.append(_fit_lit_cs201(CONFIGS / "cifar10_seed.yaml", overrides, root / "runs"))
+            print(f"  plain loop {plain[-1]:6.1f} s   lit-cs201 {lit[-1]:6.1f} s", flush=True)
+    result = {
+        "epochs": epochs, "train_images": images, "val_images": val_size, "batch_size": batch_size,
+        "plain_s": min(plain), "lit_cs201_s": min(lit), "ratio": min(lit) / min(plain),
+    }  # fmt: skip
+    print(f"  best of {repeats}: plain {min(plain):.1f} s, lit-cs201 {min(lit):.1f} s, ratio {result['ratio']:.3f}")
+    return result
+
+
+# --- (c) GPU throughput ----------------------------------------------------------------------------------
+
+
+def bench_gpu(steps: int) -> list[dict]:
+    from lit_cs201.models.nets import build_net
+
+    rows = []
+    for name, stem, size, batch in (("resnet18", "cifar", 32, 512), ("resnet50", "imagenet", 224, 128)):
+        for bf16 in (False, True):
+            for channels_last in (False, True):
+                fmt = torch.channels_last if channels_last else torch.contiguous_format
+                net = build_net(name, 10, (3, size, size), stem=stem).cuda().to(memory_format=fmt)
+                optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+                x = torch.randn(batch, 3, size, size, device="cuda").contiguous(memory_format=fmt)
+                y = torch.randint(0, 10, (batch,), device="cuda")
+
+                def step(net: nn.Module = net, optimizer: torch.optim.Optimizer = optimizer) -> None:
+                    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+                        loss = nn.functional.cross_entropy(net(x), y)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+
+                for _ in range(5):
+                    step()
+                torch.cuda.synchronize()
+                start = time.perf_counter()
+                for _ in range(steps):
+                    step()
+                torch.cuda.synchronize()
+                images_per_s = steps * batch / (time.perf_counter() - start)
+                rows.append({"net": f"{name}-{stem}-{size}px", "bf16": bf16, "channels_last": channels_last,
+                             "batch": batch, "images_per_s": images_per_s})  # fmt: skip
+                print(f"  {name}-{size}px bf16={bf16!s:5} channels_last={channels_last!s:5} {images_per_s:9,.0f} img/s")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", choices=("input", "overhead", "gpu"), action="append", help="parts to run")
+    parser.add_argument("--presets", nargs="+", default=["mnist_course", "cifar_course", "cifar_crop_flip_cutout"],
+                        choices=AUGMENT_NAMES)  # fmt: skip
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--batches", type=int, default=100, help="(a) timed batches per preset")
+    parser.add_argument("--workers", type=int, default=2, help="(a) DataLoader workers of the PIL pipeline")
+    parser.add_argument("--epochs", type=int, default=3, help="(b) training epochs")
+    parser.add_argument("--images", type=int, default=4000, help="(b) training images")
+    parser.add_argument("--repeats", type=int, default=2, help="(b) runs of each side; the best counts")
+    parser.add_argument("--steps", type=int, default=30, help="(c) timed training steps")
+    parser.add_argument("--out", type=Path, default=Path("benchmark.json"))
+    args = parser.parse_args(argv)
+    parts = args.only or ["input", "overhead", "gpu"]
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    machine = {
+        "python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
+        "cpu_threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }  # fmt: skip
+    print(f"machine: {machine}")
+    results: dict = {"machine": machine}
+    if "input" in parts:
+        print(f"(a) input pipeline, batch {args.batch_size}, augmentation on {device}")
+        results["input"] = bench_input(args.presets, args.batch_size, args.batches, args.workers, device)
+    if "overhead" in parts:
+        print(f"(b) {args.epochs} epochs of configs/cifar10_seed.yaml on {args.images} images, CPU")
+        results["overhead"] = bench_overhead(args.epochs, args.images, args.batch_size, args.repeats)
+    if "gpu" in parts and torch.cuda.is_available():
+        print("(c) GPU training throughput")
+        results["gpu"] = bench_gpu(args.steps)
+    args.out.write_text(json.dumps(results, indent=2))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Image datasets held in memory as one uint8 tensor, augmented batch-wise where the model runs.
+
+    files ──prepare_data──▶ verified raw files ──setup──▶ uint8 (N, C, H, W) + int64 labels in memory
+          ──DataLoader──▶ uint8 batches ──on_after_batch_transfer──▶ augmented, normalised float32 batches
+
+Subclasses only say how to fetch and read their raw files (`prepare_data`, `load_split`) and what their
+classes, shape and statistics are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from lit_cs201.augment import build_augment
+from lit_cs201.data.base import ClassificationDataModule, TensorBatchDataset, check_val_size, split_count
+
+
+class ImageDataModule(ClassificationDataModule):
+    """Base of the image datasets: seeded validation split, batched device-side augmentation.
+
+    Args:
+        data_dir: Folder holding the dataset in torchvision's layout (an existing torchvision data folder works).
+        batch_size: Images per batch.
+        val_size: Validation images held out of the official training set: a count or a fraction.
+        split_seed: Seed of the validation split.
+        train_augment: Augmentation preset for training batches (see `lit_cs201.augment`).
+        eval_augment: Preset for validation, test and predict batches (deterministic).
+        mean: Per-channel mean for normalisation; ``null`` for the dataset's own statistics.
+        std: Per-channel standard deviation; ``null`` for the dataset's own statistics.
+        download: Download missing files (with checksum verification) in `prepare_data`.
+        num_workers: DataLoader worker processes; batches are single indexing operations, so 0 is usually best.
+    """
+
+    #: Per-channel statistics of the training images, used when ``mean``/``std`` are not given.
+    dataset_mean: Sequence[float] = ()
+    dataset_std: Sequence[float] = ()
+
+    def __init__(
+        self,
+        data_dir: str = "data",
+        batch_size: int = 128,
+        val_size: int | float = 5000,
+        split_seed: int = 42,
+        train_augment: str = "none",
+        eval_augment: str = "none",
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+        download: bool = True,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__(batch_size=batch_size, num_workers=num_workers)
+        self.save_hyperparameters()  # lets `test --ckpt_path` rebuild this datamodule from the checkpoint
+        check_val_size(val_size)
+        self.data_dir = data_dir
+        self.val_size = val_size
+        self.split_seed = split_seed
+        self.download = download
+        mean = list(self.dataset_mean if mean is None else mean)
+        std = list(self.dataset_std if std is None else std)
+        # Built now so that a bad preset name fails before anything runs.
+        self.train_augment: nn.Module = build_augment(train_augment, mean=mean, std=std)
+        self.eval_augment: nn.Module = build_augment(eval_augment, mean=mean, std=std)
+
+    def load_split(self, train: bool) -> tuple[Tensor, Tensor]:
+        """The official training (``train=True``) or test split: uint8 images (N, C, H, W), int64 labels (N,)."""
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in ("fit", "validate", None) and self.train_set is None:
+            images, labels = self.load_split(train=True)
+            n_val = split_count(self.val_size, len(labels))
+            order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.split_seed))
+            val, train = order[:n_val], order[n_val:]
+            self.train_set = TensorBatchDataset(images[train], labels[train])
+            self.val_set = TensorBatchDataset(images[val], labels[val])
+        if stage in ("test", "predict", None) and self.test_set is None:
+            self.test_set = TensorBatchDataset(*self.load_split(train=False))
+
+    def on_after_batch_transfer(self, batch: tuple[Tensor, ...], dataloader_idx: int) -> tuple[Tensor, ...]:
+        images, *rest = batch
+        training = self.trainer is not None and self.trainer.training
+        augment = self.train_augment if training else self.eval_augment
+        with torch.no_grad():
+            images = augment.to(images.device)(images)
+        return (images, *rest)

@@ -1,0 +1,466 @@
+"""Tiny ImageNet from the prepared tree ``<data_dir>/tiny-imagenet-200/``, decoded once into a uint8 cache.
+
+Splits, as the course evaluates::
+
+    fit    training images (100,000: train/<wnid>/images/*.JPEG) minus `val_size` held out (seeded) for validation
+    test   the official validation set (10,000 labelled images: val/<wnid>/*.JPEG once prepared)
+
+The official *test* images have no public labels, so the official *val* set serves as this module's test split:
+``test/acc`` is the number to compare with the course's 80.14 % "val" accuracy. Checkpoints are selected on the
+held-out training images, never on the images that are reported.
+
+The tree must be prepared first (one folder per class in ``val/``; see ``docs/tiny_imagenet.md``)::
+
+    python -m lit_cs201.data.tiny_imagenet prepare DATA_DIR [--download]
+    python -m lit_cs201.data.tiny_imagenet cache DATA_DIR        # optional: decode now instead of at first use
+
+Decoding all 110,000 JPEGs takes from tens of seconds to minutes, which every run and stage would pay again,
+so each split is decoded once into ``tiny-imagenet-200/cache/<split>_64_<fingerprint>.npy`` (uint8,
+N x 3 x 64 x 64; 1.2 GB for train) and memory-mapped afterwards. The fingerprint hashes the list of files with
+their sizes and modification times, so a changed tree gets a new cache, and a cache file only appears under its
+final name once complete. The folder may be deleted at any time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import secrets
+import shlex
+import sys
+import time
+import warnings
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from lit_cs201.argtypes import positive_int
+from lit_cs201.data import tiny_imagenet_prepare as tip
+from lit_cs201.data.images import ImageDataModule
+from lit_cs201.errors import UserError
+
+COMMAND = "python -m lit_cs201.data.tiny_imagenet"
+NATIVE_SIZE = 64
+OFFICIAL_CLASSES = 200
+CACHE_DIR = "cache"
+#: Bumped whenever the cache's content for the same files would change (decoding, layout).
+CACHE_FORMAT = 1
+#: Splits whose decode reports progress: the real ones, not the few images of a test.
+PROGRESS_FROM = 1000
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def dataset_dir(data_dir: str | os.PathLike[str]) -> Path:
+    return Path(data_dir) / tip.DIR_NAME
+
+
+def _visible_dirs(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _command(data_dir: str | os.PathLike[str], subcommand: str = "prepare") -> str:
+    return f"{COMMAND} {subcommand} {shlex.quote(str(data_dir))}"
+
+
+def not_ready_message(data_dir: str | os.PathLike[str], fetch_hint: str = "") -> str | None:
+    """Why ``data_dir`` cannot be loaded as it is, with what to do; None when its tree is prepared.
+
+    ``fetch_hint`` ends the message for a missing dataset: how the caller could download it instead.
+    """
+    root = dataset_dir(data_dir)
+    command = _command(data_dir)
+    script = f"python scripts/prepare_tiny_imagenet.py {shlex.quote(str(data_dir))}"
+    if not root.exists():
+        zip_path = Path(data_dir) / tip.ZIP_NAME
+        if zip_path.is_file():
+            return f"{zip_path} is not extracted yet. Run once: {command} (it checks the md5 and extracts it)"
+        return (
+            f"Tiny ImageNet not found: neither {root} nor {zip_path} exists. Download {tip.URL} (md5 {tip.MD5}), "
+            f"place it at {zip_path} and run once: {command}{fetch_hint}"
+        )
+    state = tip.val_state(root)
+    if state is tip.ValState.PREPARED:
+        return None
+    if state is tip.ValState.FOREIGN:
+        return (
+            f"{root / tip.VAL} was reorganised by another tool (the course's 14_tinyimagenet.sh moves the images "
+            f"and flattens train/). Extract {tip.ZIP_NAME} into a fresh folder and run once: {command}"
+        )
+    if state is tip.ValState.MISSING:
+        return f"{root} has no val/ folder: re-extract {tip.ZIP_NAME} and run once: {command}"
+    return (
+        f"{root} is not prepared: val/ does not have one folder per class yet (without it, the validation "
+        f"images load as one class or with shifted labels). Run once: {command} (or {script}); it verifies the "
+        "dataset and links the images into val/<wnid>/ without moving or deleting any"
+    )
+
+
+def read_classes(root: Path) -> list[str]:
+    """wnids in label order: the sorted class folders of ``train/`` (as ImageFolder orders them).
+
+    Refuses a tree whose ``val/`` (or ``wnids.txt``) names other classes: every label would then mean a
+    different class in the two splits.
+    """
+    train = _visible_dirs(root / "train")
+    lists = {"val/": _visible_dirs(root / tip.VAL)}
+    if (root / "wnids.txt").is_file():
+        lists["wnids.txt"] = sorted(tip.read_wnids(root))
+    for where, other in lists.items():
+        if other == train:
+            continue
+        only_train, only_other = sorted(set(train) - set(other)), sorted(set(other) - set(train))
+        found = [f"missing from {where}: {tip._names(only_train)}"] if only_train else []
+        found += [f"only in {where}: {tip._names(only_other)}"] if only_other else []
+        if where == "val/":
+            advice = (
+                "The prepared val/ has one folder per wnid of val/val_annotations.txt; if it was edited, the "
+                f"original images are in {tip.VAL_ORIG}/: move val/ away and run {_command(root.parent)}"
+            )
+        else:
+            advice = f"Re-extract {tip.ZIP_NAME} into a fresh folder and run {_command(root.parent)}"
+        raise UserError(
+            f"{root}: the classes of train/ and {where} differ ({'; '.join(found)}), so labels would not match. "
+            + advice
+        )
+    if not train:
+        raise UserError(f"{root / 'train'} has no class folders: re-extract {tip.ZIP_NAME}")
+    return train
+
+
+def read_class_names(root: Path, wnids: Sequence[str]) -> tuple[str, ...]:
+    """Readable names from ``words.txt``: the first synonym ("goldfish, Carassius auratus" -> "goldfish").
+
+    A name that two classes share gets its wnid appended, so per-class metrics stay distinct; a class that
+    ``words.txt`` lacks is named by its wnid.
+    """
+    words: dict[str, str] = {}
+    path = root / "words.txt"
+    if path.is_file():
+        wanted = set(wnids)
+        for line in path.read_text(encoding="utf-8").splitlines():
+            wnid, _, names = line.partition("\t")
+            if wnid in wanted:
+                words[wnid] = names.split(",")[0].strip()
+    names = [words.get(w) or w for w in wnids]
+    counts = Counter(names)
+    return tuple(f"{n} ({w})" if counts[n] > 1 else n for n, w in zip(names, wnids, strict=True))
+
+
+def list_split(root: Path, split: str, wnids: Sequence[str]) -> tuple[list[Path], list[int]]:
+    """Image files of ``split`` ("train" or "val") and their labels, class by class, files sorted by name."""
+    files: list[Path] = []
+    labels: list[int] = []
+    for label, wnid in enumerate(wnids):
+        folder = root / "train" / wnid / "images" if split == "train" else root / tip.VAL / wnid
+        names = sorted(p.name for p in folder.iterdir() if p.suffix == tip.IMAGE_SUFFIX and not p.name.startswith("."))
+        if not names:
+            raise UserError(f"{folder} holds no {tip.IMAGE_SUFFIX} images: re-extract {tip.ZIP_NAME}")
+        files += [folder / name for name in names]
+        labels += [label] * len(names)
+    return files, labels
+
+
+def fingerprint(root: Path, files: Sequence[Path], labels: Sequence[int]) -> str:
+    """Hash of the file list with labels, sizes and modification times: any change to the tree changes it."""
+    digest = hashlib.sha256(f"tiny-imagenet cache {CACHE_FORMAT} {NATIVE_SIZE}\n".encode())
+    for path, label in zip(files, labels, strict=True):
+        stat = path.stat()
+        digest.update(f"{path.relative_to(root).as_posix()}\t{label}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def _decode_one(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as image:
+            # A few Tiny ImageNet images are greyscale ("L"); convert like ImageFolder's loader does.
+            rgb = image.convert("RGB")
+    except OSError as err:  # PIL's UnidentifiedImageError, truncated files
+        raise UserError(f"cannot decode {path} ({err}); re-extract {tip.ZIP_NAME}") from None
+    if rgb.size != (NATIVE_SIZE, NATIVE_SIZE):
+        raise UserError(f"{path} is {rgb.size[0]}x{rgb.size[1]} pixels; Tiny ImageNet images are 64x64")
+    return np.asarray(rgb).transpose(2, 0, 1)
+
+
+def _decode_many(files: Sequence[Path]) -> np.ndarray:
+    out = np.empty((len(files), 3, NATIVE_SIZE, NATIVE_SIZE), dtype=np.uint8)
+    for i, path in enumerate(files):
+        out[i] = _decode_one(path)
+    return out
+
+
+def default_workers() -> int:
+    # Pillow releases the GIL while it decodes, so threads help where cores are free; beyond a few, reading
+    # the files and the Python work per image are the limit.
+    return min(8, os.cpu_count() or 1)
+
+
+def decode_images(files: Sequence[Path], workers: int = 0, label: str = "") -> Iterator[np.ndarray]:
+    """Decode ``files`` in order, as chunks of uint8 images (n, 3, 64, 64); progress on stderr if ``label``.
+
+    Threads take 64 images at a time (with one task per image, handing tasks over costs about as much as
+    decoding a 64x64 JPEG); a window of chunks at a time bounds the memory held before they are written out.
+    """
+    workers = workers or default_workers()
+    progress = tip.Progress(label, len(files), enabled=bool(label))
+    task, window = 64, 2048
+    with ThreadPoolExecutor(workers) as pool:
+        for start in range(0, len(files), window):
+            part = files[start : start + window]
+            yield np.concatenate(list(pool.map(_decode_many, [part[i : i + task] for i in range(0, len(part), task)])))
+            progress.update(len(part))
+
+
+def _cache_files(cache: Path, split: str) -> list[Path]:
+    return sorted(cache.glob(f"{split}_{NATIVE_SIZE}_*.npy"))
+
+
+def _write_cache(path: Path, shape: tuple[int, ...], chunks: Iterator[np.ndarray]) -> None:
+    """Write the chunks as one ``.npy`` under a temporary name, flushed to disk, then rename it to ``path``.
+
+    Sequential writes (not a memory map) make a full disk an ``OSError`` rather than a crash, and the flush
+    before the rename means a power cut cannot leave a complete-looking file of zeros.
+    """
+    path.parent.mkdir(exist_ok=True)
+    # A name of its own per writer (processes of a multi-node run may share the folder); os.open rather than
+    # mkstemp so that the file gets the usual permissions and others sharing the dataset can read it.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False}
+            np.lib.format.write_array_header_1_0(out, {**header, "shape": shape})
+            for chunk in chunks:
+                out.write(chunk.tobytes())
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)  # the cache appears complete or not at all
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def cached_split(
+    root: Path, split: str, files: Sequence[Path], labels: Sequence[int], workers: int = 0, progress: bool = True
+) -> np.ndarray:
+    """The decoded images of ``split``, memory-mapped from the cache; decoded and cached first if needed.
+
+    Where the cache cannot be written (a read-only shared dataset, a full disk), the images are decoded into
+    memory instead, every time, with a warning.
+    """
+    cache = root / CACHE_DIR
+    path = cache / f"{split}_{NATIVE_SIZE}_{fingerprint(root, files, labels)}.npy"
+    shape = (len(files), 3, NATIVE_SIZE, NATIVE_SIZE)
+    if path.is_file():
+        try:
+            # Copy-on-write: the tensor is writable (torch warns about read-only arrays) and the file stays as is.
+            images = np.load(path, mmap_mode="c")
+            if images.shape == shape and images.dtype == np.uint8:
+                return images
+        except (OSError, ValueError):
+            pass  # unreadable: decode again, and the new file replaces it
+    show = progress and len(files) >= PROGRESS_FROM
+    try:
+        label = f"decoding {split}/ images (once; cached in {cache})" if show else ""
+        _write_cache(path, shape, decode_images(files, workers, label))
+    except OSError as err:
+        warnings.warn(f"cannot write the decode cache in {cache} ({err}); decoding in memory, every run", stacklevel=2)
+        return np.concatenate(list(decode_images(files, workers, f"decoding {split}/ images" if show else "")))
+    for stale in _cache_files(cache, split):
+        if stale != path:  # the cache of the tree as it was before it changed
+            stale.unlink(missing_ok=True)
+    return np.load(path, mmap_mode="c")
+
+
+class TinyImageNetDataModule(ImageDataModule):
+    """Tiny ImageNet: 200 classes of 64x64 colour images (ImageNet photos), from the prepared tree.
+
+    * ``fit``: the 100,000 official training images, of which ``val_size`` (seeded by ``split_seed``) are held
+      out as the validation split that selects ``best.ckpt``.
+    * ``test`` / ``predict``: the 10,000 images of the official *val* set. The official test labels are not
+      public, so, as in the course (which reports its 80.14 % on val), val is where results are measured.
+
+    Classes are the sorted wnids (the order of torchvision's ``ImageFolder``, so label indices match a model
+    trained with it), named by the first synonym in ``words.txt``. Images are decoded once into a uint8 cache in
+    ``tiny-imagenet-200/cache/`` and memory-mapped; ``setup("fit")`` copies the training split into memory
+    (1.2 GB), the test split stays mapped.
+
+    ``image_size`` is the size the model sees, after augmentation on the device: 224 with the course's presets
+    ``imagenet_course`` (RandomResizedCrop(224) + flip) and ``imagenet_eval`` (Resize(256) + CenterCrop(224));
+    64 with the native-resolution presets (``tiny_crop_flip``, ``none``). A preset that gives another size is
+    refused.
+
+    Args:
+        data_dir: Folder holding ``tiny-imagenet-200/`` (prepared) or ``tiny-imagenet-200.zip``.
+        batch_size: Images per batch.
+        val_size: Training images held out for validation: a count or a fraction.
+        split_seed: Seed of the validation split.
+        image_size: Side of the images the model sees (224 for the course recipe, 64 native); sets ``input_shape``.
+        train_augment: Augmentation preset for training batches (see `lit_cs201.augment`).
+        eval_augment: Preset for validation, test and predict batches (deterministic).
+        mean: Per-channel mean for normalisation; ``null`` for ImageNet's, which pretrained weights expect.
+        std: Per-channel standard deviation; ``null`` for ImageNet's.
+        download: Download the zip in `prepare_data` if neither it nor the tree is in ``data_dir``. A zip that
+            is there is extracted and prepared either way; a tree you extracted yourself is never changed.
+        num_workers: DataLoader worker processes; batches are single indexing operations, so 0 is usually best.
+    """
+
+    dataset_mean = IMAGENET_MEAN
+    dataset_std = IMAGENET_STD
+
+    def __init__(
+        self,
+        data_dir: str = "data",
+        batch_size: int = 128,
+        val_size: int | float = 5000,
+        split_seed: int = 42,
+        image_size: int = 224,
+        train_augment: str = "imagenet_course",
+        eval_augment: str = "imagenet_eval",
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+        download: bool = True,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__(
+            data_dir=data_dir,
+            batch_size=batch_size,
+            val_size=val_size,
+            split_seed=split_seed,
+            train_augment=train_augment,
+            eval_augment=eval_augment,
+            mean=mean,
+            std=std,
+            download=download,
+            num_workers=num_workers,
+        )
+        self.image_size = image_size
+        self.input_shape = (3, image_size, image_size)
+        self._check_augment_sizes(train_augment, eval_augment)
+        # The CLI sizes the model's head from num_classes as soon as this object exists, before prepare_data:
+        # take the classes from train/ if it is there, else the official 200; setup checks them again.
+        train = self.root / "train"
+        self.wnids: tuple[str, ...] = tuple(_visible_dirs(train)) if train.is_dir() else ()
+        if self.wnids:
+            self.class_names = read_class_names(self.root, self.wnids)
+        else:
+            self.class_names = tuple(f"class {i}" for i in range(OFFICIAL_CLASSES))
+
+    @property
+    def root(self) -> Path:
+        """The dataset folder, ``<data_dir>/tiny-imagenet-200``."""
+        return dataset_dir(self.data_dir)
+
+    def _check_augment_sizes(self, train_augment: str, eval_augment: str) -> None:
+        """Refuse presets whose output is not ``image_size``: the model is built for that size."""
+        probe = torch.zeros(1, 3, NATIVE_SIZE, NATIVE_SIZE, dtype=torch.uint8)
+        with torch.random.fork_rng(devices=[]):  # a random preset must not shift the seeded run's numbers
+            sizes = {
+                name: tuple(pipeline(probe).shape[-2:])
+                for name, pipeline in ((train_augment, self.train_augment), (eval_augment, self.eval_augment))
+            }
+        for name, size in sizes.items():
+            if size != (self.image_size, self.image_size):
+                raise UserError(
+                    f"augmentation {name!r} gives {size[0]}x{size[1]} images but image_size is {self.image_size}. "
+                    "Pair image_size 224 with imagenet_course/imagenet_eval, or 64 with tiny_crop_flip/none"
+                )
+
+    def _require_prepared(self) -> None:
+        message = not_ready_message(self.data_dir, "" if self.download else "; or set download: true to fetch it")
+        if message is not None:
+            raise UserError(message)
+        wnids = tuple(read_classes(self.root))
+        if len(wnids) != self.num_classes:
+            raise UserError(
+                f"{self.root} has {len(wnids)} classes, but when this datamodule was created (and the model sized "
+                f"for it) it had {self.num_classes}: the dataset was missing or changed since. Run the command again"
+            )
+        self.wnids = wnids
+        self.class_names = read_class_names(self.root, wnids)
+
+    def prepare_data(self) -> None:
+        """Extract and prepare a zip (downloading it if allowed), then decode both splits into the cache."""
+        root = self.root
+        if not root.exists() and (self.download or (Path(self.data_dir) / tip.ZIP_NAME).is_file()):
+            # Only a tree this call creates itself is reorganised; the zip is only read.
+            print(tip.prepare(self.data_dir, download_missing=self.download), file=sys.stderr)
+        self._require_prepared()
+        cache = root / CACHE_DIR
+        if not os.access(cache if cache.is_dir() else root, os.W_OK):
+            return  # a read-only shared copy: load_split decodes into memory (and says so), once, not twice
+        for split in ("train", "val"):
+            cached_split(root, split, *list_split(root, split, self.wnids))
+
+    def load_split(self, train: bool) -> tuple[Tensor, Tensor]:
+        """Training images (``train=True``) or the official val set, uint8 (N, 3, 64, 64), from the cache."""
+        self._require_prepared()
+        split = "train" if train else "val"
+        files, labels = list_split(self.root, split, self.wnids)
+        images = cached_split(self.root, split, files, labels)
+        return torch.from_numpy(images), torch.tensor(labels, dtype=torch.int64)
+
+
+# -- command line --------------------------------------------------------------------------------------------
+USAGE = f"""usage: {COMMAND} {{prepare,cache}} ROOT [options]
+
+  prepare ROOT [--download] ...   verify Tiny ImageNet, extract tiny-imagenet-200.zip if needed, and give val/
+                                  one folder per class (hard links; nothing moved or deleted)
+  cache ROOT [--workers N]        decode the prepared images into ROOT/tiny-imagenet-200/cache/ now (training
+                                  does it at first use otherwise)
+
+ROOT is the datamodule's data_dir: the folder that holds tiny-imagenet-200/ or tiny-imagenet-200.zip.
+'{COMMAND} COMMAND --help' describes a command's options."""
+
+
+def _cache_main(argv: Sequence[str], prog: str) -> int:
+    parser = argparse.ArgumentParser(prog=prog, description="Decode prepared Tiny ImageNet into the uint8 cache.")
+    parser.add_argument("root", type=Path, metavar="ROOT", help=f"folder that holds {tip.DIR_NAME}/")
+    parser.add_argument("--workers", type=positive_int, default=default_workers(), metavar="N", help="decoding threads")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    args = parser.parse_args(argv)
+    try:
+        message = not_ready_message(args.root, f"; or fetch it with: {_command(args.root)} --download")
+        if message is not None:
+            raise UserError(message)
+        root = dataset_dir(args.root)
+        wnids = read_classes(root)
+        for split in ("train", "val"):
+            files, labels = list_split(root, split, wnids)
+            start = time.perf_counter()
+            images = cached_split(root, split, files, labels, workers=args.workers, progress=not args.quiet)
+            seconds = time.perf_counter() - start
+            where = Path(images.filename).name if isinstance(images, np.memmap) else "memory only"
+            print(f"{split}: {len(files)} images, {images.nbytes / 2**20:.0f} MiB in {where} ({seconds:.1f} s)")
+    except UserError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; the cache is written whole or not at all", file=sys.stderr)
+        return 130
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m lit_cs201.data.tiny_imagenet {prepare,cache} ROOT [options]``; returns the exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(USAGE, file=sys.stdout if args else sys.stderr)
+        return 0 if args else 2
+    command, rest = args[0], args[1:]
+    if command == "prepare":
+        return tip.main(rest, prog=f"{COMMAND} prepare")
+    if command == "cache":
+        return _cache_main(rest, prog=f"{COMMAND} cache")
+    print(f"{USAGE}\n{COMMAND}: error: unknown command {command!r}; choose prepare or cache", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""The MNIST and CIFAR-10 configs, seed and improved, through the real command on raw-format files."""
+
+from __future__ import annotations
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from helpers import CONFIGS, run_cli, scalars, snapshot
+from lit_cs201.data.synthetic import write_cifar10, write_mnist
+
+TINY = [
+    "--data.init_args.data_dir=data",
+    "--data.init_args.val_size=16",
+    "--data.init_args.batch_size=16",
+    "--trainer.max_epochs=1",
+    "--trainer.limit_train_batches=2",
+    "--trainer.log_every_n_steps=1",
+]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    work = tmp_path_factory.mktemp("images")
+    write_mnist(work / "data", n_train=64, n_test=40)
+    write_cifar10(work / "data", per_batch=16, n_test=40)
+    return work
+
+
+@pytest.mark.parametrize(
+    "config, names",
+    [
+        ("mnist_seed", ["0", "9"]),
+        ("mnist", ["0", "9"]),
+        ("cifar10_seed", ["airplane", "truck"]),
+        ("cifar10", ["airplane", "truck"]),
+    ],
+)
+def test_fit_then_test_from_the_checkpoint(workdir, config, names):
+    fit = run_cli("fit", "--config", str(CONFIGS / f"{config}.yaml"), *TINY, cwd=workdir)
+    run = workdir / "runs" / config / "version_0"
+    assert f"Best checkpoint: runs/{config}/version_0/best.ckpt" in fit.stdout
+    assert {"train/loss", "val/acc", "val/loss"} <= set(scalars(run))
+
+    test = run_cli("test", "--ckpt_path", str(run / "best.ckpt"), cwd=workdir)
+    assert "Per-class test accuracy" in test.stdout
+    evaluation = run / "test" / "version_0"
+    curves = scalars(evaluation)
+    assert {"test/acc", "test/acc_top5"} <= set(curves)
+    assert {f"test/acc/{name}" for name in names} <= set(curves)
+    events = EventAccumulator(str(evaluation))
+    events.Reload()
+    assert {"test/predictions", "test/confusion_matrix"} <= set(events.Tags()["images"])
+
+
+def test_missing_data_offline_is_one_clear_line_and_writes_nothing(tmp_path):
+    before = snapshot(tmp_path)
+    result = run_cli(
+        "fit",
+        "--config",
+        str(CONFIGS / "mnist.yaml"),
+        "--data.init_args.data_dir=nothing_here",
+        cwd=tmp_path,
+        check=False,
+    )
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("lit-cs201: error: train-images-idx3-ubyte not found in nothing_here/MNIST/raw")
+    assert "md5 f68b3c2dcbeaaa9fbdd348bbdeb94873" in last
+    assert snapshot(tmp_path) == before

@@ -1,0 +1,539 @@
+"""Preparing Tiny ImageNet: the class-folder layout of val/, verified first, atomic, idempotent, and no image
+ever lost, whatever point a run is interrupted at."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from fake_tiny_imagenet import FakeTinyImageNet, make_fake_tiny_imagenet
+from lit_cs201.data import tiny_imagenet_prepare as tip
+from lit_cs201.data.tiny_imagenet_prepare import Expected, PrepareError, ValState
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = Expected(classes=3, train_per_class=4, val_per_class=2)
+COUNT_ARGS = ["--classes", "3", "--train-per-class", "4", "--val-per-class", "2"]
+
+
+def tree(root: Path) -> dict[str, str]:
+    """Every entry under ``root``: sha256 of each file, "<dir>" for each folder."""
+    return {
+        p.relative_to(root).as_posix(): "<dir>" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+    }
+
+
+@pytest.fixture
+def fake(tmp_path: Path) -> FakeTinyImageNet:
+    return make_fake_tiny_imagenet(tmp_path / "data with spaces", classes=3, train_per_class=4, val_per_class=2)
+
+
+def prepare(root: Path, **kwargs) -> tip.PrepareSummary:
+    return tip.prepare(root, expected=SMALL, progress=False, **kwargs)
+
+
+def expected_after(before: dict[str, str]) -> dict[str, str]:
+    """The tree a finished run must leave, given the tree of a freshly extracted dataset."""
+    after = {}
+    for path, digest in before.items():
+        # The original val/ lives on, whole and untouched, as val.orig/.
+        after[path.replace("tiny-imagenet-200/val", "tiny-imagenet-200/val.orig", 1)] = digest
+    return after
+
+
+def check_prepared(fake: FakeTinyImageNet, before: dict[str, str]) -> None:
+    """``fake`` is in the finished layout and holds every original file with its original bytes."""
+    d = fake.dataset_dir
+    now = tree(fake.root)
+    for path, digest in expected_after(before).items():
+        assert now.get(path) == digest, path
+    val = d / "val"
+    assert tip.val_state(d) is ValState.PREPARED
+    assert sorted(p.name for p in val.iterdir() if p.is_dir()) == sorted(fake.wnids)
+    for wnid in fake.wnids:
+        wanted = sorted(name for name, w in fake.val_labels.items() if w == wnid)
+        assert sorted(p.name for p in (val / wnid).iterdir()) == wanted
+    for name, wnid in fake.val_labels.items():
+        assert now[f"tiny-imagenet-200/val/{wnid}/{name}"] == before[f"tiny-imagenet-200/val/images/{name}"]
+    assert (val / "val_annotations.txt").read_bytes() == (d / "val.orig" / "val_annotations.txt").read_bytes()
+    # Nothing else: no scratch folder, no stray file.
+    new_paths = set(now) - set(expected_after(before)) - {"tiny-imagenet-200.zip"}
+    assert new_paths == {
+        "tiny-imagenet-200/val",
+        "tiny-imagenet-200/val/.prepared",
+        "tiny-imagenet-200/val/val_annotations.txt",
+        *(f"tiny-imagenet-200/val/{w}" for w in fake.wnids),
+        *(f"tiny-imagenet-200/val/{w}/{name}" for name, w in fake.val_labels.items()),
+    }
+
+
+# -- the finished layout ------------------------------------------------------------------------------------
+def test_val_gets_one_folder_per_class_and_keeps_every_original(fake):
+    before = tree(fake.root)
+    summary = prepare(fake.root)
+
+    check_prepared(fake, before)
+    assert (summary.classes, summary.train_images, summary.val_images, summary.test_images) == (3, 12, 6, 2)
+    assert summary.changed and summary.val_files == "hard links"
+    # Hard links: the kept originals cost no space.
+    d = fake.dataset_dir
+    name, wnid = next(iter(fake.val_labels.items()))
+    assert (d / "val" / wnid / name).samefile(d / "val.orig" / "images" / name)
+    # Training folders and their box files are left exactly as they were.
+    for wnid in fake.wnids:
+        assert (d / "train" / wnid / f"{wnid}_boxes.txt").is_file()
+        assert sorted(p.name for p in (d / "train" / wnid / "images").iterdir()) == fake.train_files[wnid]
+
+
+def test_second_run_changes_nothing(fake, capsys):
+    prepare(fake.root)
+    before = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in fake.root.rglob("*")}
+
+    assert tip.main([str(fake.root), *COUNT_ARGS, "--quiet"]) == 0
+
+    assert "already prepared; nothing to do" in capsys.readouterr().out
+    assert {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in fake.root.rglob("*")} == before
+
+
+def test_copies_when_the_filesystem_refuses_hard_links(fake, monkeypatch):
+    def no_links(src, dst):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    before = tree(fake.root)
+    summary = prepare(fake.root)
+
+    check_prepared(fake, before)
+    assert summary.val_files.startswith("copies")
+    name, wnid = next(iter(fake.val_labels.items()))
+    d = fake.dataset_dir
+    assert not (d / "val" / wnid / name).samefile(d / "val.orig" / "images" / name)
+
+
+def test_class_folder_loaders_read_the_result(fake):
+    from torchvision.datasets import ImageFolder
+
+    prepare(fake.root)
+    train = ImageFolder(str(fake.dataset_dir / "train"))
+    val = ImageFolder(str(fake.dataset_dir / "val"))
+
+    assert train.classes == val.classes == sorted(fake.wnids)
+    assert len(train) == 12 and len(val) == 6  # the *_boxes.txt files, annotations and marker are not images
+    for path, label in val.samples:
+        assert fake.val_labels[Path(path).name] == val.classes[label]
+
+
+def test_the_fake_dataset_has_the_real_layout(fake):
+    from PIL import Image, ImageStat
+
+    d = fake.dataset_dir
+    assert (d / "wnids.txt").read_text().split() == fake.wnids
+    words = [line.split("\t") for line in (d / "words.txt").read_text().splitlines()]
+    assert len(words) > len(fake.wnids) and {w for w, _ in words} >= set(fake.wnids)
+    boxes = (d / "train" / fake.wnids[0] / f"{fake.wnids[0]}_boxes.txt").read_text().splitlines()
+    assert [line.split("\t")[0] for line in boxes] == fake.train_files[fake.wnids[0]]
+    annotations = [line.split("\t") for line in (d / "val" / "val_annotations.txt").read_text().splitlines()]
+    assert all(len(fields) == 6 for fields in annotations)
+    assert {f: w for f, w, *_ in annotations} == fake.val_labels
+    assert sorted(p.name for p in (d / "test" / "images").iterdir()) == fake.test_files
+    with Image.open(d / "train" / fake.wnids[0] / "images" / fake.train_files[fake.wnids[0]][0]) as grey:
+        assert grey.mode == "L" and grey.size == (64, 64)
+    means = []
+    for wnid in fake.wnids:
+        with Image.open(d / "train" / wnid / "images" / fake.train_files[wnid][1]) as image:
+            assert image.mode == "RGB" and image.format == "JPEG"
+            means.append(tuple(round(m) for m in ImageStat.Stat(image).mean))
+    assert len(set(means)) == len(fake.wnids)  # each class has its own colour
+
+
+# -- interrupted runs ---------------------------------------------------------------------------------------
+class Crash(BaseException):
+    """A kill at an exact point: BaseException, so no `except Exception` in the code under test catches it."""
+
+
+MUTATIONS = (
+    (os, "link"),
+    (os, "rename"),
+    (os, "replace"),
+    (os, "mkdir"),
+    (os, "unlink"),
+    (os, "rmdir"),
+    (shutil, "copy2"),
+    (shutil, "copyfileobj"),
+)
+
+
+def crash_at(monkeypatch: pytest.MonkeyPatch, k: int) -> Callable[[], int]:
+    """Make the k-th change to the filesystem crash before it happens; returns a count of changes so far."""
+    calls = [0]
+
+    def wrap(original):
+        def changed(*args, **kwargs):
+            calls[0] += 1
+            if calls[0] == k:
+                raise Crash(f"crash at change {k}: {original.__name__}{args[:2]}")
+            return original(*args, **kwargs)
+
+        return changed
+
+    for module, name in MUTATIONS:
+        monkeypatch.setattr(module, name, wrap(getattr(module, name)))
+    return lambda: calls[0]
+
+
+def changes_in_clean_run(template: Path, tmp_path: Path, **kwargs) -> int:
+    root = tmp_path / "count"
+    shutil.copytree(template, root)
+    with pytest.MonkeyPatch.context() as mp:
+        count = crash_at(mp, 0)
+        prepare(root, **kwargs)
+        return count()
+
+
+def check_nothing_lost(fake: FakeTinyImageNet, root: Path, before: dict[str, str]) -> None:
+    """After a crash: old or new layout (or the two-rename gap), and every original image on disk."""
+    d = root / "tiny-imagenet-200"
+    state = tip.val_state(d)
+    assert state in (ValState.ORIGINAL, ValState.SWAPPED, ValState.PREPARED)
+    originals = d / ("val" if state is ValState.ORIGINAL else "val.orig")
+    now = tree(root)
+    for path, digest in before.items():
+        if path == "tiny-imagenet-200/val" or path.startswith("tiny-imagenet-200/val/"):
+            path = path.replace("tiny-imagenet-200/val", f"tiny-imagenet-200/{originals.name}", 1)
+        assert now.get(path) == digest, f"{path} lost in state {state}"
+
+
+def test_a_crash_at_any_change_is_finished_by_the_next_run(fake, tmp_path):
+    before = tree(fake.root)
+    total = changes_in_clean_run(fake.root, tmp_path)
+    assert total >= 2 * len(fake.val_labels)  # sanity: the counter sees the links
+
+    for k in range(1, total + 1):
+        root = tmp_path / f"crash {k}"
+        shutil.copytree(fake.root, root)
+        with pytest.MonkeyPatch.context() as mp:
+            crash_at(mp, k)
+            with pytest.raises(Crash):
+                prepare(root)
+        check_nothing_lost(fake, root, before)
+        # A second crash at the same point of the rerun (which starts from a different state).
+        with pytest.MonkeyPatch.context() as mp:
+            crash_at(mp, k)
+            try:
+                prepare(root)
+            except Crash:
+                check_nothing_lost(fake, root, before)
+        prepare(root)
+        check_prepared(replace(fake, root=root, dataset_dir=root / fake.dataset_dir.name), before)
+
+
+def test_a_copy_cut_short_by_a_crash_is_redone(fake, monkeypatch):
+    """Without hard links the files are copied; a half-written copy must never be published."""
+
+    def no_links(src, dst):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    copy2 = shutil.copy2
+    copies = [0]
+
+    def half_copy_then_crash(src, dst):
+        copies[0] += 1
+        if copies[0] == 4:
+            Path(dst).write_bytes(Path(src).read_bytes()[:100])
+            raise Crash("power cut during a copy")
+        return copy2(src, dst)
+
+    monkeypatch.setattr(os, "link", no_links)
+    monkeypatch.setattr(shutil, "copy2", half_copy_then_crash)
+    before = tree(fake.root)
+    with pytest.raises(Crash):
+        prepare(fake.root)
+    monkeypatch.setattr(shutil, "copy2", copy2)
+    prepare(fake.root)
+    check_prepared(fake, before)
+
+
+def test_a_complete_val_new_left_between_the_renames_is_published(fake, monkeypatch):
+    rename = os.rename
+
+    def crash_on_second(src, dst):
+        if Path(src).name == "val.new":
+            raise Crash("between the renames")
+        rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", crash_on_second)
+    before = tree(fake.root)
+    with pytest.raises(Crash):
+        prepare(fake.root)
+    assert tip.val_state(fake.dataset_dir) is ValState.SWAPPED
+    monkeypatch.setattr(os, "rename", rename)
+    inode = (fake.dataset_dir / "val.new" / ".prepared").stat().st_ino
+
+    prepare(fake.root)
+
+    check_prepared(fake, before)
+    assert (fake.dataset_dir / "val" / ".prepared").stat().st_ino == inode  # reused, not rebuilt
+
+
+def test_an_operating_system_failure_exits_1_and_a_rerun_finishes(fake, monkeypatch, capsys):
+    mkdir = os.mkdir
+
+    def disk_full(path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(os, "mkdir", disk_full)
+    before = tree(fake.root)
+    assert tip.main([str(fake.root), *COUNT_ARGS, "--quiet"]) == 1
+    assert "No space left on device" in capsys.readouterr().err
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    assert tip.main([str(fake.root), *COUNT_ARGS, "--quiet"]) == 0
+    check_prepared(fake, before)
+
+
+# -- refusals: nothing changes ------------------------------------------------------------------------------
+def _remove_annotated(f: FakeTinyImageNet) -> None:
+    (f.dataset_dir / "val" / "images" / "val_3.JPEG").unlink()
+
+
+def _stray_val_image(f: FakeTinyImageNet) -> None:
+    shutil.copy(f.dataset_dir / "val" / "images" / "val_0.JPEG", f.dataset_dir / "val" / "images" / "val_99.JPEG")
+
+
+def _stray_class_folder(f: FakeTinyImageNet) -> None:
+    shutil.copytree(f.dataset_dir / "train" / f.wnids[0], f.dataset_dir / "train" / "n99999999")
+
+
+def _missing_class_folder(f: FakeTinyImageNet) -> None:
+    shutil.rmtree(f.dataset_dir / "train" / f.wnids[1])
+
+
+def _missing_train_image(f: FakeTinyImageNet) -> None:
+    (f.dataset_dir / "train" / f.wnids[2] / "images" / f.train_files[f.wnids[2]][0]).unlink()
+
+
+def _unknown_annotated_class(f: FakeTinyImageNet) -> None:
+    path = f.dataset_dir / "val" / "val_annotations.txt"
+    path.write_text(path.read_text().replace(f.wnids[0], "n00000000", 1))
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (_remove_annotated, "1 files named in val_annotations.txt are missing from"),
+        (_stray_val_image, "val_99.JPEG"),
+        (_stray_class_folder, "train/ has 1 class folders not in wnids.txt: n99999999"),
+        (_missing_class_folder, "train/ has no folder for 1 classes of wnids.txt: n04067472"),
+        (
+            _missing_train_image,
+            "expected 4 training images per class in train/<wnid>/images/, found n04540053: 3",
+        ),
+        (_unknown_annotated_class, "val_annotations.txt names 1 classes not in wnids.txt: n00000000"),
+    ],
+)
+def test_a_damaged_dataset_is_refused_before_anything_changes(fake, damage, message, capsys):
+    damage(fake)
+    before = tree(fake.root)
+
+    assert tip.main([str(fake.root), *COUNT_ARGS, "--quiet"]) == 2
+
+    err = capsys.readouterr().err
+    assert message in err and "Nothing was changed" in err
+    assert err.count("\n") == 1 and err.startswith("prepare_tiny_imagenet: error: ")
+    assert tree(fake.root) == before
+
+
+def test_missing_file_is_named(fake):
+    _remove_annotated(fake)
+    with pytest.raises(PrepareError, match="val_3.JPEG"):
+        prepare(fake.root)
+
+
+def test_wrong_counts_are_refused(fake):
+    before = tree(fake.root)
+    with pytest.raises(PrepareError, match="expected 200 classes in wnids.txt, found 3"):
+        tip.prepare(fake.root, progress=False)
+    assert tree(fake.root) == before
+
+
+def test_a_val_folder_reorganised_by_another_tool_is_left_alone(fake):
+    val = fake.dataset_dir / "val"
+    for name, wnid in fake.val_labels.items():  # what the course's shell script does
+        (val / wnid).mkdir(exist_ok=True)
+        (val / "images" / name).rename(val / wnid / name)
+    (val / "images").rmdir()
+    before = tree(fake.root)
+    with pytest.raises(PrepareError, match="reorganised by another tool"):
+        prepare(fake.root)
+    assert tree(fake.root) == before
+
+
+def test_an_existing_val_orig_is_never_replaced(fake):
+    (fake.dataset_dir / "val.orig").mkdir()
+    (fake.dataset_dir / "val.orig" / "notes.txt").write_text("mine")
+    before = tree(fake.root)
+    with pytest.raises(PrepareError, match="val.orig already exists"):
+        prepare(fake.root)
+    assert tree(fake.root) == before
+
+
+def test_a_scratch_folder_with_foreign_files_is_not_deleted(fake):
+    (fake.dataset_dir / "val.new").mkdir()
+    (fake.dataset_dir / "val.new" / "thesis.tex").write_text("mine")
+    with pytest.raises(PrepareError, match="thesis.tex"):
+        prepare(fake.root)
+    assert (fake.dataset_dir / "val.new" / "thesis.tex").read_text() == "mine"
+
+
+def test_the_dataset_folder_itself_is_not_root(fake):
+    with pytest.raises(PrepareError, match="pass the folder that holds tiny-imagenet-200/"):
+        prepare(fake.dataset_dir)
+
+
+# -- the zip ------------------------------------------------------------------------------------------------
+@pytest.fixture
+def zipped(tmp_path: Path) -> FakeTinyImageNet:
+    return make_fake_tiny_imagenet(
+        tmp_path / "zip root", classes=3, train_per_class=4, val_per_class=2, extracted=False, zipped=True
+    )
+
+
+def test_extracts_the_zip_then_prepares(zipped, tmp_path):
+    reference = make_fake_tiny_imagenet(tmp_path / "reference", classes=3, train_per_class=4, val_per_class=2)
+    zip_bytes = zipped.zip_path.read_bytes()
+    before = tree(reference.root)
+
+    summary = prepare(zipped.root, expected_md5=zipped.zip_md5)
+
+    assert summary.steps[0] == "extracted tiny-imagenet-200.zip"
+    check_prepared(zipped, before)  # same seed: the same images as the reference
+    assert zipped.zip_path.read_bytes() == zip_bytes
+    assert not (zipped.root / "tiny-imagenet-200.partial").exists()
+
+
+def test_a_zip_with_the_wrong_md5_is_refused(zipped, capsys):
+    assert tip.main([str(zipped.root), *COUNT_ARGS, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"md5 is {zipped.zip_md5}, expected {tip.MD5}" in err and "Nothing was extracted" in err
+    assert sorted(p.name for p in zipped.root.iterdir()) == ["tiny-imagenet-200.zip"]
+
+
+@pytest.mark.parametrize("bad_name", ["../evil.txt", "/etc/evil.txt", "tiny-imagenet-200/../../evil.txt"])
+def test_a_zip_with_unsafe_members_is_refused(zipped, bad_name):
+    with zipfile.ZipFile(zipped.zip_path, "a") as archive:
+        archive.writestr(bad_name, "x")
+    md5 = tip.file_md5(zipped.zip_path)
+    with pytest.raises(PrepareError, match="refusing to extract it"):
+        prepare(zipped.root, expected_md5=md5)
+    assert sorted(p.name for p in zipped.root.iterdir()) == ["tiny-imagenet-200.zip"]
+
+
+def test_an_interrupted_extraction_is_redone(zipped, tmp_path):
+    reference = make_fake_tiny_imagenet(tmp_path / "reference", classes=3, train_per_class=4, val_per_class=2)
+    before = tree(reference.root)
+    template = tmp_path / "template"
+    shutil.copytree(zipped.root, template)
+    zip_bytes = zipped.zip_path.read_bytes()
+    total = changes_in_clean_run(template, tmp_path, expected_md5=zipped.zip_md5)
+    for k in range(1, total + 1):
+        root = tmp_path / f"crash {k}"
+        shutil.copytree(template, root)
+        with pytest.MonkeyPatch.context() as mp:
+            crash_at(mp, k)
+            with pytest.raises(Crash):
+                prepare(root, expected_md5=zipped.zip_md5)
+        assert (root / "tiny-imagenet-200.zip").read_bytes() == zip_bytes
+        assert tip.val_state(root / "tiny-imagenet-200") in (
+            ValState.MISSING,
+            ValState.ORIGINAL,
+            ValState.SWAPPED,
+        )
+        prepare(root, expected_md5=zipped.zip_md5)
+        check_prepared(replace(zipped, root=root, dataset_dir=root / "tiny-imagenet-200"), before)
+
+
+# -- download -----------------------------------------------------------------------------------------------
+def test_nothing_to_use_says_where_to_put_the_zip(tmp_path):
+    root = tmp_path / "empty dir"
+    root.mkdir()
+    with pytest.raises(PrepareError) as info:
+        prepare(root)
+    message = str(info.value)
+    assert tip.URL in message and tip.MD5 in message and str(root / "tiny-imagenet-200.zip") in message
+
+
+def test_download_fetches_and_checks_the_zip(zipped, tmp_path):
+    root = tmp_path / "fresh root"
+    root.mkdir()
+    (root / "tiny-imagenet-200.zip.part").write_bytes(b"the first bytes of an interrupted download")
+    summary = prepare(root, download_missing=True, url=zipped.zip_path.as_uri(), expected_md5=zipped.zip_md5)
+    assert summary.steps[:2] == ("downloaded tiny-imagenet-200.zip", "extracted tiny-imagenet-200.zip")
+    assert tip.is_prepared(root / "tiny-imagenet-200")
+    assert (root / "tiny-imagenet-200.zip").read_bytes() == zipped.zip_path.read_bytes()
+    assert not (root / "tiny-imagenet-200.zip.part").exists()
+
+
+def test_a_download_with_the_wrong_md5_is_not_kept(zipped, tmp_path):
+    root = tmp_path / "fresh root"
+    with pytest.raises(PrepareError, match="expected 90528d7ca1a48142e341f4ef8d21d0de; nothing was kept"):
+        prepare(root, download_missing=True, url=zipped.zip_path.as_uri())
+    assert not root.exists()  # not even the folder it made for the zip
+
+
+def test_a_failed_download_says_what_to_do(tmp_path, monkeypatch):
+    def offline(url, *args, **kwargs):  # as on many course machines
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    root = tmp_path / "offline"
+    with pytest.raises(PrepareError) as info:
+        prepare(root, download_missing=True)
+    message = str(info.value)
+    assert message.startswith(f"could not download {tip.URL} (URLError: ")
+    assert f"place it at {root / 'tiny-imagenet-200.zip'} (md5 {tip.MD5})" in message
+    assert not root.exists()  # not even the folder it made for the zip
+
+
+# -- the command line ---------------------------------------------------------------------------------------
+def test_script_prepares_and_reports(fake):
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "prepare_tiny_imagenet.py"), str(fake.root), *COUNT_ARGS],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"Tiny ImageNet is ready in {fake.dataset_dir}" in result.stdout
+    for line in ("classes:      3", "train images: 12", "val images:   6", "original val/ kept as val.orig/"):
+        assert line in result.stdout
+    assert "linking val/<wnid>/" in result.stderr  # progress goes to stderr
+    assert tip.is_prepared(fake.dataset_dir)
+
+
+def test_module_refuses_with_one_line_and_status_2(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lit_cs201.data.tiny_imagenet_prepare",
+            str(tmp_path / "no such dir"),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("python -m lit_cs201.data.tiny_imagenet_prepare: error: neither ")
+    assert result.stderr.count("\n") == 1 and result.stdout == ""
