@@ -343,6 +343,7 @@ class TinyImageNetDataModule(ImageDataModule):
         self.image_size = image_size
         self.input_shape = (3, image_size, image_size)
         self._check_augment_sizes(train_augment, eval_augment)
+        self._splits: dict[str, tuple[np.ndarray, list[int]]] = {}
         # The CLI sizes the model's head from num_classes as soon as this object exists, before prepare_data:
         # take the classes from train/ if it is there, else the official 200; setup checks them again.
         train = self.root / "train"
@@ -396,15 +397,24 @@ class TinyImageNetDataModule(ImageDataModule):
         if not os.access(cache if cache.is_dir() else root, os.W_OK):
             return  # a read-only shared copy: load_split decodes into memory (and says so), once, not twice
         for split in ("train", "val"):
-            cached_split(root, split, *list_split(root, split, self.wnids))
+            self._decoded(split)
 
     def load_split(self, train: bool) -> tuple[Tensor, Tensor]:
         """Training images (``train=True``) or the official val set, uint8 (N, 3, 64, 64), from the cache."""
         self._require_prepared()
-        split = "train" if train else "val"
-        files, labels = list_split(self.root, split, self.wnids)
-        images = cached_split(self.root, split, files, labels)
+        images, labels = self._decoded("train" if train else "val")
         return torch.from_numpy(images), torch.tensor(labels, dtype=torch.int64)
+
+    def _decoded(self, split: str) -> tuple[np.ndarray, list[int]]:
+        """The cached images and labels of ``split``, listed and looked up once per datamodule.
+
+        `prepare_data` and `setup` both need them, and the CLI runs both before the trainer does again: without
+        this, each call would list and stat the 110,000 files anew.
+        """
+        if split not in self._splits:
+            files, labels = list_split(self.root, split, self.wnids)
+            self._splits[split] = (cached_split(self.root, split, files, labels), labels)
+        return self._splits[split]
 
 
 # -- command line --------------------------------------------------------------------------------------------
