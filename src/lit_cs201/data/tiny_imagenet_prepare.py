@@ -361,6 +361,16 @@ def verify_original(
     Raises:
         PrepareError: naming every mismatch found (classes, counts, missing or stray files).
     """
+    wnids, train_images, labels, problems = _verify_classes_train_labels(dataset_dir, val_dir, expected, progress)
+    problems += _verify_val_images(val_dir / "images", labels)
+    _raise_if(problems, dataset_dir, _NOTHING_CHANGED)
+    return Inventory(tuple(wnids), train_images, labels, _count_test(dataset_dir))
+
+
+def _verify_classes_train_labels(
+    dataset_dir: Path, val_dir: Path, expected: Expected, progress: bool
+) -> tuple[list[str], int, dict[str, str], list[str]]:
+    """What both layouts share: wnids.txt, train/, and the annotations in ``val_dir``; the problems found."""
     _check_counts(expected)
     wnids = read_wnids(dataset_dir)
     problems: list[str] = []
@@ -369,9 +379,7 @@ def verify_original(
     train_problems, train_images = _verify_train(dataset_dir, wnids, expected, progress)
     labels = read_val_annotations(val_dir / ANNOTATIONS)
     problems += train_problems + _verify_labels(labels, wnids, expected)
-    problems += _verify_val_images(val_dir / "images", labels)
-    _raise_if(problems, dataset_dir, _NOTHING_CHANGED)
-    return Inventory(tuple(wnids), train_images, labels, _count_test(dataset_dir))
+    return wnids, train_images, labels, problems
 
 
 def _prepared_problems(val_dir: Path, labels: dict[str, str], source: Path | None = None) -> list[str]:
@@ -400,15 +408,8 @@ def _prepared_problems(val_dir: Path, labels: dict[str, str], source: Path | Non
 
 def verify_prepared(dataset_dir: Path, expected: Expected = Expected(), progress: bool = False) -> Inventory:
     """Check a dataset whose ``val/`` already has one folder per class; change nothing."""
-    _check_counts(expected)
-    wnids = read_wnids(dataset_dir)
-    problems: list[str] = []
-    if len(wnids) != expected.classes:
-        problems.append(f"expected {expected.classes} classes in wnids.txt, found {len(wnids)}")
-    train_problems, train_images = _verify_train(dataset_dir, wnids, expected, progress)
     val_dir = dataset_dir / VAL
-    labels = read_val_annotations(val_dir / ANNOTATIONS)
-    problems += train_problems + _verify_labels(labels, wnids, expected)
+    wnids, train_images, labels, problems = _verify_classes_train_labels(dataset_dir, val_dir, expected, progress)
     problems += [f"val/: {p}" for p in _prepared_problems(val_dir, labels)]
     _raise_if(
         problems,
