@@ -182,9 +182,7 @@ def _fit_plain(data_dir: Path, epochs: int, batch_size: int, val_size: int) -> f
     for _ in range(epochs):
         net.train()
         for x, y in data.train_dataloader():
-            with torch.no_grad():
-                x = data.train_augment(x)
-            loss = nn.functional.cross_entropy(net(x), y)
+            loss = nn.functional.cross_entropy(net(data.train_augment(x)), y)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

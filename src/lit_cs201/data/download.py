@@ -69,13 +69,10 @@ def _download(archive: Archive, archive_dir: Path) -> str | None:
     failure = None
     for url in archive.urls:
         try:
-            download_url(url, str(archive_dir), archive.filename, archive.md5)
-        except Exception as err:  # network errors come in many types (URLError, OSError, HTTP errors, ...)
-            failure = f"{type(err).__name__}: {err}"
-            continue
-        if check_integrity(str(archive_dir / archive.filename), archive.md5):
+            download_url(url, str(archive_dir), archive.filename, archive.md5)  # raises on a wrong md5 too
             return None
-        failure = f"{url} gave a file with the wrong md5"
+        except Exception as err:  # network errors come in many types (URLError, OSError, HTTP errors, ...)
+            failure = f"{url}: {type(err).__name__}: {err}"
     return failure
 
 

@@ -83,6 +83,4 @@ class ImageDataModule(ClassificationDataModule):
         images, *rest = batch
         training = self.trainer is not None and self.trainer.training
         augment = self.train_augment if training else self.eval_augment
-        with torch.no_grad():
-            images = augment.to(images.device)(images)
-        return (images, *rest)
+        return (augment.to(images.device)(images), *rest)

@@ -127,7 +127,7 @@ class Classifier(LightningModule):
         self.test_acc(logits, y)
         self.test_acc_per_class.update(logits, y)
         self.test_confusion.update(logits, y)
-        if x.dim() == 4 and sum(len(t) for t in self._grid[:1]) < GRID_SIZE:
+        if x.dim() == 4 and (not self._grid or len(self._grid[0]) < GRID_SIZE):
             self._keep_for_grid(x, y, logits.argmax(dim=-1))
         self.log("test/loss", self.test_loss)
         self.log("test/acc", self.test_acc)
