@@ -29,6 +29,13 @@ def scalars(run_dir: Path) -> dict[str, list[float]]:
     return {tag: [e.value for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
 
 
+def curves_by_step(run_dir: Path) -> dict[str, dict[int, float]]:
+    """Every scalar curve of ``run_dir`` as step -> value; a step logged again by a resumed run counts once."""
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    return {tag: {e.step: e.value for e in events.Scalars(tag)} for tag in events.Tags()["scalars"]}
+
+
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
     """Size and modification time of every file under ``root``: compare two to prove nothing was written."""
     return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}

@@ -1,16 +1,23 @@
-"""Callbacks the CLI adds to every run: run-folder checkpoints, the saved config, and the predictions CSV."""
+"""Callbacks the CLI adds to every run: run-folder checkpoints, exact resume, the saved config, the report of a
+stopped run, and the predictions CSV."""
 
 from __future__ import annotations
 
 import csv
+import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
+from lightning.pytorch.callbacks import BasePredictionWriter, Callback, ModelCheckpoint
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import Tensor
+
+from lit_cs201.errors import NonFiniteLossError
 
 
 class RunCheckpoint(ModelCheckpoint):
@@ -50,7 +57,7 @@ class RunCheckpoint(ModelCheckpoint):
         self.best_tie_value = state_dict.get("best_tie_value")
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        if self.dirpath is None and trainer.log_dir is not None:
+        if self.dirpath is None and trainer.log_dir is not None:  # log_dir is rank zero's, on every process
             self.dirpath = trainer.log_dir
         super().setup(trainer, pl_module, stage)
 
@@ -77,6 +84,81 @@ def last_checkpoint() -> RunCheckpoint:
     return RunCheckpoint(monitor=None, filename="last", save_top_k=1, enable_version_counter=False)
 
 
+class RandomState(Callback):
+    """Carry the random number generators through a checkpoint, so that a resumed run continues exactly.
+
+    Lightning restores weights, optimizer, schedule, loop counters and callback states, but not the generators: a
+    run resumed with ``fit --ckpt_path`` starts again from the seed, so it shuffles the training data (the sampler
+    draws from torch's generator each epoch) and augments the images differently from the run it continues. The
+    states of torch (CPU and the current CUDA device), numpy and Python are taken when a checkpoint is written and
+    set again when it is restored: after the model is built, before the training loop draws anything (Lightning runs
+    the sanity check with its generators isolated, and skips it on resume).
+    """
+
+    def state_dict(self) -> dict[str, Any]:
+        key, pos, has_gauss, gauss = np.random.get_state()[1:]
+        state = {
+            "torch": torch.get_rng_state(),
+            "numpy": {
+                "key": torch.from_numpy(key.astype(np.int64)),
+                "pos": pos,
+                "has_gauss": has_gauss,
+                "gauss": gauss,
+            },
+            "python": random.getstate(),
+        }
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        torch.set_rng_state(state_dict["torch"])
+        numpy = state_dict["numpy"]
+        key = numpy["key"].numpy().astype(np.uint32)
+        np.random.set_state(("MT19937", key, numpy["pos"], numpy["has_gauss"], numpy["gauss"]))
+        random.setstate(_as_tuples(state_dict["python"]))
+        if "cuda" in state_dict and torch.cuda.is_available():
+            torch.cuda.set_rng_state(state_dict["cuda"])
+
+
+def _as_tuples(value: Any) -> Any:
+    """`random.setstate` wants the tuples `random.getstate` gave, whatever a checkpoint format made of them."""
+    return tuple(_as_tuples(v) for v in value) if isinstance(value, list | tuple) else value
+
+
+class StopReport(Callback):
+    """When a fit is interrupted or diverges, say what is on disk and how to go on.
+
+    Ctrl-C and SIGTERM (what a cluster scheduler sends before it kills a job) stop the run where it is; Lightning
+    raises them at the next batch boundary (SIGTERM) or at once (Ctrl-C). Checkpoints are only written whole at
+    the end of an epoch, so ``last.ckpt`` holds the last completed epoch and the run continues exactly from it.
+    """
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        if trainer.state.fn != "fit" or not trainer.is_global_zero:
+            return
+        checkpoints = [cb for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint) and cb.dirpath]
+        last = next((Path(cb.dirpath) / f"{cb.filename}.ckpt" for cb in checkpoints if cb.monitor is None), None)
+        best = next((cb for cb in checkpoints if cb.monitor is not None and cb.best_model_path), None)
+        if isinstance(exception, KeyboardInterrupt | SIGTERMException):
+            how = "by SIGTERM" if isinstance(exception, SIGTERMException) else "by Ctrl-C"
+            print(f"\nInterrupted {how} in epoch {trainer.current_epoch}.", flush=True)
+            if last is not None and last.is_file():
+                print(
+                    f"{last} holds the last completed epoch; continue exactly from it with:\n"
+                    f"    lit-cs201 fit --ckpt_path {last}",
+                    flush=True,
+                )
+            else:
+                print("No epoch was completed, so there is no checkpoint to continue from.", flush=True)
+        elif isinstance(exception, NonFiniteLossError) and best is not None:
+            print(
+                f"\nThe best checkpoint so far is unaffected: {best.best_model_path} "
+                f"({best.monitor} {float(best.best_model_score):.4f}).",
+                flush=True,
+            )
+
+
 class RunConfigSaver(SaveConfigCallback):
     """Save the resolved config in the run folder without ever overwriting an earlier one.
 
@@ -85,10 +167,11 @@ class RunConfigSaver(SaveConfigCallback):
     """
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        if not self.already_saved and trainer.log_dir is not None:
+        log_dir = trainer.log_dir  # a collective call under DDP: every process must make it, once
+        if not self.already_saved and log_dir is not None:
             name = "config.yaml"
             if trainer.is_global_zero:
-                log_dir = Path(trainer.log_dir)
+                log_dir = Path(log_dir)
                 n = 0
                 while (log_dir / name).exists():
                     n += 1
@@ -98,7 +181,11 @@ class RunConfigSaver(SaveConfigCallback):
 
 
 class PredictionWriter(BasePredictionWriter):
-    """Write ``predictions.csv`` (index, true label where known, predicted class, probability) to the run folder."""
+    """Write ``predictions.csv`` (index, true label where known, predicted class, probability) to the run folder.
+
+    Rows are in dataset order; with several processes (DDP), rank zero gathers every process's share first, so the
+    file is the same as a single process writes.
+    """
 
     def __init__(self, filename: str = "predictions.csv") -> None:
         super().__init__(write_interval="epoch")
@@ -111,25 +198,43 @@ class PredictionWriter(BasePredictionWriter):
         predictions: Any,
         batch_indices: Any,
     ) -> None:
-        if not trainer.is_global_zero or trainer.log_dir is None:
+        # trainer.log_dir broadcasts rank zero's folder: every process has to ask, or rank zero waits forever.
+        log_dir = trainer.log_dir
+        if predictions and not isinstance(predictions[0], list):  # one predict dataloader
+            predictions = [predictions]
+        rank = trainer.global_rank
+        # (dataloader, sample, rank, true label or None, predicted, probability). The sample is its index in the
+        # dataset: under DDP each process predicts its own share, and rank zero writes them all in dataset order.
+        rows: list[tuple[int, int, int, int | None, int, float]] = []
+        for loader, batches in enumerate(predictions):
+            indices = batch_indices[loader] if loader < len(batch_indices) else []
+            position = 0
+            for b, batch in enumerate(batches):
+                probs, predicted = batch["probs"].detach().cpu().max(dim=-1)
+                target = batch.get("target")
+                target = None if target is None else target.cpu()
+                for i in range(len(predicted)):
+                    sample = indices[b][i] if b < len(indices) else position  # indices only lack for non-DataLoaders
+                    label = None if target is None else int(target[i])
+                    rows.append((loader, int(sample), rank, label, int(predicted[i]), float(probs[i])))
+                    position += 1
+        if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            gathered: list[Any] = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(gathered, rows)
+            rows = [row for shard in gathered for row in shard]
+        if not trainer.is_global_zero or log_dir is None:
             return
-        if predictions and isinstance(predictions[0], list):  # several predict dataloaders
-            predictions = [p for loader in predictions for p in loader]
+        rows.sort(key=lambda row: row[:3])
         names = list(getattr(pl_module, "class_names", [])) or None
-        path = Path(trainer.log_dir) / self.filename
+        path = Path(log_dir) / self.filename
         path.parent.mkdir(parents=True, exist_ok=True)
-        index = 0
         with path.open("w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["index", "true_label", "predicted", "probability"])
-            for batch in predictions:
-                probs, predicted = batch["probs"].max(dim=-1)
-                target = batch.get("target")
-                for i in range(len(predicted)):
-                    label = "" if target is None else _name(int(target[i]), names)
-                    writer.writerow([index, label, _name(int(predicted[i]), names), f"{float(probs[i]):.4f}"])
-                    index += 1
-        rank_zero_info(f"Wrote {index} predictions to {path}")
+            for index, (_, _, _, label, predicted, prob) in enumerate(rows):
+                true_label = "" if label is None else _name(label, names)
+                writer.writerow([index, true_label, _name(predicted, names), f"{prob:.4f}"])
+        rank_zero_info(f"Wrote {len(rows)} predictions to {path}")
 
 
 def _name(label: int, names: list[str] | None) -> str:

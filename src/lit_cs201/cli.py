@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import re
+import signal
 import sys
 import warnings
 from argparse import ArgumentError
@@ -21,12 +23,23 @@ from typing import Any
 import torch
 import yaml
 from lightning.pytorch import Trainer
+from lightning.pytorch.accelerators import CUDAAccelerator, MPSAccelerator, XLAAccelerator
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
-from lit_cs201.callbacks import PredictionWriter, RunConfigSaver, best_checkpoint, last_checkpoint
+from lit_cs201.callbacks import (
+    PredictionWriter,
+    RandomState,
+    RunConfigSaver,
+    StopReport,
+    best_checkpoint,
+    last_checkpoint,
+)
+from lit_cs201.checkpoint_io import AtomicCheckpointIO
 from lit_cs201.data.base import ClassificationDataModule
-from lit_cs201.errors import UserError
+from lit_cs201.errors import NonFiniteLossError, UserError
 from lit_cs201.models.classifier import Classifier
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
@@ -80,15 +93,47 @@ class LitCS201CLI(LightningCLI):
         # whatever the user gave; `restore_args` has already put them in front of the user's arguments instead.
         pass
 
+    def _set_seed(self) -> None:
+        # `seed_everything: true` (the default when a config gives no seed) makes Lightning seed 0, every run. A
+        # run gets a seed of its own instead, which Lightning then records in the run's config.yaml, so any run can
+        # be repeated.
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        if config.get("seed_everything") is True:
+            config["seed_everything"] = _fresh_seed()
+        super()._set_seed()
+
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        trainer = super().instantiate_trainer(**kwargs)
+        settings = self._get(self.config_init, "trainer", default={})
+        _check_accelerator(settings.get("accelerator"))
+        try:
+            trainer = super().instantiate_trainer(**kwargs)
+        except (MisconfigurationException, ValueError, TypeError) as err:
+            # Lightning checks devices, strategy and precision here, before anything is written.
+            chosen = ", ".join(f"{k}={settings.get(k)}" for k in ("accelerator", "devices", "strategy", "precision"))
+            raise UserError(f"trainer ({chosen}): {err}") from None
+        # Added here rather than as trainer defaults, so that a config listing its own callbacks keeps them.
+        trainer.callbacks += [RandomState(), StopReport()]
         if trainer.loggers:  # LearningRateMonitor refuses to run without a logger
             trainer.callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # not one the user chose
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         return trainer
 
     def _preflight(self, stage: str) -> None:
-        """Load the data before the trainer creates the run folder, so bad input leaves nothing behind."""
-        if self.datamodule is not None and os.environ.get("LOCAL_RANK", "0") == "0":
+        """Check the checkpoint and load the data before the trainer creates the run folder, so that bad input
+        leaves nothing behind."""
+        if self.trainer.local_rank != 0:
+            return  # another process of a multi-process run on this machine: the first one checks and prepares
+        for logger in self.trainer.loggers:
+            if getattr(logger, "save_dir", None):
+                folder = Path(logger.save_dir)
+                blocked = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+                if blocked is not None:
+                    raise UserError(f"logger save_dir {folder}: {blocked} is a file; give a folder for the run logs")
+        ckpt_path = self._get(self.config, "ckpt_path")
+        if ckpt_path:
+            check_fits(self.model, Path(ckpt_path))
+        if self.datamodule is not None:
             self.datamodule.prepare_data()
             self.datamodule.setup(stage)
 
@@ -115,6 +160,32 @@ class LitCS201CLI(LightningCLI):
         )
 
 
+ACCELERATORS = {"cuda": CUDAAccelerator, "gpu": CUDAAccelerator, "mps": MPSAccelerator, "tpu": XLAAccelerator}
+
+
+def _check_accelerator(name: Any) -> None:
+    """Refuse an accelerator this machine lacks, saying which it has (Lightning's errors for ``gpu`` and ``tpu``
+    name neither, and suggest installing torch_xla)."""
+    if not isinstance(name, str) or name not in ACCELERATORS or ACCELERATORS[name].is_available():
+        return
+    here = ["cpu"] + [n for n in ("cuda", "mps", "tpu") if ACCELERATORS[n].is_available()]
+    raise UserError(f"--trainer.accelerator {name}: this machine has none; use auto or one it has: {', '.join(here)}")
+
+
+def _fresh_seed() -> int:
+    """A seed for a run that gave none, the same in every process of the run.
+
+    Every process must agree: the distributed sampler shuffles with it, and processes with different seeds would
+    split different permutations of the data. Processes that Lightning starts from the first one inherit its seed;
+    torchrun and srun start all processes at once, before they can talk, so those keep Lightning's fixed 0.
+    """
+    if os.environ.get("LOCAL_RANK", "0") != "0" and "PL_GLOBAL_SEED" in os.environ:
+        return int(os.environ["PL_GLOBAL_SEED"])
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 or int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+        return 0
+    return random.SystemRandom().randrange(2**31)
+
+
 class _DropMessages(logging.Filter):
     def __init__(self, *fragments: str) -> None:
         super().__init__()
@@ -134,8 +205,6 @@ def _quiet_known_noise() -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     # Test and validate runs of a checkpoint log into their own sub-folder, never the training one.
     warnings.filterwarnings("ignore", message=r"The dirpath has changed from")
-    # Evaluation of a checkpoint draws no random numbers worth a seed.
-    warnings.filterwarnings("ignore", message=r"No seed found, seed set to")
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropMessages("litlogger", "litmodels"))
 
 
@@ -153,12 +222,31 @@ def _option(args: list[str], name: str) -> tuple[int, str | None] | None:
     return found
 
 
+def read_config(path: Path) -> dict[str, Any]:
+    """A YAML config, or the YAML error with its line (jsonargparse's own report names neither file nor line)."""
+    try:
+        config = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        parts = [
+            f"{text} at line {mark.line + 1}" if mark is not None else text
+            for text, mark in (
+                (getattr(err, "context", None), getattr(err, "context_mark", None)),
+                (getattr(err, "problem", None), getattr(err, "problem_mark", None)),
+            )
+            if text
+        ]
+        raise UserError(f"--config {path}: not valid YAML ({': '.join(parts) or err})") from None
+    if config is not None and not isinstance(config, dict):
+        raise UserError(f"--config {path}: expected a mapping of settings (trainer:, model:, ...), got {config!r}")
+    return config or {}
+
+
 def _logger_location(args: list[str]) -> tuple[str, str | None]:
     """Runs folder and experiment name the user's configs and flags point at (for ``best``/``last``)."""
     save_dir, name = DEFAULT_RUNS_DIR, None
     for i, arg in enumerate(args):
         if arg in ("--config", "-c") and i + 1 < len(args) and Path(args[i + 1]).is_file():
-            config = yaml.safe_load(Path(args[i + 1]).read_text()) or {}
+            config = read_config(Path(args[i + 1]))
             logger = (config.get("trainer") or {}).get("logger") or {}
             init = logger.get("init_args", {}) if isinstance(logger, dict) else {}
             save_dir, name = init.get("save_dir", save_dir), init.get("name", name)
@@ -173,6 +261,9 @@ def resolve_checkpoint(value: str, runs_dir: str = DEFAULT_RUNS_DIR, experiment:
     """Turn ``best``/``last`` into the newest run's file, and check that a given path exists."""
     if value not in ("best", "last"):
         path = Path(value)
+        if path.is_dir():
+            inside = sorted(str(p) for p in path.glob("*.ckpt")) or ["none"]
+            raise UserError(f"--ckpt_path {value} is a folder; give a checkpoint file (in it: {', '.join(inside)})")
         if not path.is_file():
             raise UserError(f"--ckpt_path {value}: no such file")
         return path
@@ -194,10 +285,46 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for a file that is not a checkpoint
-        raise UserError(f"--ckpt_path {path}: not a readable checkpoint ({type(err).__name__})") from None
+        raise UserError(
+            f"--ckpt_path {path}: not a readable checkpoint ({type(err).__name__}); a truncated or partial copy, or "
+            "not a file torch.save wrote"
+        ) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise UserError(f"--ckpt_path {path}: not a Lightning checkpoint (no state_dict)")
     return checkpoint
+
+
+def check_fits(model: Classifier, path: Path) -> None:
+    """Refuse a checkpoint whose weights do not fit ``model``, naming both models (Lightning's own error lists
+    every mismatching tensor, hundreds of lines for a ResNet)."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    model.on_load_checkpoint(checkpoint)  # fills what older checkpoints lack, as loading would
+    saved, expected = checkpoint["state_dict"], model.state_dict()
+    problem = next((f"{k} is missing from the checkpoint" for k in expected if k not in saved), None)
+    problem = problem or next((f"the model has no {k}" for k in saved if k not in expected), None)
+    problem = problem or next(
+        (
+            f"{k} is {list(saved[k].shape)} there and {list(v.shape)} here"
+            for k, v in expected.items()
+            if saved[k].shape != v.shape
+        ),
+        None,
+    )
+    if problem is not None:
+        trained = _describe(checkpoint.get("hyper_parameters", {}))
+        configured = _describe({"_class_path": type(model).__name__, **model.hparams})
+        raise UserError(
+            f"--ckpt_path {path} holds {trained}, which does not fit the configured {configured} ({problem}); "
+            "drop the options that change the model or the data, or give a checkpoint of this model"
+        )
+
+
+def _describe(hparams: dict[str, Any]) -> str:
+    """A model as its architecture-defining hyper-parameters: ``Classifier(net=mlp, hidden_sizes=[10], ...)``."""
+    name = str(hparams.get("_class_path", "model")).rsplit(".", 1)[-1]
+    keys = ("net", "hidden_sizes" if hparams.get("net") == "mlp" else "stem", "num_classes", "input_shape")
+    values = {k: list(v) if isinstance(v, tuple) else v for k in keys if (v := hparams.get(k)) is not None}
+    return f"{name}({', '.join(f'{k}={v}' for k, v in values.items())})"
 
 
 def _as_config(hparams: dict[str, Any], drop: tuple[str, ...] = ()) -> str | None:
@@ -209,6 +336,24 @@ def _as_config(hparams: dict[str, Any], drop: tuple[str, ...] = ()) -> str | Non
     return json.dumps({"class_path": class_path, "init_args": hparams})
 
 
+def pin_checkpoint(args: list[str]) -> list[str]:
+    """``args`` with ``--ckpt_path best|last`` replaced by the file it stands for now.
+
+    Lightning starts the other processes of a DDP run by running the same command line again: pinned, they all
+    load the checkpoint the first process chose, even if a newer run appears meanwhile.
+    """
+    if not args or args[0] not in SUBCOMMANDS:
+        return args
+    rest = list(args[1:])
+    found = _option(rest, "--ckpt_path")
+    if found is None or found[1] not in ("best", "last"):
+        return args
+    index, value = found
+    path = str(resolve_checkpoint(value, *_logger_location(rest)))
+    rest[index : index + 2 if rest[index] == "--ckpt_path" else index + 1] = ["--ckpt_path", path]
+    return [args[0], *rest]
+
+
 def restore_args(args: list[str]) -> list[str]:
     """Resolve ``--ckpt_path`` and put the checkpoint's model and data config in front of the user's arguments.
 
@@ -218,19 +363,18 @@ def restore_args(args: list[str]) -> list[str]:
     """
     if not args or args[0] not in SUBCOMMANDS:
         return args
-    subcommand, rest = args[0], list(args[1:])
+    subcommand, rest = args[0], list(pin_checkpoint(args)[1:])
+    for i, arg in enumerate(rest):
+        config = rest[i + 1] if arg in ("--config", "-c") and i + 1 < len(rest) else arg.partition("--config=")[2]
+        if config and Path(config).is_file():
+            read_config(Path(config))
     found = _option(rest, "--ckpt_path")
     if found is None or found[1] in (None, "null"):
         if subcommand != "fit" and not any(a in ("-h", "--help") for a in rest):
             # Lightning would silently evaluate the freshly initialised, untrained model.
             raise UserError(f"{subcommand} needs --ckpt_path: a checkpoint file, or best/last for the newest run's")
         return args
-    index, value = found
-    path = resolve_checkpoint(value, *_logger_location(rest))
-    if rest[index] == "--ckpt_path":
-        rest[index + 1] = str(path)
-    else:
-        rest[index] = f"--ckpt_path={path}"
+    path = resolve_checkpoint(found[1], *_logger_location(rest))
     checkpoint = load_checkpoint(path)
 
     restored: list[str] = []
@@ -265,25 +409,49 @@ def _logger_json(init_args: dict[str, str]) -> str:
     return json.dumps({"class_path": TENSORBOARD, "init_args": init_args})
 
 
-_UNION_ERROR = re.compile(
-    r'Parser key "(?P<key>[^"]+)": Does not validate against any of the Union subtypes.*?Errors:(?P<errors>.*?)'
-    r"Given value type:.*?Given value: (?P<value>.*)$"
+# Lines of jsonargparse's reports that describe its own machinery rather than the user's input.
+_NOISE = re.compile(
+    r"^(Does not validate against any of the Union subtypes|Subtypes: .*|Errors:|Given value.*"
+    r"|Expected a <class 'NoneType'>|Expected a path but .* either not accessible or invalid"
+    r"|Problem with given class_path '[^']*':)$"
 )
+# A class path that does not resolve, for the options whose classes come from torch rather than this project.
+_EXAMPLES = {
+    "optimizer": "e.g. torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW",
+    "lr_scheduler": "e.g. torch.optim.lr_scheduler.StepLR, torch.optim.lr_scheduler.OneCycleLR",
+}
 
 
 def _one_line(message: str) -> str:
     """jsonargparse's report of a bad value, cut to what a user can act on, on one line."""
-    message = " ".join(line.strip() for line in str(message).splitlines() if line.strip())
-    match = _UNION_ERROR.match(message)
-    if match is None:
-        return message
-    key = match["key"]
-    # Every optional argument is a Union with None; "not None either" is never the useful part.
-    errors = [e.strip() for e in match["errors"].split(" - ") if e.strip() and "NoneType" not in e]
-    detail = "; ".join(errors) or f"invalid value {match['value']}"
-    if "has no attribute" in detail or "Problem with given class_path" in detail and "Parser key" not in detail:
-        detail += f" (available: {', '.join(_available_classes(key))})"
-    return f"{key}: {detail}"
+    text = str(message)
+    keys = re.findall(r'Parser key "([^"]+)"', text)
+    lines = [re.sub(r"^- ", "", line.strip()) for line in text.splitlines() if line.strip()]
+    if not keys:
+        return " ".join(lines)
+    key = ".init_args.".join(keys)  # a nested report: model -> optimizer is model.init_args.optimizer
+    values = re.findall(r"Got value: (.*)$", text, re.MULTILINE)
+    values += re.findall(r"^\s*Given value: (?:NestedArg\(key='[^']*', val='(.*)'\)|(.*))$", text, re.MULTILINE)
+    value = next((v if isinstance(v, str) else v[0] or v[1] for v in values), None)
+    classes = re.findall(r"Problem with given class_path '([^']*)'", text)
+    details = []
+    for line in lines:
+        line = re.sub(r'^Parser key "[^"]+":\s*', "", line)
+        if not line or _NOISE.match(line):
+            continue
+        if classes:
+            line = re.sub(r"^Option '(\w+)' is not accepted", rf"{classes[-1]} has no option '\1'", line)
+        line = re.sub(r"^Type .*? expects a function or a callable class: ", "", line)
+        line = re.sub(r"\. Got value: .*$", "", line)
+        line = re.sub(r"typing\.Literal\[(.*?)\]", r"one of \1", line)
+        details.append(re.sub(r"<class '([\w.]+)'>", r"\1", line).replace("Expected a ", "expected "))
+    detail = "; ".join(details) or "invalid value"
+    notes = [f"got {value}"] if value is not None else []
+    if "has no attribute" in detail and keys[-1] in ("model", "data"):
+        notes.append(f"available: {', '.join(_available_classes(keys[-1]))}")
+    elif "has no attribute" in detail and keys[-1] in _EXAMPLES:
+        notes.append(_EXAMPLES[keys[-1]])
+    return f"{key}: {detail}" + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def _available_classes(key: str) -> list[str]:
@@ -300,12 +468,31 @@ def _available_classes(key: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``lit-cs201`` and ``python -m lit_cs201``."""
+    """Entry point of ``lit-cs201`` and ``python -m lit_cs201``.
+
+    Exit status: 0 done, 1 training diverged, 2 bad input, 130 Ctrl-C, 143 SIGTERM (128 + the signal, as a shell
+    reports a process the signal killed).
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     _quiet_known_noise()
     try:
+        args = pin_checkpoint(args)
+        if argv is None:
+            sys.argv[1:] = args  # what the other processes of a DDP run will read
         LitCS201CLI(args=restore_args(args))
+    except SIGTERMException:  # Lightning's, raised at a batch boundary after the signal; the report is printed
+        return 128 + signal.SIGTERM
+    except SystemExit as exit_:
+        if isinstance(exit_.__context__, KeyboardInterrupt):  # Lightning turns Ctrl-C during a run into exit(1)
+            return 128 + signal.SIGINT
+        raise
+    except KeyboardInterrupt:  # before or after the trainer runs
+        print("\nInterrupted.", file=sys.stderr)
+        return 128 + signal.SIGINT
     except Exception as err:
+        if isinstance(err, NonFiniteLossError):
+            print(f"lit-cs201: {err}", file=sys.stderr)
+            return 1
         cause = _user_error(err)
         if cause is None:
             raise

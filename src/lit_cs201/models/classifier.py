@@ -8,12 +8,14 @@ import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor, nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from lit_cs201 import viz
+from lit_cs201.errors import NonFiniteLossError, UserError
 from lit_cs201.models.nets import build_net
 
 GRID_SIZE = 64  # test images shown in the prediction grid (8x8)
@@ -73,17 +75,21 @@ class Classifier(LightningModule):
         self.lr_scheduler = lr_scheduler
         self.train_loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
 
-        # One metric object per stage: torchmetrics keeps state, and sharing it would mix stages.
+        # One metric object per stage: torchmetrics keeps state, and sharing it would mix stages. The mean losses
+        # keep NaN (torchmetrics would drop it with a warning): a diverged model must show, not average away. They
+        # take per-sample losses: with nan_strategy "disable", torchmetrics 1.9 ignores a `weight`.
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.val_loss = MeanMetric()
+        self.val_loss = MeanMetric(nan_strategy="disable")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc_best = MaxMetric()
-        self.test_loss = MeanMetric()
+        self.val_acc_best.persistent(True)  # in the checkpoint, so a resumed run's curve carries on
+        self.test_loss = MeanMetric(nan_strategy="disable")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc_per_class = MulticlassAccuracy(num_classes, average=None)
         self.test_acc_top5 = MulticlassAccuracy(num_classes, top_k=5, average="micro") if num_classes > 5 else None
         self.test_confusion = MulticlassConfusionMatrix(num_classes)
         self._grid: list[Tensor] = []  # images, targets, predictions of the first test batch(es)
+        self._run_steps: int | None = None  # optimizer steps of the whole run, when a one-cycle schedule uses them
 
     @property
     def class_names(self) -> list[str]:
@@ -101,29 +107,47 @@ class Classifier(LightningModule):
         x, y = batch
         logits = self(x)
         loss = self.train_loss_fn(logits, y)
+        # The mean over all processes: the curve shows the whole step, and a non-finite loss on any process stops
+        # every process at the same step (one that stopped alone would leave the others waiting for it).
+        step_loss = self.trainer.strategy.reduce(loss.detach(), reduce_op="mean")
+        if not torch.isfinite(step_loss):
+            raise NonFiniteLossError(
+                f"training stopped: train/loss is {float(step_loss)} at step {self.global_step} (epoch "
+                f"{self.current_epoch}, batch {batch_idx}); a learning rate that is too high is the usual cause"
+            )
         self.train_acc(logits, y)
-        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/loss", step_loss, prog_bar=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
         return loss
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         x, y = batch
         logits = self(x)
-        self.val_loss(nn.functional.cross_entropy(logits, y), weight=y.numel())
+        self.val_loss(nn.functional.cross_entropy(logits, y, reduction="none"))
         self.val_acc(logits, y)
         self.log("val/loss", self.val_loss, prog_bar=True)
         self.log("val/acc", self.val_acc, prog_bar=True)
 
     def on_validation_epoch_end(self) -> None:
+        # During fit this runs before the checkpoint callbacks: a model whose outputs are no longer finite (its
+        # accuracy is then that of always answering class 0, which can look like a best score) is never saved.
+        val_loss = self.val_loss.compute()
+        if self.trainer.state.fn == TrainerFn.FITTING and not torch.isfinite(val_loss):
+            if self.trainer.sanity_checking:
+                when = "in the sanity check, before any training"
+            else:
+                when = f"after epoch {self.current_epoch} (step {self.global_step})"
+            raise NonFiniteLossError(f"training stopped: val/loss is {float(val_loss)} {when}")
         if self.trainer.sanity_checking:
             return  # a sanity check sees two batches of an untrained model: not a score to keep
         self.val_acc_best(self.val_acc.compute())
-        self.log("val/acc_best", self.val_acc_best.compute())
+        # Computed from metrics already combined across processes: the same everywhere, sync_dist only says so.
+        self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
         x, y = batch
         logits = self(x)
-        self.test_loss(nn.functional.cross_entropy(logits, y), weight=y.numel())
+        self.test_loss(nn.functional.cross_entropy(logits, y, reduction="none"))
         self.test_acc(logits, y)
         self.test_acc_per_class.update(logits, y)
         self.test_confusion.update(logits, y)
@@ -147,7 +171,7 @@ class Classifier(LightningModule):
         per_class = self.test_acc_per_class.compute()
         names = self.class_names
         for name, acc in zip(names, per_class, strict=True):
-            self.log(f"test/acc/{name}", acc)
+            self.log(f"test/acc/{name}", acc, sync_dist=True)
         confusion = self.test_confusion.compute()  # synchronised across processes
         self._report(per_class, confusion, names)
         self.test_acc_per_class.reset()
@@ -180,7 +204,8 @@ class Classifier(LightningModule):
         settings = getattr(self.lr_scheduler, "keywords", {})
         if "total_steps" in settings and settings["total_steps"] is None and settings.get("epochs") is None:
             # OneCycleLR and the like: one cycle over the whole run, however long the config makes it.
-            scheduler = self.lr_scheduler(optimizer, total_steps=int(self.trainer.estimated_stepping_batches))
+            self._run_steps = int(self.trainer.estimated_stepping_batches)
+            scheduler = self.lr_scheduler(optimizer, total_steps=self._run_steps)
             interval = "step"
         else:
             scheduler = self.lr_scheduler(optimizer)
@@ -188,6 +213,20 @@ class Classifier(LightningModule):
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             config["monitor"] = "val/loss"
         return {"optimizer": optimizer, "lr_scheduler": config}
+
+    def on_train_start(self) -> None:
+        # After a resume, the schedule is the checkpoint's: a cycle sized for the run as it was first started.
+        cycle = getattr(self.lr_schedulers(), "total_steps", None) if self._run_steps else None
+        if cycle is not None and cycle != self._run_steps:
+            raise UserError(
+                f"the run being resumed has a one-cycle schedule of {cycle} optimizer steps, but this run's settings "
+                f"(max_epochs {self.trainer.max_epochs}) make {self._run_steps}; resume with the settings it was "
+                "started with"
+            )
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Checkpoints written before the best validation score was kept in them.
+        checkpoint["state_dict"].setdefault("val_acc_best.max_value", self.val_acc_best.max_value)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # From a config, the CLI stores the optimizer and schedule as plain dicts. Callables passed from Python are

@@ -1,0 +1,127 @@
+"""Stopping a run loses at most the epoch in progress: Ctrl-C and SIGTERM sent to a real `lit-cs201 fit` leave a
+whole `last.ckpt` from which `fit --ckpt_path last` ends exactly where the run would have ended, and a crash while a
+checkpoint is being written never leaves a truncated file in place of a good one."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from helpers import CONFIGS, curves_by_step, run_cli, snapshot
+from lit_cs201.checkpoint_io import AtomicCheckpointIO
+from lit_cs201.data.synthetic import write_cifar10
+from test_resume import assert_same
+
+IMAGES = [
+    "--data.init_args.data_dir=data",
+    "--data.init_args.val_size=16",
+    "--data.init_args.batch_size=16",
+    "--trainer.limit_train_batches=3",
+    "--trainer.precision=32-true",
+]
+
+CASES = {
+    # A cluster scheduler's SIGTERM, on a run with model-side augmentation and a one-cycle schedule.
+    "SIGTERM": (signal.SIGTERM, "cifar10", 5, IMAGES, "by SIGTERM"),
+    # Ctrl-C in a terminal.
+    "Ctrl-C": (signal.SIGINT, "iris", 40, [], "by Ctrl-C"),
+}
+
+
+def start_fit(args: list[str], cwd) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "lit_cs201", "fit", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum, config, epochs, extra, said", CASES.values(), ids=CASES.keys())
+def test_interrupted_fit_continues_exactly_from_last(tmp_path, signum, config, epochs, extra, said):
+    args = ["--config", str(CONFIGS / f"{config}.yaml"), f"--trainer.max_epochs={epochs}", *extra]
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    for folder in (straight, stopped):
+        folder.mkdir()
+        if config == "cifar10":
+            write_cifar10(folder / "data", per_batch=16, n_test=16)
+    run_cli("fit", *args, cwd=straight)
+
+    process = start_fit(args, cwd=stopped)
+    last = stopped / "runs" / config / "version_0" / "last.ckpt"
+    deadline = time.monotonic() + 300
+    while not last.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process.poll() is None, "the run ended before it could be interrupted"
+    process.send_signal(signum)
+    stdout, stderr = process.communicate(timeout=120)
+
+    assert process.returncode == 128 + signum, stderr[-3000:]
+    assert f"Interrupted {said} in epoch" in stdout
+    assert f"lit-cs201 fit --ckpt_path runs/{config}/version_0/last.ckpt" in stdout
+    interrupted_at = torch.load(last, weights_only=True)["epoch"]
+    assert interrupted_at < epochs - 1
+    assert not list(last.parent.glob(".*.partial"))
+
+    run_cli("fit", "--ckpt_path", "last", cwd=stopped)
+    for name in ("last.ckpt", "best.ckpt"):
+        a, b = (
+            torch.load(folder / "runs" / config / "version_0" / name, weights_only=True)
+            for folder in (straight, stopped)
+        )
+        assert_same(a, b, name)
+    # The interrupted epoch logged some steps that the resumed run logs again, with the same values.
+    curves = [curves_by_step(folder / "runs" / config / "version_0") for folder in (straight, stopped)]
+    for curve in curves:
+        curve.pop("hp_metric", None)  # a placeholder Lightning logs at the start of every fit
+    assert curves[0] == curves[1]
+
+
+def test_a_crash_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch):
+    io = AtomicCheckpointIO()
+    path = tmp_path / "last.ckpt"
+    io.save_checkpoint({"epoch": 1, "weights": torch.arange(1000.0)}, path)
+    before = snapshot(tmp_path)
+
+    real_save = torch.save
+
+    def save_half_then_die(obj, f, *args, **kwargs):
+        real_save({"epoch": 2, "weights": torch.zeros(1000)}, f, *args, **kwargs)
+        f.truncate(f.tell() // 2)
+        raise KeyboardInterrupt  # a second Ctrl-C, or the process being killed, half way through the write
+
+    monkeypatch.setattr(torch, "save", save_half_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"epoch": 2}, path)
+    monkeypatch.undo()
+
+    assert snapshot(tmp_path) == before  # no partial file left, the old checkpoint untouched
+    assert torch.load(path, weights_only=True)["epoch"] == 1
+    io.save_checkpoint({"epoch": 3}, path)
+    assert torch.load(path, weights_only=True)["epoch"] == 3
+
+
+def test_every_checkpoint_the_cli_writes_goes_through_the_atomic_writer(tmp_path, monkeypatch):
+    written = []
+    real = AtomicCheckpointIO.save_checkpoint
+
+    def recording(self, checkpoint, path, *args, **kwargs):
+        written.append(Path(path).resolve())
+        real(self, checkpoint, path, *args, **kwargs)
+
+    monkeypatch.setattr(AtomicCheckpointIO, "save_checkpoint", recording)
+    monkeypatch.chdir(tmp_path)
+    from lit_cs201.cli import main
+
+    assert main(["fit", "--config", str(CONFIGS / "iris.yaml"), "--trainer.max_epochs=2"]) == 0
+    run = tmp_path / "runs" / "iris" / "version_0"
+    assert {p.name for p in run.glob("*.ckpt")} == {"best.ckpt", "last.ckpt"}
+    assert set(written) == {(run / "best.ckpt").resolve(), (run / "last.ckpt").resolve()}
