@@ -6,8 +6,9 @@ from collections.abc import Sequence
 
 import torch
 from lightning.pytorch import LightningDataModule
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from lit_cs201.errors import UserError
 
@@ -88,10 +89,21 @@ class ClassificationDataModule(LightningDataModule):
     def _loader(self, dataset: Dataset | None, shuffle: bool) -> DataLoader:
         if dataset is None:
             raise RuntimeError(f"{type(self).__name__}.setup() has not prepared this split")
+        sampler: Sampler | None = None
+        trainer = self.trainer
+        if not shuffle and trainer is not None and trainer.world_size > 1:
+            # Lightning's DistributedSampler pads every process to the same length with repeated samples, so a
+            # multi-process val/test score would count some samples twice and differ from a single-process one.
+            # This split gives each sample to exactly one process (shards differ in length by at most one; the
+            # metrics' sync adds up uneven shards). Lightning leaves a DistributedSampler it is given in place.
+            sampler = UnrepeatedDistributedSampler(
+                dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
+            )
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
             shuffle=shuffle,
+            sampler=sampler,
             collate_fn=collate_batch if isinstance(dataset, TensorBatchDataset) else None,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
