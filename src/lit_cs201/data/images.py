@@ -10,12 +10,21 @@ classes, shape and statistics are.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from lit_cs201.augment import build_augment
 from lit_cs201.data.base import ClassificationDataModule, TensorBatchDataset, check_val_size, split_count
+from lit_cs201.errors import UserError
+
+
+def _augment(option: str, name: str, mean: list[float], std: list[float]) -> nn.Module:
+    try:
+        return build_augment(name, mean=mean, std=std)
+    except UserError as err:
+        raise UserError(f"{option}: {err}") from None
 
 
 class ImageDataModule(ClassificationDataModule):
@@ -54,6 +63,8 @@ class ImageDataModule(ClassificationDataModule):
         super().__init__(batch_size=batch_size, num_workers=num_workers)
         self.save_hyperparameters()  # lets `test --ckpt_path` rebuild this datamodule from the checkpoint
         check_val_size(val_size)
+        if Path(data_dir).exists() and not Path(data_dir).is_dir():
+            raise UserError(f"data_dir {data_dir} is a file; give the folder that holds (or will hold) the dataset")
         self.data_dir = data_dir
         self.val_size = val_size
         self.split_seed = split_seed
@@ -61,8 +72,8 @@ class ImageDataModule(ClassificationDataModule):
         mean = list(self.dataset_mean if mean is None else mean)
         std = list(self.dataset_std if std is None else std)
         # Built now so that a bad preset name fails before anything runs.
-        self.train_augment: nn.Module = build_augment(train_augment, mean=mean, std=std)
-        self.eval_augment: nn.Module = build_augment(eval_augment, mean=mean, std=std)
+        self.train_augment: nn.Module = _augment("train_augment", train_augment, mean, std)
+        self.eval_augment: nn.Module = _augment("eval_augment", eval_augment, mean, std)
 
     def load_split(self, train: bool) -> tuple[Tensor, Tensor]:
         """The official training (``train=True``) or test split: uint8 images (N, C, H, W), int64 labels (N,)."""

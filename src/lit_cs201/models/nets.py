@@ -23,6 +23,8 @@ STEMS = ("imagenet", "cifar")
 
 def build_mlp(num_classes: int, input_shape: Sequence[int], hidden_sizes: Sequence[int] = (10,)) -> nn.Module:
     """Fully connected ReLU network, e.g. the course's Iris net 4-10-3 with ``hidden_sizes=(10,)``."""
+    if any(width < 1 for width in hidden_sizes):
+        raise UserError(f"hidden_sizes must be positive layer widths, got {list(hidden_sizes)}")
     in_features = math.prod(input_shape)
     layers: list[nn.Module] = [nn.Flatten()] if len(input_shape) > 1 else []
     for width in hidden_sizes:
