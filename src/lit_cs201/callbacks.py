@@ -55,6 +55,9 @@ class RunCheckpoint(ModelCheckpoint):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
         self.best_tie_value = state_dict.get("best_tie_value")
+        # Saved but not restored by Lightning: without it a resumed run's checkpoints differ from an uninterrupted
+        # run's until the next best epoch.
+        self.current_score = state_dict.get("current_score", self.current_score)
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if self.dirpath is None and trainer.log_dir is not None:  # log_dir is rank zero's, on every process
