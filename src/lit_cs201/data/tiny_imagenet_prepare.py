@@ -620,7 +620,7 @@ def download(url: str, dest: Path, md5: str = MD5, progress: bool = True) -> Non
         part.unlink(missing_ok=True)
         raise PrepareError(
             f"could not download {url} ({type(err).__name__}: {err}). On a machine with network, download it "
-            f"and place it at {dest} (md5 {md5}), then run again without --download"
+            f"and place it at {dest} (md5 {md5}), then run again (a placed file is used as it is)"
         ) from None
     found = digest.hexdigest()
     if found != md5:
