@@ -31,6 +31,14 @@ CASES = {
     "SIGTERM": (signal.SIGTERM, "cifar10", 5, IMAGES, "by SIGTERM"),
     # Ctrl-C in a terminal.
     "Ctrl-C": (signal.SIGINT, "iris", 40, [], "by Ctrl-C"),
+    # SIGTERM to the first of two DDP processes: both stop at the same step, and the resumed run is DDP again.
+    "SIGTERM, 2 processes": (
+        signal.SIGTERM,
+        "iris",
+        40,
+        ["--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.accelerator=cpu"],
+        "by SIGTERM",
+    ),
 }
 
 

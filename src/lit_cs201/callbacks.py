@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import random
+import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -129,13 +131,32 @@ def _as_tuples(value: Any) -> Any:
     return tuple(_as_tuples(v) for v in value) if isinstance(value, list | tuple) else value
 
 
-class StopReport(Callback):
-    """When a fit is interrupted or diverges, say what is on disk and how to go on.
+class GracefulStop(Callback):
+    """Stop a fit on SIGTERM with every process at the same step, and say what is on disk after any stop.
 
-    Ctrl-C and SIGTERM (what a cluster scheduler sends before it kills a job) stop the run where it is; Lightning
-    raises them at the next batch boundary (SIGTERM) or at once (Ctrl-C). Checkpoints are only written whole at
+    SIGTERM is what a cluster scheduler sends before it kills a job. Lightning's own handler broadcasts from inside
+    the signal handler, which, with several processes, can meet another process's gradient all-reduce and hang them
+    all; here the handler only raises a flag, the processes agree on it after each training batch, and all of them
+    stop at the end of that batch. Ctrl-C stops at once (Lightning's handling). Checkpoints are only written whole at
     the end of an epoch, so ``last.ckpt`` holds the last completed epoch and the run continues exactly from it.
     """
+
+    def __init__(self) -> None:
+        self._signalled = False
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # Lightning has just installed its handler; it restores the original one when the fit ends.
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._on_sigterm)
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        self._signalled = True
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
+        # One small all-reduce per step with several processes; none with one.
+        if trainer.strategy.reduce_boolean_decision(self._signalled, all=False):
+            # Lightning's loops check this flag and raise SIGTERMException at the end of this batch, everywhere.
+            trainer._signal_connector.received_sigterm = True
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         if trainer.state.fn != "fit" or not trainer.is_global_zero:

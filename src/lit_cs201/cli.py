@@ -30,10 +30,10 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from lit_cs201.callbacks import (
+    GracefulStop,
     PredictionWriter,
     RandomState,
     RunConfigSaver,
-    StopReport,
     best_checkpoint,
     last_checkpoint,
 )
@@ -112,7 +112,7 @@ class LitCS201CLI(LightningCLI):
             chosen = ", ".join(f"{k}={settings.get(k)}" for k in ("accelerator", "devices", "strategy", "precision"))
             raise UserError(f"trainer ({chosen}): {err}") from None
         # Added here rather than as trainer defaults, so that a config listing its own callbacks keeps them.
-        trainer.callbacks += [RandomState(), StopReport()]
+        trainer.callbacks += [RandomState(), GracefulStop()]
         if trainer.loggers:  # LearningRateMonitor refuses to run without a logger
             trainer.callbacks.append(LearningRateMonitor(logging_interval="epoch"))
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # not one the user chose
