@@ -160,16 +160,20 @@ class LitCS201CLI(LightningCLI):
         )
 
 
-ACCELERATORS = {"cuda": CUDAAccelerator, "gpu": CUDAAccelerator, "mps": MPSAccelerator, "tpu": XLAAccelerator}
+ACCELERATORS = {"cuda": CUDAAccelerator, "mps": MPSAccelerator, "tpu": XLAAccelerator}
 
 
 def _check_accelerator(name: Any) -> None:
     """Refuse an accelerator this machine lacks, saying which it has (Lightning's errors for ``gpu`` and ``tpu``
     name neither, and suggest installing torch_xla)."""
-    if not isinstance(name, str) or name not in ACCELERATORS or ACCELERATORS[name].is_available():
+    if not isinstance(name, str) or name not in (*ACCELERATORS, "gpu"):
         return
-    here = ["cpu"] + [n for n in ("cuda", "mps", "tpu") if ACCELERATORS[n].is_available()]
-    raise UserError(f"--trainer.accelerator {name}: this machine has none; use auto or one it has: {', '.join(here)}")
+    here = [n for n, accelerator in ACCELERATORS.items() if accelerator.is_available()]
+    if name in here or name == "gpu" and {"cuda", "mps"} & set(here):  # Lightning's "gpu" is CUDA or Apple's MPS
+        return
+    raise UserError(
+        f"--trainer.accelerator {name}: this machine has none; use auto or one it has: {', '.join(['cpu', *here])}"
+    )
 
 
 def _fresh_seed() -> int:
