@@ -243,7 +243,10 @@ def test_handle_impossible_answer(qa: QuestionAnswerer) -> None:
 
 def test_answer_batch_matches_single_calls(qa: QuestionAnswerer) -> None:
     batch = qa.answer_batch([EN_QUESTION, ZH_QUESTION], [EN_CONTEXT, ZH_CONTEXT])
-    assert [answers[0] for answers in batch] == [qa(EN_QUESTION, EN_CONTEXT), qa(ZH_QUESTION, ZH_CONTEXT)]
+    singles = [qa(EN_QUESTION, EN_CONTEXT), qa(ZH_QUESTION, ZH_CONTEXT)]
+    # The same spans; scores equal up to float rounding (a padded batch sums in another order).
+    for answers, single in zip(batch, singles, strict=True):
+        assert answers[0] == {**single, "score": pytest.approx(single["score"], rel=1e-5)}
 
 
 @pytest.mark.parametrize(
