@@ -136,9 +136,10 @@ class GracefulStop(Callback):
 
     SIGTERM is what a cluster scheduler sends before it kills a job. Lightning's own handler broadcasts from inside
     the signal handler, which, with several processes, can meet another process's gradient all-reduce and hang them
-    all; here the handler only raises a flag, the processes agree on it after each training batch, and all of them
-    stop at the end of that batch. Ctrl-C stops at once (Lightning's handling). Checkpoints are only written whole at
-    the end of an epoch, so ``last.ckpt`` holds the last completed epoch and the run continues exactly from it.
+    all (see Lightning-AI/pytorch-lightning#20806). Here the handler only raises a flag, the processes agree on it
+    after each training batch, and all of them stop at the end of that batch. Ctrl-C stops at once (Lightning's
+    handling). Checkpoints are only written whole at the end of an epoch, so ``last.ckpt`` holds the last completed
+    epoch and the run continues exactly from it.
     """
 
     def __init__(self) -> None:
