@@ -6,8 +6,7 @@ from __future__ import annotations
 import torch
 import yaml
 
-from helpers import CONFIGS, curves_by_step, run_cli
-from test_resume import assert_same
+from helpers import CONFIGS, assert_same, curves_by_step, run_cli
 
 
 def test_a_run_without_a_seed_records_one_that_repeats_it(tmp_path):

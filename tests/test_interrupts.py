@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import CONFIGS, curves_by_step, run_cli, snapshot
+from helpers import CONFIGS, assert_same, curves_by_step, run_cli, snapshot
 from lit_cs201.checkpoint_io import AtomicCheckpointIO
 from lit_cs201.data.synthetic import write_cifar10
-from test_resume import assert_same
 
 IMAGES = [
     "--data.init_args.data_dir=data",

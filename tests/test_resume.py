@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from helpers import CONFIGS, run_cli, scalars
+from helpers import CONFIGS, assert_same, run_cli, scalars
 from lit_cs201.data.synthetic import write_cifar10
 
 STEP_LR = {"class_path": "torch.optim.lr_scheduler.StepLR", "init_args": {"step_size": 2, "gamma": 0.5}}
@@ -37,22 +37,6 @@ CASES = {
         ],
     ),
 }
-
-
-def assert_same(a, b, where="checkpoint"):
-    """Equal to the bit, with the first difference named."""
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), f"{where}: keys {sorted(map(str, a))} != {sorted(map(str, b))}"
-        for key in a:
-            assert_same(a[key], b[key], f"{where}[{key!r}]")
-    elif isinstance(a, list | tuple):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            assert_same(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, f"{where}: {a!r} != {b!r}"
 
 
 @pytest.mark.parametrize("config, epochs, stop_after, extra", CASES.values(), ids=CASES.keys())

@@ -62,8 +62,8 @@ class RunCheckpoint(ModelCheckpoint):
         self.current_score = state_dict.get("current_score", self.current_score)
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        if self.dirpath is None and trainer.log_dir is not None:  # log_dir is rank zero's, on every process
-            self.dirpath = trainer.log_dir
+        if self.dirpath is None:
+            self.dirpath = trainer.log_dir  # rank zero's, on every process: a collective call, made once
         super().setup(trainer, pl_module, stage)
 
 

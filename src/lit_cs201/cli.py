@@ -378,7 +378,7 @@ def restore_args(args: list[str]) -> list[str]:
             # Lightning would silently evaluate the freshly initialised, untrained model.
             raise UserError(f"{subcommand} needs --ckpt_path: a checkpoint file, or best/last for the newest run's")
         return args
-    path = resolve_checkpoint(found[1], *_logger_location(rest))
+    path = resolve_checkpoint(found[1])  # a file: pin_checkpoint has already resolved best/last
     checkpoint = load_checkpoint(path)
 
     restored: list[str] = []
@@ -434,9 +434,9 @@ def _one_line(message: str) -> str:
     if not keys:
         return " ".join(lines)
     key = ".init_args.".join(keys)  # a nested report: model -> optimizer is model.init_args.optimizer
-    values = re.findall(r"Got value: (.*)$", text, re.MULTILINE)
-    values += re.findall(r"^\s*Given value: (?:NestedArg\(key='[^']*', val='(.*)'\)|(.*))$", text, re.MULTILINE)
-    value = next((v if isinstance(v, str) else v[0] or v[1] for v in values), None)
+    got = re.search(r"Got value: (.*)$", text, re.MULTILINE)
+    given = re.search(r"^\s*Given value: (?:NestedArg\(key='[^']*', val='(.*)'\)|(.*))$", text, re.MULTILINE)
+    value = got[1] if got else (given[1] or given[2]) if given else None
     classes = re.findall(r"Problem with given class_path '([^']*)'", text)
     details = []
     for line in lines:
