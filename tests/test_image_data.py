@@ -35,7 +35,7 @@ def test_cifar10_reads_python_batches_and_class_names(tmp_path):
     renamed = ["plane", *CIFAR_NAMES[1:]]  # the course's name for class 0; must come from batches.meta
     with (folder / "batches.meta").open("wb") as f:
         pickle.dump({"label_names": renamed}, f)
-    data = CIFAR10DataModule(data_dir=str(tmp_path), val_size=0.2)
+    data = CIFAR10DataModule(data_dir=str(tmp_path), val_size=0.2, verify_md5=False)
     data.prepare_data()
     data.setup("fit")
     images, _ = data.train_set.tensors
@@ -47,7 +47,7 @@ def test_validation_split_is_seeded_disjoint_and_sized(tmp_path):
     write_cifar10(tmp_path, per_batch=20, n_test=5)
 
     def split(seed, val_size):
-        data = CIFAR10DataModule(data_dir=str(tmp_path), val_size=val_size, split_seed=seed)
+        data = CIFAR10DataModule(data_dir=str(tmp_path), val_size=val_size, split_seed=seed, verify_md5=False)
         data.setup("fit")
         return data.train_set.tensors[0], data.val_set.tensors[0]
 
@@ -110,7 +110,7 @@ def test_placed_archives_are_verified_and_extracted_without_network(tmp_path, mo
     with pytest.raises(UserError, match="0{32}"):
         CIFAR10DataModule(data_dir=str(tarball.parent)).prepare_data()
     monkeypatch.setattr(cifar10_module, "ARCHIVE", good)
-    data = CIFAR10DataModule(data_dir=str(tarball.parent), val_size=4)
+    data = CIFAR10DataModule(data_dir=str(tarball.parent), val_size=4, verify_md5=False)
     data.prepare_data()
     data.setup("fit")
     assert len(data.train_set) == 16
@@ -127,7 +127,9 @@ def test_truncated_idx_file_is_refused(tmp_path):
 
 def test_batches_are_augmented_only_in_training(tmp_path):
     write_cifar10(tmp_path, per_batch=8, n_test=8)
-    data = CIFAR10DataModule(data_dir=str(tmp_path), val_size=8, batch_size=8, train_augment="cifar_crop_flip")
+    data = CIFAR10DataModule(
+        data_dir=str(tmp_path), val_size=8, batch_size=8, train_augment="cifar_crop_flip", verify_md5=False
+    )
     data.setup("fit")
     batch = next(iter(data.train_dataloader()))
     assert batch[0].dtype == torch.uint8 and batch[0].shape == (8, 3, 32, 32)  # a single indexing operation

@@ -19,6 +19,7 @@ from lit_cs201.data.synthetic import write_cifar10
 
 IMAGES = [
     "--data.init_args.data_dir=data",
+    "--data.init_args.verify_md5=false",  # synthetic CIFAR-10 files
     "--data.init_args.val_size=16",
     "--data.init_args.batch_size=16",
     "--trainer.limit_train_batches=3",

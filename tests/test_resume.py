@@ -30,6 +30,7 @@ CASES = {
         2,
         [
             "--data.init_args.data_dir=data",
+            "--data.init_args.verify_md5=false",  # synthetic CIFAR-10 files
             "--data.init_args.val_size=16",
             "--data.init_args.batch_size=16",
             "--trainer.limit_train_batches=3",

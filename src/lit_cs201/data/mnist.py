@@ -21,18 +21,28 @@ _FILES = (
     ("t10k-labels-idx1-ubyte", "ec29112dd5afa0611ce80d1b7f02629c"),
 )
 ARCHIVES = tuple(Archive(f"{name}.gz", md5, tuple(m + f"{name}.gz" for m in _MIRRORS), (name,)) for name, md5 in _FILES)
-_IDX_MAGIC = {2051: 3, 2049: 1}  # images: 3 dimensions (n, rows, cols); labels: 1
+# IDX type codes (the third byte of the magic number); MNIST is unsigned bytes.
+_IDX_TYPES = {0x08: "unsigned byte", 0x09: "signed byte", 0x0B: "short", 0x0C: "int", 0x0D: "float", 0x0E: "double"}
+_CONTENT = {3: "images (3 dimensions: count, rows, columns)", 1: "labels (1 dimension: count)"}
 
 
-def read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file of unsigned bytes (the MNIST format): big-endian magic, dimension sizes, then data."""
+def read_idx(path: Path, ndim: int) -> np.ndarray:
+    """Read an IDX file of unsigned bytes with ``ndim`` dimensions (the MNIST format): a magic number that gives
+    the type and the dimension count, the big-endian dimension sizes, then the data."""
+    if not path.is_file():
+        raise UserError(f"{path} not found; delete {path.parent} to fetch the MNIST files again")
     data = path.read_bytes()
-    magic = int.from_bytes(data[:4], "big")
-    if magic not in _IDX_MAGIC:
-        raise UserError(f"{path} is not an MNIST IDX file (magic number {magic}, expected 2051 or 2049)")
-    ndim = _IDX_MAGIC[magic]
-    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    if len(data) < 4 or data[:2] != b"\0\0" or data[2] not in _IDX_TYPES:
+        raise UserError(f"{path} is not an MNIST IDX file (magic number {data[:4].hex() or 'missing'})")
+    if data[2] != 0x08:
+        raise UserError(f"{path} holds {_IDX_TYPES[data[2]]} values; MNIST files hold unsigned bytes")
+    if data[3] != ndim:
+        found = _CONTENT.get(data[3], f"{data[3]}-dimensional data")
+        raise UserError(f"{path} holds {found}, expected {_CONTENT[ndim]}; are the images and labels files swapped?")
     offset = 4 + 4 * ndim
+    if len(data) < offset:
+        raise UserError(f"{path} is truncated: its header is incomplete")
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     if len(data) - offset != int(np.prod(shape)):
         raise UserError(f"{path} is truncated: header says {shape}, found {len(data) - offset} bytes of data")
     return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(shape)
@@ -56,8 +66,14 @@ class MNISTDataModule(ImageDataModule):
 
     def load_split(self, train: bool) -> tuple[Tensor, Tensor]:
         prefix = "train" if train else "t10k"
-        images = read_idx(self.raw_dir / f"{prefix}-images-idx3-ubyte")
-        labels = read_idx(self.raw_dir / f"{prefix}-labels-idx1-ubyte")
+        images_path, labels_path = (
+            self.raw_dir / f"{prefix}-{kind}" for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")
+        )
+        images, labels = read_idx(images_path, ndim=3), read_idx(labels_path, ndim=1)
+        if images.shape[1:] != self.input_shape[1:]:
+            raise UserError(f"{images_path} holds {images.shape[1]}x{images.shape[2]} images; MNIST's are 28x28")
         if len(images) != len(labels):
             raise UserError(f"{self.raw_dir}: {len(images)} {prefix} images but {len(labels)} labels")
+        if len(labels) and labels.max() >= self.num_classes:
+            raise UserError(f"{labels_path}: labels must be digits 0..9, found {labels.max()}")
         return torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))

@@ -260,7 +260,7 @@ def cached_split(
     if path.is_file():
         try:
             # Copy-on-write: the tensor is writable (torch warns about read-only arrays) and the file stays as is.
-            images = np.load(path, mmap_mode="c")
+            images = np.load(path, mmap_mode="c", allow_pickle=False)
             if images.shape == shape and images.dtype == np.uint8:
                 return images
         except (OSError, ValueError):
@@ -275,7 +275,7 @@ def cached_split(
     for stale in _cache_files(cache, split):
         if stale != path:  # the cache of the tree as it was before it changed
             stale.unlink(missing_ok=True)
-    return np.load(path, mmap_mode="c")
+    return np.load(path, mmap_mode="c", allow_pickle=False)
 
 
 class TinyImageNetDataModule(ImageDataModule):

@@ -6,7 +6,9 @@ same `Classifier` serves Iris feature vectors, 28x28 digits and 224-px photos.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import pickle
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlparse
@@ -34,33 +36,72 @@ def build_mlp(num_classes: int, input_shape: Sequence[int], hidden_sizes: Sequen
     return nn.Sequential(*layers)
 
 
+def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from a weight file, read with ``weights_only``: a file that holds code is refused, not run."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a file that is not a weight file
+        if isinstance(err, pickle.UnpicklingError) and str(err).startswith("Weights only load failed"):
+            raise UserError(f"{path} holds objects that are not plain data; it is not loaded, for safety") from None
+        raise UserError(f"{path} is not a readable weight file ({type(err).__name__}); download it again") from None
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"{path} holds no state dict (names mapped to tensors)")
+    return state
+
+
+def hub_weights(url: str) -> dict[str, torch.Tensor]:
+    """The weights published at ``url``, from the torch hub cache (``$TORCH_HOME/hub/checkpoints/``).
+
+    torch's hub checks the SHA-256 prefix in the file name (``resnet50-11ad3fa6.pth``) only when it downloads; a
+    file placed in the cache by hand is checked here too, before it is read.
+    """
+    folder = Path(torch.hub.get_dir()) / "checkpoints"
+    path = folder / Path(urlparse(url).path).name
+    match = torch.hub.HASH_REGEX.search(path.name)
+    prefix = match.group(1) if match else None
+    if not path.is_file():
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(url, str(path), prefix, progress=True)  # checks the hash too
+        except Exception as err:  # offline: URLError, socket errors, a refused connection...
+            raise UserError(
+                f"{path.name} is not in {folder} and could not be downloaded ({type(err).__name__}). Download "
+                f"{url} and place it in {folder}/ (set TORCH_HOME to use another cache folder)"
+            ) from None
+    elif prefix:
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+        if not digest.hexdigest().startswith(prefix):
+            raise UserError(
+                f"{path} is not the published file: its SHA-256 starts {digest.hexdigest()[: len(prefix)]}, the "
+                f"name says {prefix}; delete it and download {url} again"
+            )
+    return load_weights(path)
+
+
 def pretrained_state_dict(name: str, pretrained: str) -> dict[str, torch.Tensor]:
     """Weights for torchvision's ``name`` network: a weight name such as ``IMAGENET1K_V2`` or a local ``.pth``.
 
-    Named weights come from the torch hub cache (``$TORCH_HOME/hub/checkpoints/``) and are downloaded there when
-    missing; without network the error says which file to put where.
+    Named weights come from the torch hub cache and are downloaded there when missing; without network the error
+    says which file to put where.
     """
     if pretrained.endswith((".pth", ".pt")) or "/" in pretrained:
         path = Path(pretrained)
         if not path.is_file():
             raise UserError(f"pretrained weights {pretrained}: no such file")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        return state.get("state_dict", state) if isinstance(state, dict) else state
+        return load_weights(path)
     try:
         weights = torchvision.models.get_model_weights(name)[pretrained]
     except KeyError:
         valid = ", ".join(w.name for w in torchvision.models.get_model_weights(name))
         raise UserError(f"unknown pretrained weights {pretrained!r} for {name}; choose one of {valid}") from None
-    folder = Path(torch.hub.get_dir()) / "checkpoints"
-    filename = Path(urlparse(weights.url).path).name
     try:
-        return weights.get_state_dict(progress=True, check_hash=True)
-    except Exception as err:  # offline: URLError, socket errors, a refused connection...
-        raise UserError(
-            f"pretrained weights {name} {pretrained}: {filename} is not in {folder} and could not be downloaded "
-            f"({type(err).__name__}). Download {weights.url} and place it in {folder}/ "
-            "(set TORCH_HOME to use another cache folder)"
-        ) from None
+        return hub_weights(weights.url)
+    except UserError as err:
+        raise UserError(f"pretrained weights {name} {pretrained}: {err}") from None
 
 
 def build_resnet(
