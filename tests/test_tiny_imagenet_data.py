@@ -115,6 +115,20 @@ def test_greyscale_images_come_out_rgb(fake):
     assert torch.equal(grey[0], grey[1]) and torch.equal(grey[1], grey[2])
 
 
+@pytest.mark.parametrize("bad", ["not a JPEG", "truncated", "decompression bomb"])
+def test_an_image_that_cannot_be_decoded_is_refused_naming_it(tmp_path, monkeypatch, bad):
+    path = tmp_path / "n01443537_0.JPEG"
+    Image.new("RGB", (64, 64), "red").save(path, "JPEG")
+    if bad == "not a JPEG":
+        path.write_text("a text file")
+    elif bad == "truncated":
+        path.write_bytes(path.read_bytes()[:300])
+    else:  # what Pillow refuses to decode at all: more than twice its pixel limit
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(UserError, match=f"cannot decode {path}"):
+        ti._decode_one(path)
+
+
 def test_image_size_must_match_the_augmentation_presets(fake):
     assert datamodule(fake, image_size=64, train_augment="tiny_crop_flip", eval_augment="none").input_shape == (
         3,

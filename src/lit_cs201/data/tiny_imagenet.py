@@ -182,7 +182,7 @@ def _decode_one(path: Path) -> np.ndarray:
         with Image.open(path) as image:
             # A few Tiny ImageNet images are greyscale ("L"); convert like ImageFolder's loader does.
             rgb = image.convert("RGB")
-    except OSError as err:  # PIL's UnidentifiedImageError, truncated files
+    except (OSError, Image.DecompressionBombError) as err:  # not an image, truncated, or a decompression bomb
         raise UserError(f"cannot decode {path} ({err}); re-extract {tip.ZIP_NAME}") from None
     if rgb.size != (NATIVE_SIZE, NATIVE_SIZE):
         raise UserError(f"{path} is {rgb.size[0]}x{rgb.size[1]} pixels; Tiny ImageNet images are 64x64")
