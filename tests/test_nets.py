@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torchvision
 from torch import nn
 
 from lit_cs201.errors import UserError
@@ -76,3 +77,74 @@ def test_compile_and_channels_last_keep_checkpoint_keys():
     )
     assert plain.state_dict().keys() == fast.state_dict().keys()
     fast.load_state_dict(plain.state_dict())
+
+
+@pytest.mark.parametrize(
+    "name, shape",
+    [
+        ("mobilenet_v3_small", (1, 32, 32)),
+        ("efficientnet_b0", (3, 32, 32)),
+        ("squeezenet1_1", (1, 64, 64)),  # its head is a convolution
+        ("shufflenet_v2_x0_5", (3, 48, 40)),
+        ("googlenet", (3, 64, 64)),  # auxiliary heads off: training gives plain logits
+    ],
+)
+def test_any_torchvision_model_takes_the_input_shape_and_class_count(name, shape):
+    net = build_net(name, num_classes=7, input_shape=shape)
+    first = next(m for m in net.modules() if isinstance(m, nn.Conv2d))
+    assert first.in_channels == shape[0]
+    assert net.training
+    out = net(torch.rand(2, *shape))
+    assert isinstance(out, torch.Tensor) and out.shape == (2, 7)
+    out.sum().backward()  # trains as it is
+
+
+def test_pretrained_weights_load_into_every_layer_but_the_head(tmp_path):
+    source = torchvision.models.get_model("mobilenet_v3_small", weights=None).state_dict()  # 1000 ImageNet classes
+    torch.save(source, tmp_path / "mnv3.pth")
+    net = build_net("mobilenet_v3_small", 5, (1, 64, 64), pretrained=str(tmp_path / "mnv3.pth"))
+    state = net.state_dict()
+    head = {"classifier.3.weight", "classifier.3.bias"}
+    assert state["classifier.3.weight"].shape == (5, 1024)
+    first = "features.0.0.weight"  # grey input: the RGB filters summed
+    assert torch.allclose(state[first], source[first].sum(dim=1, keepdim=True))
+    assert all(torch.equal(state[k], source[k]) for k in source if k not in head | {first})
+
+
+def test_published_googlenet_weights_with_auxiliary_heads_load(tmp_path):
+    source = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=True).state_dict()
+    assert any(k.startswith("aux1.") for k in source)  # as in the published file
+    torch.save(source, tmp_path / "googlenet.pth")
+    net = build_net("googlenet", 3, (3, 64, 64), pretrained=str(tmp_path / "googlenet.pth"))
+    assert torch.equal(net.state_dict()["conv1.conv.weight"], source["conv1.conv.weight"])
+
+
+def test_weights_of_another_net_are_refused_naming_a_tensor(tmp_path):
+    torch.save(build_net("resnet18", 1000, (3, 32, 32)).state_dict(), tmp_path / "r18.pth")
+    with pytest.raises(UserError, match=r"r18.pth do not fit this net: .* is missing"):
+        build_net("resnet34", 10, (3, 32, 32), pretrained=str(tmp_path / "r18.pth"))
+
+
+@pytest.mark.parametrize(
+    "name, shape, options, expected",
+    [
+        ("resnet9", (3, 32, 32), {}, r"unknown net 'resnet9'; did you mean .*resnet18.*mlp.*efficientnet_b0"),
+        ("mobilenet_v3_smal", (3, 32, 32), {}, "did you mean mobilenet_v3_small"),
+        ("maxvit_t", (3, 64, 64), {}, r"maxvit_t cannot take images of shape \[3, 64, 64\]"),
+        ("resnet18", (4,), {}, r"resnet18 needs image inputs .* \[4\]"),
+        ("efficientnet_b0", (3, 32, 32), {"stem": "cifar"}, "stem cifar is for ResNet-style nets"),
+        ("mlp", (4,), {"pretrained": "DEFAULT"}, "pretrained weights are for torchvision nets"),
+    ],
+)
+def test_nets_that_cannot_be_built_are_refused_with_what_to_do(name, shape, options, expected):
+    with pytest.raises(UserError, match=expected):
+        build_net(name, 10, shape, **options)
+
+
+def test_any_nets_weights_by_name_come_from_the_hub_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    url = torchvision.models.get_model_weights("mobilenet_v3_small").DEFAULT.url
+    with pytest.raises(UserError) as err:
+        build_net("mobilenet_v3_small", 10, (3, 64, 64), pretrained="DEFAULT")  # offline: the guard refuses
+    assert url in str(err.value) and url.rsplit("/", 1)[1] in str(err.value)
+    assert str(tmp_path / "torch" / "hub" / "checkpoints") in str(err.value)

@@ -33,10 +33,13 @@ class Classifier(LightningModule):
         num_classes: Number of classes; linked from the datamodule by the CLI.
         input_shape: Shape of one input sample without the batch dimension, e.g. ``[4]`` or ``[3, 32, 32]``;
             linked from the datamodule by the CLI.
-        net: Network architecture.
+        net: Network: ``mlp``, or any torchvision classification model (``resnet18``, ``mobilenet_v3_small``,
+            ``efficientnet_b0``, ``convnext_tiny``, ...: ``torchvision.models.list_models()``), with its head sized
+            to the classes and its first convolution to the input's channels.
         hidden_sizes: Widths of the hidden layers of ``mlp``.
         stem: ResNet stem: ``imagenet`` (7x7/2 conv + max-pool) or ``cifar`` (3x3/1 conv, no max-pool).
-        pretrained: ResNet weights to start from: a torchvision weight name (``IMAGENET1K_V2``) or a ``.pth`` file.
+        pretrained: Weights to start from (all but the head): a torchvision weight name of the net (``DEFAULT``,
+            ``IMAGENET1K_V2``) or a ``.pth`` file.
         label_smoothing: Label smoothing of the training loss (evaluation losses use none).
         optimizer: Optimizer, e.g. ``{class_path: torch.optim.SGD, init_args: {lr: 0.01, momentum: 0.9}}``.
         lr_scheduler: Learning-rate schedule, or ``null`` for a constant rate. A ``OneCycleLR`` without
@@ -50,7 +53,7 @@ class Classifier(LightningModule):
         self,
         num_classes: int,
         input_shape: list[int],
-        net: Literal["mlp", "resnet18", "resnet50"] = "mlp",
+        net: str = "mlp",
         hidden_sizes: list[int] = [10],  # noqa: B006  (read-only; a list so the CLI shows it as one)
         stem: Literal["imagenet", "cifar"] = "imagenet",
         pretrained: str | None = None,

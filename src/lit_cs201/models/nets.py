@@ -6,6 +6,7 @@ same `Classifier` serves Iris feature vectors, 28x28 digits and 224-px photos.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import math
 import pickle
@@ -19,7 +20,8 @@ from torch import nn
 
 from lit_cs201.errors import UserError
 
-NET_NAMES = ("mlp", "resnet18", "resnet50")
+#: Every classification model torchvision builds (``resnet18``, ``mobilenet_v3_small``, ``vit_b_16``, ...).
+TORCHVISION_NETS = tuple(torchvision.models.list_models(module=torchvision.models))
 STEMS = ("imagenet", "cifar")
 
 
@@ -104,34 +106,93 @@ def pretrained_state_dict(name: str, pretrained: str) -> dict[str, torch.Tensor]
         raise UserError(f"pretrained weights {name} {pretrained}: {err}") from None
 
 
-def build_resnet(
+def _load_pretrained(net: nn.Module, state: dict[str, torch.Tensor], source: str, num_classes: int) -> None:
+    """Load ``state`` into ``net`` except its classification head, which is sized for other classes."""
+    own = net.state_dict()
+    # The head's tensors: the same but for their first dimension, which counts the classes.
+    head = {
+        k
+        for k, v in state.items()
+        if k in own and own[k].shape != v.shape and own[k].ndim and own[k].shape[1:] == v.shape[1:]
+        and own[k].shape[0] == num_classes
+    }  # fmt: skip
+    fits = {k: v for k, v in state.items() if k in own and k not in head}
+    missing = sorted(k for k in own if k not in state)
+    # Auxiliary classifiers (GoogLeNet, Inception v3) are in the published files but not in these nets.
+    foreign = sorted(k for k in state if k not in own and not k.startswith(("aux", "AuxLogits")))
+    wrong = sorted(k for k, v in fits.items() if own[k].shape != v.shape)
+    if missing or foreign or wrong:
+        problem = (
+            f"{missing[0]} is missing" if missing else f"it has {foreign[0]}, which the net lacks" if foreign
+            else f"{wrong[0]} is {list(state[wrong[0]].shape)} there and {list(own[wrong[0]].shape)} here"
+        )  # fmt: skip
+        raise UserError(f"pretrained weights {source} do not fit this net: {problem}")
+    net.load_state_dict({**own, **fits})
+
+
+def _first_conv(net: nn.Module) -> tuple[nn.Module, str, nn.Conv2d]:
+    """The convolution that reads the image, with its parent module and attribute name."""
+    for name, module in net.named_modules():
+        if isinstance(module, nn.Conv2d):
+            parent_name, _, attribute = name.rpartition(".")
+            return net.get_submodule(parent_name), attribute, module
+    raise UserError(f"{type(net).__name__} has no convolution to take the image's channels")
+
+
+def _adapt_input(net: nn.Module, name: str, in_channels: int, stem: str, pretrained: bool) -> None:
+    """Give the first convolution ``in_channels``; for ``stem: cifar``, a ResNet's 3x3/1 stem without max-pool."""
+    if stem not in STEMS:
+        raise UserError(f"unknown stem {stem!r}; choose one of {', '.join(STEMS)}")
+    if stem == "cifar":
+        if not (isinstance(getattr(net, "conv1", None), nn.Conv2d) and hasattr(net, "maxpool")):
+            raise UserError(f"stem cifar is for ResNet-style nets (resnet*, resnext*, wide_resnet*), not {name}")
+        net.conv1 = nn.Conv2d(in_channels, net.conv1.out_channels, kernel_size=3, stride=1, padding=1, bias=False)
+        net.maxpool = nn.Identity()
+        return
+    parent, attribute, conv = _first_conv(net)
+    if conv.in_channels == in_channels:
+        return
+    new = nn.Conv2d(
+        in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+        bias=conv.bias is not None, padding_mode=conv.padding_mode,
+    )  # fmt: skip
+    if pretrained:  # a grey image is R = G = B: summing the RGB filters keeps their response
+        with torch.no_grad():
+            new.weight.copy_(conv.weight.sum(dim=1, keepdim=True).repeat(1, in_channels, 1, 1) / in_channels)
+            if conv.bias is not None:
+                new.bias.copy_(conv.bias)
+    setattr(parent, attribute, new)
+
+
+def build_torchvision_net(
     name: str,
     num_classes: int,
     input_shape: Sequence[int],
     stem: str = "imagenet",
     pretrained: str | None = None,
 ) -> nn.Module:
-    """torchvision ResNet with ``in_channels`` from the input shape, a new head, and a choice of stem.
+    """A torchvision classification model with a head for ``num_classes`` and the input's channel count.
 
-    ``imagenet``: 7x7/2 convolution and max-pool (the course's choice, right for 224-px photos); ``cifar``:
-    3x3/1 convolution and no max-pool, which keeps 32x32 inputs from shrinking to 8x8 before the first block.
+    ``stem`` applies to ResNets: ``imagenet`` is torchvision's 7x7/2 convolution and max-pool (the course's choice,
+    right for 224-px photos); ``cifar`` is a 3x3/1 convolution and no max-pool, which keeps 32x32 inputs from
+    shrinking to 8x8 before the first block. ``pretrained`` weights load into everything but the head.
     """
-    if stem not in STEMS:
-        raise UserError(f"unknown stem {stem!r}; choose one of {', '.join(STEMS)}")
-    net = torchvision.models.get_model(name, weights=None)
+    if len(input_shape) != 3:
+        raise UserError(f"{name} needs image inputs (channels, height, width), got shape {list(input_shape)}")
+    options: dict[str, object] = {"num_classes": num_classes}
+    if name in ("googlenet", "inception_v3"):  # their training output is a tuple with auxiliary logits otherwise
+        options |= {"aux_logits": False, "init_weights": True}
+    net = torchvision.models.get_model(name, weights=None, **options)
     if pretrained:
-        net.load_state_dict(pretrained_state_dict(name, pretrained))
-    in_channels = input_shape[0]
-    if stem == "cifar":
-        net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
-        net.maxpool = nn.Identity()
-    elif in_channels != 3:
-        rgb = net.conv1.weight.data
-        net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
-        if pretrained:  # a grey image is R = G = B: summing the RGB filters keeps their response
-            net.conv1.weight.data = rgb.sum(dim=1, keepdim=True).repeat(1, in_channels, 1, 1) / in_channels
-    net.fc = nn.Linear(net.fc.in_features, num_classes)
-    return net
+        _load_pretrained(net, pretrained_state_dict(name, pretrained), f"{name} {pretrained}", num_classes)
+    _adapt_input(net, name, input_shape[0], stem, bool(pretrained))
+    try:
+        with torch.no_grad():
+            net.eval()(torch.zeros(1, *input_shape))
+    except Exception as err:  # shape errors come as RuntimeError, ValueError, AssertionError...
+        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UserError(f"{name} cannot take images of shape {list(input_shape)} ({detail}); resize them") from None
+    return net.train()
 
 
 def build_net(
@@ -142,13 +203,19 @@ def build_net(
     stem: str = "imagenet",
     pretrained: str | None = None,
 ) -> nn.Module:
-    """Build the network called ``name`` (one of `NET_NAMES`)."""
+    """Build the network called ``name``: ``mlp`` or any of `TORCHVISION_NETS`."""
     if num_classes < 2:
         raise UserError(f"num_classes must be at least 2, got {num_classes}")
     if name == "mlp":
+        if pretrained:
+            raise UserError("pretrained weights are for torchvision nets; net mlp starts from random weights")
         return build_mlp(num_classes, input_shape, hidden_sizes)
-    if name in ("resnet18", "resnet50"):
-        if len(input_shape) != 3:
-            raise UserError(f"{name} needs image inputs (channels, height, width), got shape {list(input_shape)}")
-        return build_resnet(name, num_classes, input_shape, stem=stem, pretrained=pretrained)
-    raise UserError(f"unknown net {name!r}; choose one of {', '.join(NET_NAMES)}")
+    if name in TORCHVISION_NETS:
+        return build_torchvision_net(name, num_classes, input_shape, stem=stem, pretrained=pretrained)
+    close = difflib.get_close_matches(name, ("mlp", *TORCHVISION_NETS), n=4, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    raise UserError(
+        f"unknown net {name!r}; {hint}Choose mlp or one of torchvision's {len(TORCHVISION_NETS)} classification "
+        "models (torchvision.models.list_models(module=torchvision.models): resnet18, resnet50, mobilenet_v3_small, "
+        "efficientnet_b0, convnext_tiny, ...)"
+    )
