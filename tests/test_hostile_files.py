@@ -102,7 +102,9 @@ def test_cached_weights_are_read_as_plain_data_only(marker):
     content = _saved({"fc.weight": Payload(marker)})
     digest = hashlib.sha256(content).hexdigest()[:8]
     path = _hub_file(f"evil-{digest}.pth", content)
-    with pytest.raises(UserError, match="holds objects that are not plain data; it is not loaded, for safety"):
+    with pytest.raises(
+        UserError, match=r"holds objects that are not plain data \(exec\), so it is not loaded"
+    ):
         hub_weights(f"https://download.pytorch.org/models/evil-{digest}.pth")
     assert not marker.exists()
     assert path.read_bytes() == content  # left as it was
@@ -122,5 +124,5 @@ def test_cached_weights_placed_by_hand_with_the_right_hash_load(tmp_path, monkey
 def test_a_local_weight_file_holding_code_is_refused_unread(marker, capsys):
     Path("r18.pth").write_bytes(_saved({"fc.weight": Payload(marker)}))
     last = refused(["fit", "--config", str(CONFIGS / "mnist.yaml"), "--model.init_args.pretrained", "r18.pth"], capsys)
-    assert "r18.pth holds objects that are not plain data" in last
+    assert "pretrained weights r18.pth: holds objects that are not plain data (exec)" in last
     assert not marker.exists()

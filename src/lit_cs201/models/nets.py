@@ -9,7 +9,6 @@ from __future__ import annotations
 import difflib
 import hashlib
 import math
-import pickle
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlparse
@@ -19,6 +18,7 @@ import torchvision
 from torch import nn
 
 from lit_cs201.errors import UserError
+from lit_cs201.torch_files import load_plain
 
 #: Every classification model torchvision builds (``resnet18``, ``mobilenet_v3_small``, ``vit_b_16``, ...).
 TORCHVISION_NETS = tuple(torchvision.models.list_models(module=torchvision.models))
@@ -38,21 +38,16 @@ def build_mlp(num_classes: int, input_shape: Sequence[int], hidden_sizes: Sequen
     return nn.Sequential(*layers)
 
 
-def load_weights(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict from a weight file, read with ``weights_only``: a file that holds code is refused, not run."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for a file that is not a weight file
-        if isinstance(err, pickle.UnpicklingError) and str(err).startswith("Weights only load failed"):
-            raise UserError(f"{path} holds objects that are not plain data; it is not loaded, for safety") from None
-        raise UserError(f"{path} is not a readable weight file ({type(err).__name__}); download it again") from None
+def load_weights(path: Path, what: str = "pretrained weights") -> dict[str, torch.Tensor]:
+    """A state dict from a weight file, read as plain data: a file that holds code is refused, not run."""
+    state = load_plain(path, what, "weight file")
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise UserError(f"{path} holds no state dict (names mapped to tensors)")
+        raise UserError(f"{what} {path}: holds no state dict (names mapped to tensors)")
     return state
 
 
-def hub_weights(url: str) -> dict[str, torch.Tensor]:
+def hub_weights(url: str, what: str = "pretrained weights") -> dict[str, torch.Tensor]:
     """The weights published at ``url``, from the torch hub cache (``$TORCH_HOME/hub/checkpoints/``).
 
     torch's hub checks the SHA-256 prefix in the file name (``resnet50-11ad3fa6.pth``) only when it downloads; a
@@ -68,7 +63,7 @@ def hub_weights(url: str) -> dict[str, torch.Tensor]:
             torch.hub.download_url_to_file(url, str(path), prefix, progress=True)  # checks the hash too
         except Exception as err:  # offline: URLError, socket errors, a refused connection...
             raise UserError(
-                f"{path.name} is not in {folder} and could not be downloaded ({type(err).__name__}). Download "
+                f"{what}: {path.name} is not in {folder} and could not be downloaded ({type(err).__name__}). Download "
                 f"{url} and place it in {folder}/ (set TORCH_HOME to use another cache folder)"
             ) from None
     elif prefix:
@@ -78,10 +73,10 @@ def hub_weights(url: str) -> dict[str, torch.Tensor]:
                 digest.update(chunk)
         if not digest.hexdigest().startswith(prefix):
             raise UserError(
-                f"{path} is not the published file: its SHA-256 starts {digest.hexdigest()[: len(prefix)]}, the "
-                f"name says {prefix}; delete it and download {url} again"
+                f"{what}: {path} is not the published file: its SHA-256 starts "
+                f"{digest.hexdigest()[: len(prefix)]}, the name says {prefix}; delete it and download {url} again"
             )
-    return load_weights(path)
+    return load_weights(path, what)
 
 
 def pretrained_state_dict(name: str, pretrained: str) -> dict[str, torch.Tensor]:
@@ -100,10 +95,7 @@ def pretrained_state_dict(name: str, pretrained: str) -> dict[str, torch.Tensor]
     except KeyError:
         valid = ", ".join(w.name for w in torchvision.models.get_model_weights(name))
         raise UserError(f"unknown pretrained weights {pretrained!r} for {name}; choose one of {valid}") from None
-    try:
-        return hub_weights(weights.url)
-    except UserError as err:
-        raise UserError(f"pretrained weights {name} {pretrained}: {err}") from None
+    return hub_weights(weights.url, f"pretrained weights {name} {pretrained}")
 
 
 def _load_pretrained(net: nn.Module, state: dict[str, torch.Tensor], source: str, num_classes: int) -> None:
