@@ -8,21 +8,28 @@ expected fragment is what a user needs to act: the offending key or value, and w
 
 from __future__ import annotations
 
+import pickle
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+from fake_image_folder import write_image, write_image_folder
 from fake_tiny_imagenet import make_fake_tiny_imagenet
 from helpers import CONFIGS, run_cli, snapshot
 from lit_cs201.cli import main
-from lit_cs201.data.synthetic import write_cifar10, write_mnist
+from lit_cs201.data.synthetic import write_cifar10, write_idx, write_mnist
 
-IRIS, MNIST, CIFAR10, TINY = (str(CONFIGS / f"{name}.yaml") for name in ("iris", "mnist", "cifar10", "tiny_imagenet"))
+IRIS, MNIST, MNIST_SEED, CIFAR10, TINY, IMAGES = (
+    str(CONFIGS / f"{name}.yaml")
+    for name in ("iris", "mnist", "mnist_seed", "cifar10", "tiny_imagenet", "image_folder")
+)
 PREFIX = "lit-cs201: error: "
 # A real one-epoch Iris run: outside runs/, so that `best`/`last` still find no checkpoint there.
 RUN = "trained/iris/version_0"
+MNIST_RUN = "trained/mnist_seed/version_0"
 BEST, LAST = f"{RUN}/best.ckpt", f"{RUN}/last.ckpt"
 PRETRAINED_OFF = ["--model.init_args.pretrained", "null"]  # reach the Tiny ImageNet data without ResNet50 weights
 
@@ -36,9 +43,24 @@ def template(tmp_path_factory) -> Path:
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(training)
         assert main(["fit", "--config", IRIS, "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false"]) == 0
+        mnist = ["--data.init_args.data_dir=mnist", "--data.init_args.val_size=16", "--trainer.limit_train_batches=2"]
+        write_mnist(training / "mnist", n_train=64, n_test=20)
+        assert (
+            main(
+                ["fit", "--config", MNIST_SEED, *mnist, "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false"]
+            )
+            == 0
+        )
     shutil.copytree(training / "runs" / "iris" / "version_0", root / RUN)
+    shutil.copytree(training / "runs" / "mnist_seed" / "version_0", root / MNIST_RUN)
     best = (root / BEST).read_bytes()
     (root / "truncated.ckpt").write_bytes(best[: len(best) // 2])  # an interrupted copy of a real checkpoint
+    checkpoint = torch.load(root / BEST, weights_only=True)
+    torch.save(checkpoint, root / "legacy.ckpt", _use_new_zipfile_serialization=False)  # torch < 1.6's format
+    legacy = (root / "legacy.ckpt").read_bytes()
+    (root / "legacy_truncated.ckpt").write_bytes(legacy[: len(legacy) // 2])
+    hparams = {**checkpoint["hyper_parameters"], "data_dir": Path("data")}  # a Path: not plain data
+    torch.save({**checkpoint, "hyper_parameters": hparams}, root / "objects.ckpt")
 
     earlier = root / "runs" / "iris" / "version_0"  # a run that never wrote a checkpoint
     earlier.mkdir(parents=True)
@@ -59,7 +81,61 @@ def template(tmp_path_factory) -> Path:
     batch = write_cifar10(root / "cifar10_truncated", per_batch=8, n_test=8) / "data_batch_3"
     batch.write_bytes(batch.read_bytes()[:500])
     make_fake_tiny_imagenet(root / "tiny_unprepared")  # as extracted from the zip; val/ not yet one folder per class
+    write_wrong_data_files(root)
+    write_wrong_image_folders(root / "images")
     return root
+
+
+def write_wrong_data_files(root: Path) -> None:
+    """One dataset folder per way a raw file can be wrong; each differs from a good synthetic set in one file."""
+    for name, content in WRONG_CIFAR_BATCHES.items():
+        folder = write_cifar10(root / f"cifar10_{name}", per_batch=8, n_test=8)
+        target = "batches.meta" if name.startswith("meta") else "data_batch_2"
+        good = pickle.loads((folder / target).read_bytes())
+        with (folder / target).open("wb") as f:
+            pickle.dump(content(good), f)
+    raw = write_mnist(root / "mnist_swapped", n_train=64, n_test=20)
+    images, labels = raw / "train-images-idx3-ubyte", raw / "train-labels-idx1-ubyte"
+    swapped = images.read_bytes()
+    images.write_bytes(labels.read_bytes())
+    labels.write_bytes(swapped)
+    rng = np.random.default_rng(0)
+    write_idx(
+        write_mnist(root / "mnist_20px", n_train=64) / "train-images-idx3-ubyte", rng.integers(0, 255, (64, 20, 20))
+    )
+    write_idx(
+        write_mnist(root / "mnist_test_32px", n_train=64) / "t10k-images-idx3-ubyte", rng.integers(0, 255, (50, 32, 32))
+    )
+    write_idx(write_mnist(root / "mnist_label_12", n_train=64) / "train-labels-idx1-ubyte", np.full(64, 12))
+    floats = write_mnist(root / "mnist_float", n_train=64) / "train-images-idx3-ubyte"
+    header = bytes([0, 0, 0x0D, 3]) + b"".join(d.to_bytes(4, "big") for d in (64, 28, 28))
+    floats.write_bytes(header + np.zeros((64, 28, 28), ">f4").tobytes())
+
+
+def write_wrong_image_folders(root: Path) -> None:
+    """One image folder per way a user's folder can be wrong (`ImageFolderDataModule`)."""
+    (root / "no_train" / "cat").mkdir(parents=True)  # class folders, but not inside train/
+    write_image_folder(root / "val_only_class", splits=("train", "val"), per_class=2)
+    write_image(root / "val_only_class" / "val" / "zebra" / "0.png", (0, 0, 0), (12, 16), "PNG", "RGB", seed=0)
+    write_image_folder(root / "empty_class", splits=("train",), per_class=2)
+    (root / "empty_class" / "train" / "owl").mkdir()
+    write_image_folder(root / "unreadable", splits=("train",), per_class=4, clutter=False)
+    (root / "unreadable" / "train" / "cat" / "broken.png").write_text("saved from a browser as HTML, not PNG")
+    write_image_folder(root / "sizes", splits=("train",), per_class=2, size=None, clutter=False)
+
+
+# How a CIFAR-10 batch (data_batch_2) or batches.meta is changed from a good one.
+WRONG_CIFAR_BATCHES = {
+    "fewer_labels": lambda batch: {**batch, "labels": batch["labels"][:-1]},
+    "more_labels": lambda batch: {**batch, "labels": [*batch["labels"], 0]},
+    "not_a_dict": lambda batch: [batch["data"], batch["labels"]],
+    "wrong_shape": lambda batch: {**batch, "data": batch["data"][:, :1000]},
+    "float_data": lambda batch: {**batch, "data": batch["data"].astype(np.float32)},
+    "no_labels": lambda batch: {k: v for k, v in batch.items() if k != "labels"},
+    "label_99": lambda batch: {**batch, "labels": [99, *batch["labels"][1:]]},
+    "meta_not_a_dict": lambda meta: meta["label_names"],
+    "meta_9_classes": lambda meta: {**meta, "label_names": meta["label_names"][:9]},
+}
 
 
 @pytest.fixture
@@ -79,6 +155,8 @@ def folders(root: Path) -> set[str]:
 MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/train-images-idx3-ubyte.gz"
 MNIST_MD5 = "md5 f68b3c2dcbeaaa9fbdd348bbdeb94873"
 PRESETS = ("none", "mnist_course", "cifar_crop_flip")
+# The 64 MNIST digits written by `template`, with a validation split they can afford.
+SMALL_MNIST = ["--data.init_args.data_dir=mnist", "--data.init_args.val_size=16"]
 
 # id -> (arguments, fragments the last stderr line must contain besides the prefix)
 CASES: dict[str, tuple[list[str], tuple[str, ...]]] = {
@@ -251,6 +329,57 @@ CASES: dict[str, tuple[list[str], tuple[str, ...]]] = {
         ["fit", "--config", IRIS, "--trainer.logger.init_args.save_dir=afile"],
         ("save_dir", "afile"),
     ),
+    # -- data files that are wrong: refused at setup, before the run folder exists --------------------------
+    "CIFAR-10 batch not the official file": (
+        ["fit", "--config", CIFAR10, "--data.init_args.data_dir=cifar10_truncated"],
+        ("cifar10_truncated/cifar-10-batches-py/batches.meta", "not the official", "5ff9c542aee3614f3951f8cda6e48888"),
+    ),
+    **{
+        f"CIFAR-10 {name.replace('_', ' ')}": (
+            [
+                "fit",
+                "--config",
+                CIFAR10,
+                f"--data.init_args.data_dir=cifar10_{name}",
+                "--data.init_args.verify_md5=false",
+            ],
+            (
+                f"cifar10_{name}/cifar-10-batches-py/{'batches.meta' if name.startswith('meta') else 'data_batch_2'}",
+                *expected,
+            ),
+        )
+        for name, expected in {
+            "fewer_labels": ("8 images but 7 labels",),
+            "more_labels": ("8 images but 9 labels",),
+            "not_a_dict": ("expected a dict", "list"),
+            "wrong_shape": ("uint8 array [N, 3072]", "[8, 1000]"),
+            "float_data": ("uint8 array [N, 3072]", "float32"),
+            "no_labels": ("no labels",),
+            "label_99": ("labels must be in 0..9", "99"),
+            "meta_not_a_dict": ("expected a dict",),
+            "meta_9_classes": ("list of 10 names",),
+        }.items()
+    },
+    "MNIST images and labels swapped": (
+        ["fit", "--config", MNIST, "--data.init_args.data_dir=mnist_swapped"],
+        ("mnist_swapped/MNIST/raw/train-images-idx3-ubyte holds labels", "expected images", "swapped"),
+    ),
+    "MNIST images not 28x28": (
+        ["fit", "--config", MNIST, "--data.init_args.data_dir=mnist_20px"],
+        ("mnist_20px/MNIST/raw/train-images-idx3-ubyte", "20x20", "28x28"),
+    ),
+    "MNIST test images of another shape": (
+        ["test", "--ckpt_path", f"{MNIST_RUN}/best.ckpt", "--data.init_args.data_dir=mnist_test_32px"],
+        ("mnist_test_32px/MNIST/raw/t10k-images-idx3-ubyte", "32x32", "28x28"),
+    ),
+    "MNIST label out of range": (
+        ["fit", "--config", MNIST, "--data.init_args.data_dir=mnist_label_12"],
+        ("mnist_label_12/MNIST/raw/train-labels-idx1-ubyte", "0..9", "12"),
+    ),
+    "MNIST float images": (
+        ["fit", "--config", MNIST, "--data.init_args.data_dir=mnist_float"],
+        ("mnist_float/MNIST/raw/train-images-idx3-ubyte", "float", "unsigned bytes"),
+    ),
     # -- augmentation names -----------------------------------------------------------------------------------
     "unknown train augmentation": (
         ["fit", "--config", MNIST, "--data.init_args.train_augment", "nope"],
@@ -297,6 +426,100 @@ CASES: dict[str, tuple[list[str], tuple[str, ...]]] = {
         ["fit", "--ckpt_path", LAST, "--model.init_args.hidden_sizes", "[32]"],
         ("does not fit", "hidden_sizes=[10]", "hidden_sizes=[32]"),
     ),
+    # -- settings with a range --------------------------------------------------------------------------------
+    "seed_everything negative": (
+        ["fit", "--config", IRIS, "--seed_everything", "-1"],
+        ("seed_everything must be between 0 and 4294967295", "got -1"),
+    ),
+    "seed_everything above 2**32 - 1": (
+        ["fit", "--config", IRIS, f"--seed_everything={2**32}"],
+        ("seed_everything must be between 0 and 4294967295", "got 4294967296"),
+    ),
+    "split_seed negative": (
+        ["fit", "--config", IRIS, "--data.init_args.split_seed", "-1"],
+        ("split_seed must be between 0 and 4294967295", "got -1"),
+    ),
+    "split_seed negative, image data": (
+        ["fit", "--config", MNIST, *SMALL_MNIST, "--data.init_args.split_seed", "-1"],
+        ("split_seed must be between 0 and 4294967295", "got -1"),
+    ),
+    "label_smoothing 2": (
+        ["fit", "--config", IRIS, "--model.init_args.label_smoothing", "2"],
+        ("label_smoothing must be at least 0 and below 1", "got 2"),
+    ),
+    "num_workers negative": (
+        ["fit", "--config", IRIS, "--data.init_args.num_workers", "-1"],
+        ("num_workers must be at least 0", "got -1"),
+    ),
+    "learning rate negative": (
+        ["fit", "--config", IRIS, "--model.init_args.optimizer.init_args.lr", "-1"],
+        ("optimizer torch.optim.Adam", "learning rate", "-1"),
+    ),
+    "weight_decay negative": (
+        ["fit", "--config", IRIS, "--model.init_args.optimizer.init_args.weight_decay", "-1"],
+        ("optimizer torch.optim.Adam", "weight_decay", "-1"),
+    ),
+    "one-cycle pct_start above 1": (
+        ["fit", "--config", MNIST, *SMALL_MNIST, "--model.init_args.lr_scheduler.init_args.pct_start", "2"],
+        ("lr_scheduler torch.optim.lr_scheduler.OneCycleLR", "pct_start", "2"),
+    ),
+    "one-cycle schedule without an end": (
+        ["fit", "--config", MNIST, *SMALL_MNIST, "--trainer.max_epochs", "-1"],
+        ("one-cycle", "max_epochs -1", "max_steps"),
+    ),
+    "accumulate_grad_batches 0": (
+        ["fit", "--config", IRIS, "--trainer.accumulate_grad_batches", "0"],
+        ("trainer.accumulate_grad_batches must be at least 1", "got 0"),
+    ),
+    "gradient_clip_val negative": (
+        ["fit", "--config", IRIS, "--trainer.gradient_clip_val", "-1"],
+        ("trainer.gradient_clip_val must be at least 0", "got -1"),
+    ),
+    "check_val_every_n_epoch 0": (
+        ["fit", "--config", IRIS, "--trainer.check_val_every_n_epoch", "0"],
+        ("trainer.check_val_every_n_epoch must be at least 1", "got 0"),
+    ),
+    "val_check_interval 0": (
+        ["fit", "--config", IRIS, "--trainer.val_check_interval", "0"],
+        ("trainer.val_check_interval", "(0, 1]", "got 0"),
+    ),
+    "min_epochs above max_epochs": (
+        ["fit", "--config", IRIS, "--trainer.min_epochs", "5", "--trainer.max_epochs", "3"],
+        ("trainer.min_epochs 5 is more than max_epochs 3",),
+    ),
+    "early_stopping patience negative": (
+        ["fit", "--config", IRIS, "--early_stopping.patience", "-1"],
+        ("early_stopping.patience must be at least 0", "got -1"),
+    ),
+    # Nothing trained means no checkpoint to test: refused rather than reported as a success.
+    "max_epochs 0": (["fit", "--config", IRIS, "--trainer.max_epochs", "0"], ("trainer.max_epochs 0 trains nothing",)),
+    "max_steps 0": (["fit", "--config", IRIS, "--trainer.max_steps", "0"], ("trainer.max_steps 0 trains nothing",)),
+    "limit_train_batches 0": (
+        ["fit", "--config", IRIS, "--trainer.limit_train_batches", "0"],
+        ("trainer.limit_train_batches 0 trains nothing",),
+    ),
+    # Early stopping and best.ckpt choose by val/acc: a run that never validates cannot have either.
+    "limit_val_batches 0": (
+        ["fit", "--config", IRIS, "--trainer.limit_val_batches", "0"],
+        ("limit_val_batches 0 turns validation off", "val/acc", "val_size"),
+    ),
+    "check_val_every_n_epoch beyond max_epochs": (
+        ["fit", "--config", IRIS, "--trainer.check_val_every_n_epoch", "5", "--trainer.max_epochs", "3"],
+        ("check_val_every_n_epoch 5 with max_epochs 3 never validates", "val/acc"),
+    ),
+    # The checkpoint's Adam state lacks SGD's momentum: Lightning would fail on the first step (KeyError).
+    "resume with another optimizer": (
+        [
+            "fit",
+            "--ckpt_path",
+            LAST,
+            "--model.init_args.optimizer",
+            "torch.optim.SGD",
+            "--model.init_args.optimizer.init_args.momentum",
+            "0.9",
+        ],
+        (LAST, "trained with torch.optim.Adam", "configured torch.optim.SGD", "--model.init_args.optimizer"),
+    ),
     # -- devices (Lightning checks these while building the Trainer) ------------------------------------------
     "accelerator cuda without a GPU": (
         ["fit", "--config", IRIS, "--trainer.accelerator", "cuda"],
@@ -315,6 +538,68 @@ CASES: dict[str, tuple[list[str], tuple[str, ...]]] = {
     "unknown precision": (
         ["fit", "--config", IRIS, "--trainer.precision", "99"],
         ("trainer.precision", "32-true", "bf16-mixed"),
+    ),
+    # -- environment and concurrency ------------------------------------------------------------------------
+    # torch's weights_only loader refuses to import a class; the message says why, not "truncated".
+    "checkpoint holding objects that are not plain data": (
+        ["test", "--ckpt_path", "objects.ckpt"],
+        ("objects.ckpt", "not plain data", "pathlib.PosixPath", "for safety"),
+    ),
+    # The legacy format cannot be memory-mapped: the model check reads it whole instead of crashing.
+    "legacy checkpoint of another model": (
+        ["test", "--ckpt_path", "legacy.ckpt", "--model.init_args.hidden_sizes", "[32]"],
+        ("legacy.ckpt", "does not fit", "hidden_sizes=[10]", "hidden_sizes=[32]"),
+    ),
+    "legacy checkpoint truncated": (
+        ["test", "--ckpt_path", "legacy_truncated.ckpt"],
+        ("legacy_truncated.ckpt", "not a readable checkpoint", "truncated"),
+    ),
+    # -- image folders --------------------------------------------------------------------------------------
+    "image folder missing": (
+        ["fit", "--config", IMAGES, *PRETRAINED_OFF, "--data.init_args.data_dir", "images/nowhere"],
+        ("data_dir images/nowhere does not exist", "train/<class>/"),
+    ),
+    "image folder without train/": (
+        ["fit", "--config", IMAGES, *PRETRAINED_OFF, "--data.init_args.data_dir", "images/no_train"],
+        ("images/no_train has no train/ folder", "images/no_train/train/<class name>/"),
+    ),
+    "image folder with a class only in val/": (
+        ["fit", "--config", IMAGES, *PRETRAINED_OFF, "--data.init_args.data_dir", "images/val_only_class"],
+        ("images/val_only_class/val has class folders that train/ lacks (zebra)",),
+    ),
+    "image folder with an empty class folder": (
+        ["fit", "--config", IMAGES, *PRETRAINED_OFF, "--data.init_args.data_dir", "images/empty_class"],
+        ("class folders without images", "images/empty_class/train/owl"),
+    ),
+    "image folder with an unreadable file": (
+        ["fit", "--config", IMAGES, *PRETRAINED_OFF, "--data.init_args.data_dir", "images/unreadable"],
+        ("cannot decode images/unreadable/train/cat/broken.png", "skip_bad_images: true"),
+    ),
+    "image folder of different sizes without image_size": (
+        [
+            "fit",
+            "--config",
+            IMAGES,
+            *PRETRAINED_OFF,
+            "--data.init_args.data_dir",
+            "images/sizes",
+            "--data.init_args.image_size",
+            "null",
+        ],
+        ("images in images/sizes have 2 different sizes", "set image_size"),
+    ),
+    "image folder channels 2": (
+        [
+            "fit",
+            "--config",
+            IMAGES,
+            *PRETRAINED_OFF,
+            "--data.init_args.data_dir",
+            "images/sizes",
+            "--data.init_args.channels",
+            "2",
+        ],
+        ("channels must be 1 (greyscale) or 3 (RGB), got 2",),
     ),
 }
 
@@ -343,3 +628,36 @@ def test_the_console_command_refuses_the_same_way(workdir):
     assert MNIST_MD5 in last
     assert (snapshot(workdir), folders(workdir)) == before
     assert all(fragment in last for fragment in expected)
+
+
+def test_a_one_cycle_with_a_one_step_warm_up_is_refused(workdir, capsys):
+    """OneCycleLR divides by zero when its warm-up is exactly one step (pct_start 0.25 of 4 steps). The number of
+    steps is Lightning's to count, inside `fit`, after the run folder exists: refused there, before any checkpoint,
+    and the run folder is removed again."""
+    one_batch_epochs = ["--data.init_args.batch_size=8", "--trainer.limit_train_batches=4", "--trainer.max_epochs=1"]
+    fast = ["--model.init_args.net=mlp", "--trainer.precision=32-true", "--trainer.enable_progress_bar=false"]
+    before = snapshot(workdir), folders(workdir)
+    assert main(["fit", "--config", MNIST, *SMALL_MNIST, *one_batch_epochs, *fast]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith(PREFIX) and "4 optimizer steps with pct_start 0.25" in last and "warm-up" in last
+    assert (snapshot(workdir), folders(workdir)) == before
+
+
+@pytest.mark.parametrize(
+    "features, labels, expected",
+    [
+        (np.zeros((150, 3)), np.zeros(150, int), "features per row, expected 4"),
+        (np.zeros((150, 4)), np.zeros(149, int), "150 rows but 149 labels"),
+        (np.full((150, 4), np.nan), np.zeros(150, int), "not finite"),
+        (np.zeros((150, 4)), np.full(150, 7), "labels outside 0..2"),
+    ],
+    ids=["3 features", "a label short", "NaN features", "label 7"],
+)
+def test_a_damaged_iris_csv_is_refused(workdir, capsys, monkeypatch, features, labels, expected):
+    """The Iris CSV is scikit-learn's copy: checked like any other data file, and named in the error."""
+    monkeypatch.setattr("lit_cs201.data.iris.load_iris", lambda return_X_y: (features, labels))
+    before = snapshot(workdir), folders(workdir)
+    assert main(["fit", "--config", IRIS]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith(PREFIX) and "sklearn/datasets/data/iris.csv holds" in last and expected in last
+    assert (snapshot(workdir), folders(workdir)) == before

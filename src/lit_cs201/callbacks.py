@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import random
+import shlex
 import signal
 import threading
 from pathlib import Path
@@ -171,7 +172,7 @@ class GracefulStop(Callback):
             if last is not None and last.is_file():
                 print(
                     f"{last} holds the last completed epoch; continue exactly from it with:\n"
-                    f"    lit-cs201 fit --ckpt_path {last}",
+                    f"    lit-cs201 fit --ckpt_path {shlex.quote(str(last))}",
                     flush=True,
                 )
             else:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import shlex
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from lit_cs201.errors import StorageError
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -28,12 +32,34 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.partial")  # one fixed name: a killed write leaves at most one
+        # The process id keeps two writers of one folder off each other's file; the next fit of the run removes what
+        # a killed one left (runs.remove_stale_partials).
+        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
         try:
             with partial.open("wb") as f:
                 torch.save(checkpoint, f)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(partial, path)
+        except Exception as err:
+            full = _storage_errno(err)
+            if full is None:
+                raise
+            kept = f"the {path.name} already there is unchanged" if path.is_file() else f"no {path.name} was written"
+            last = path.parent / "last.ckpt"  # the run folder's resume point (callbacks.last_checkpoint)
+            then = f"continue with: lit-cs201 fit --ckpt_path {shlex.quote(str(last))}" if last.is_file() else "rerun"
+            raise StorageError(
+                f"cannot write the checkpoint {path}: {os.strerror(full)}; {kept}. Free space on that disk, then {then}"
+            ) from err
         finally:
             partial.unlink(missing_ok=True)
+
+
+def _storage_errno(err: BaseException | None) -> int | None:
+    """The errno of a full disk behind ``err``: torch's writer reports the ``OSError`` of a short write as a
+    ``RuntimeError`` ("unexpected pos") raised while handling it."""
+    while err is not None:
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            return err.errno
+        err = err.__cause__ or err.__context__
+    return None

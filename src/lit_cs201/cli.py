@@ -8,11 +8,13 @@ needs no config; an explicit ``--config`` or ``--data.*`` still wins.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
 import random
 import re
+import shlex
 import signal
 import sys
 import warnings
@@ -20,11 +22,10 @@ from argparse import ArgumentError
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 from lightning.pytorch import Trainer
 from lightning.pytorch.accelerators import CUDAAccelerator, MPSAccelerator, XLAAccelerator
-from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
@@ -39,8 +40,10 @@ from lit_cs201.callbacks import (
 )
 from lit_cs201.checkpoint_io import AtomicCheckpointIO
 from lit_cs201.data.base import ClassificationDataModule
-from lit_cs201.errors import NonFiniteLossError, UserError
+from lit_cs201.errors import MAX_SEED, NonFiniteLossError, RunBusyError, StorageError, UserError, check_range
 from lit_cs201.models.classifier import Classifier
+from lit_cs201.runs import STORAGE_ERRNOS, RunLock, create_log_dir, remove_created, remove_stale_partials
+from lit_cs201.torch_files import load_plain
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 DEFAULT_RUNS_DIR = "runs"
@@ -54,7 +57,9 @@ class LitCS201CLI(LightningCLI):
     """`LightningCLI` with the project's trainer defaults and a fitting final report."""
 
     def __init__(self, args: list[str] | None = None, **kwargs: Any) -> None:
-        super().__init__(
+        self._created: list[Path] = []  # log folders this run created (see _claim_run_folder)
+        self._lock: RunLock | None = None
+        super().__init__(  # parses, then runs the subcommand
             model_class=Classifier,
             datamodule_class=ClassificationDataModule,
             subclass_mode_model=True,
@@ -98,8 +103,11 @@ class LitCS201CLI(LightningCLI):
         # run gets a seed of its own instead, which Lightning then records in the run's config.yaml, so any run can
         # be repeated.
         config = self.config[self.subcommand] if self.subcommand else self.config
-        if config.get("seed_everything") is True:
+        seed = config.get("seed_everything")
+        if seed is True:
             config["seed_everything"] = _fresh_seed()
+        elif isinstance(seed, int) and not isinstance(seed, bool):
+            check_range("seed_everything", seed, 0, MAX_SEED, hint="or true for a fresh seed of the run's own")
         super()._set_seed()
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
@@ -130,24 +138,57 @@ class LitCS201CLI(LightningCLI):
                 blocked = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
                 if blocked is not None:
                     raise UserError(f"logger save_dir {folder}: {blocked} is a file; give a folder for the run logs")
+        if stage == "fit":
+            check_fit_settings(self.trainer, self.model)
         ckpt_path = self._get(self.config, "ckpt_path")
         if ckpt_path:
-            check_fits(self.model, Path(ckpt_path))
+            checkpoint = load_checkpoint(Path(ckpt_path), mmap=True)  # tensors are read only where compared
+            check_fits(self.model, Path(ckpt_path), checkpoint)
+            if stage == "fit":
+                check_same_optimizer(self.model, Path(ckpt_path), checkpoint)
         if self.datamodule is not None:
             self.datamodule.prepare_data()
             self.datamodule.setup(stage)
 
+    def _claim_run_folder(self, stage: str) -> None:
+        """Create the log folders and, for ``fit``, lock the run folder: after the checks, so that bad input leaves
+        nothing behind, and before the trainer starts the other processes of a multi-process run, which learn the
+        folder the first process created through ``trainer.log_dir``."""
+        if self.trainer.node_rank != 0 or self.trainer.local_rank != 0:
+            return  # not the process that becomes global rank zero, the only one that writes run files
+        for logger in self.trainer.loggers:
+            self._created += create_log_dir(logger, stage)
+        if stage == "fit":
+            run = Path(self.trainer.log_dir)  # where the checkpoints go (RunCheckpoint)
+            self._lock = RunLock(run)
+            if self._lock.acquire():
+                remove_stale_partials(run)  # no other fit writes here now: what is left is a killed write's
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        try:
+            super()._run_subcommand(subcommand)
+        except BaseException as err:
+            remove_created(self._created, with_contents=_user_error(err) is not None)
+            raise
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+
     def before_fit(self) -> None:
         self._preflight("fit")
+        self._claim_run_folder("fit")
 
     def before_validate(self) -> None:
         self._preflight("validate")
+        self._claim_run_folder("validate")
 
     def before_test(self) -> None:
         self._preflight("test")
+        self._claim_run_folder("test")
 
     def before_predict(self) -> None:
         self._preflight("predict")
+        self._claim_run_folder("predict")
 
     def after_fit(self) -> None:
         best = next((cb for cb in self.trainer.checkpoint_callbacks if cb.monitor == "val/acc"), None)
@@ -156,7 +197,7 @@ class LitCS201CLI(LightningCLI):
         score = best.best_model_score
         print(
             f"\nBest checkpoint: {best.best_model_path} (val/acc {float(score):.4f})\n"
-            f"Test it with:    lit-cs201 test --ckpt_path {best.best_model_path}"
+            f"Test it with:    lit-cs201 test --ckpt_path {shlex.quote(best.best_model_path)}"
         )
 
 
@@ -174,6 +215,57 @@ def _check_accelerator(name: Any) -> None:
     raise UserError(
         f"--trainer.accelerator {name}: this machine has none; use auto or one it has: {', '.join(['cpu', *here])}"
     )
+
+
+def check_fit_settings(trainer: Trainer, model: Classifier) -> None:
+    """Refuse trainer settings that Lightning accepts but that crash in the middle of ``fit`` or train nothing, before
+    the run folder exists."""
+    check_range("trainer.accumulate_grad_batches", trainer.accumulate_grad_batches, 1)
+    if trainer.check_val_every_n_epoch is not None:  # None: validate every val_check_interval batches instead
+        check_range("trainer.check_val_every_n_epoch", trainer.check_val_every_n_epoch, 1)
+    if trainer.gradient_clip_val is not None:  # a negative bound flips the gradients: the model climbs the loss
+        check_range("trainer.gradient_clip_val", trainer.gradient_clip_val, 0, hint="0 or null for no clipping")
+    interval = trainer.val_check_interval
+    if isinstance(interval, int | float) and interval <= 0:
+        raise UserError(
+            f"trainer.val_check_interval must be a fraction of an epoch in (0, 1] or a batch count of at least 1, "
+            f"got {interval}"
+        )
+    for low, high, unit in (("min_epochs", "max_epochs", "epochs"), ("min_steps", "max_steps", "steps")):
+        least, most = getattr(trainer, low), getattr(trainer, high)
+        if least is not None and most is not None and most >= 0 and least > most:
+            raise UserError(
+                f"trainer.{low} {least} is more than {high} {most}: Lightning would stop after {most} {unit}; "
+                f"raise {high} or lower {low}"
+            )
+    for key in ("max_epochs", "max_steps", "limit_train_batches"):
+        if getattr(trainer, key) == 0:
+            raise UserError(f"trainer.{key} 0 trains nothing and writes no checkpoint; give at least 1")
+    stoppers = [cb for cb in trainer.callbacks if isinstance(cb, EarlyStopping)]
+    for stopper in stoppers:
+        check_range("early_stopping.patience", stopper.patience, 0, hint="the epochs without improvement to allow")
+    # Early stopping (strict) fails at the first epoch end without its metric; best.ckpt would never be written.
+    on_val = [
+        cb.monitor
+        for cb in [*stoppers, *trainer.checkpoint_callbacks]
+        if isinstance(cb, EarlyStopping | ModelCheckpoint) and str(cb.monitor or "").startswith("val/")
+    ]
+    every = trainer.check_val_every_n_epoch
+    if trainer.limit_val_batches == 0:
+        never = "trainer.limit_val_batches 0 turns validation off"
+        fix = "give a fraction in (0, 1] or a batch count (to hold out fewer samples, lower --data.init_args.val_size)"
+    elif every is not None and every > trainer.max_epochs >= 0:
+        never = f"trainer.check_val_every_n_epoch {every} with max_epochs {trainer.max_epochs} never validates"
+        fix = "give a check_val_every_n_epoch of at most max_epochs"
+    else:
+        never = fix = None
+    if never and on_val:
+        raise UserError(f"{never}, but early stopping and best.ckpt choose epochs by {on_val[0]}; {fix}")
+    if model.cycle_spans_run and trainer.max_epochs == -1 and trainer.max_steps == -1:
+        raise UserError(
+            "the one-cycle schedule (OneCycleLR) is sized to the whole run, but trainer.max_epochs -1 without "
+            "max_steps never ends; give max_epochs or max_steps, or the schedule's own total_steps"
+        )
 
 
 def _fresh_seed() -> int:
@@ -284,24 +376,17 @@ def resolve_checkpoint(value: str, runs_dir: str = DEFAULT_RUNS_DIR, experiment:
     return chosen
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
+def load_checkpoint(path: Path, mmap: bool = False) -> dict[str, Any]:
     """Read a Lightning checkpoint safely (``weights_only``), with a clear error for anything else."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for a file that is not a checkpoint
-        raise UserError(
-            f"--ckpt_path {path}: not a readable checkpoint ({type(err).__name__}); a truncated or partial copy, or "
-            "not a file torch.save wrote"
-        ) from None
+    checkpoint = load_plain(path, "--ckpt_path", "checkpoint", mmap=mmap)
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise UserError(f"--ckpt_path {path}: not a Lightning checkpoint (no state_dict)")
     return checkpoint
 
 
-def check_fits(model: Classifier, path: Path) -> None:
+def check_fits(model: Classifier, path: Path, checkpoint: dict[str, Any]) -> None:
     """Refuse a checkpoint whose weights do not fit ``model``, naming both models (Lightning's own error lists
     every mismatching tensor, hundreds of lines for a ResNet)."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     model.on_load_checkpoint(checkpoint)  # fills what older checkpoints lack, as loading would
     saved, expected = checkpoint["state_dict"], model.state_dict()
     problem = next((f"{k} is missing from the checkpoint" for k in expected if k not in saved), None)
@@ -320,6 +405,20 @@ def check_fits(model: Classifier, path: Path) -> None:
         raise UserError(
             f"--ckpt_path {path} holds {trained}, which does not fit the configured {configured} ({problem}); "
             "drop the options that change the model or the data, or give a checkpoint of this model"
+        )
+
+
+def check_same_optimizer(model: Classifier, path: Path, checkpoint: dict[str, Any]) -> None:
+    """Refuse to resume with another optimizer class: Lightning would load the checkpoint's optimizer state into it,
+    and its first step would fail on a setting that state lacks (``KeyError: 'momentum'`` for SGD after Adam)."""
+    saved = checkpoint.get("hyper_parameters", {}).get("optimizer")
+    trained = saved.get("class_path") if isinstance(saved, dict) else None  # absent: passed from Python, unknown
+    configured = model.optimizer_name
+    if trained is not None and trained.rsplit(".", 1)[-1] != configured.rsplit(".", 1)[-1]:
+        raise UserError(
+            f"--ckpt_path {path} was trained with {trained}, not the configured {configured}, and an optimizer's "
+            f"state does not carry over to another class; resume with --model.init_args.optimizer {trained}, or "
+            "start a new run (without --ckpt_path) to train with the other optimizer"
         )
 
 
@@ -474,8 +573,9 @@ def _available_classes(key: str) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``lit-cs201`` and ``python -m lit_cs201``.
 
-    Exit status: 0 done, 1 training diverged, 2 bad input, 130 Ctrl-C, 143 SIGTERM (128 + the signal, as a shell
-    reports a process the signal killed).
+    Exit status: 0 done, 1 training diverged, 2 bad input, 74 the file system failed (disk full, a read-only
+    folder; sysexits' EX_IOERR), 75 the run is being trained by another process (EX_TEMPFAIL: try again later), 130
+    Ctrl-C, 143 SIGTERM (128 + the signal, as a shell reports a process the signal killed).
     """
     args = list(sys.argv[1:] if argv is None else argv)
     _quiet_known_noise()
@@ -498,10 +598,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"lit-cs201: {err}", file=sys.stderr)
             return 1
         cause = _user_error(err)
-        if cause is None:
+        if cause is not None:
+            print(f"lit-cs201: error: {_one_line(str(cause))}", file=sys.stderr)
+            return 2
+        fault = _environment_fault(err)
+        if fault is None:
             raise
-        print(f"lit-cs201: error: {_one_line(str(cause))}", file=sys.stderr)
-        return 2
+        status, message = fault
+        print(f"lit-cs201: error: {message}", file=sys.stderr)
+        return status
     return 0
 
 
@@ -511,6 +616,30 @@ def _user_error(err: BaseException | None) -> BaseException | None:
         if isinstance(err, (UserError, ArgumentError)):
             return err
         err = err.__cause__ or err.__context__
+    return None
+
+
+EXIT_STORAGE, EXIT_BUSY = 74, 75  # sysexits.h: EX_IOERR, EX_TEMPFAIL
+
+
+def _environment_fault(err: BaseException | None) -> tuple[int, str] | None:
+    """Exit status and one line for a failure of the machine rather than of the input: a full disk, a read-only
+    folder, a run that another process holds. The project's own report wins over an ``OSError`` raised while
+    cleaning up after it (a full disk fails the event files' flush too)."""
+    chain = []
+    while err is not None:
+        chain.append(err)
+        err = err.__cause__ or err.__context__
+    for link in chain:
+        if isinstance(link, StorageError):
+            return EXIT_STORAGE, str(link)
+        if isinstance(link, RunBusyError):
+            return EXIT_BUSY, str(link)
+    for link in chain:
+        if isinstance(link, OSError) and link.errno in STORAGE_ERRNOS:
+            where = f" ({link.filename})" if link.filename else ""
+            todo = "free space on that disk" if link.errno in (errno.ENOSPC, errno.EDQUOT) else "use a writable folder"
+            return EXIT_STORAGE, f"{link.strerror}{where}; {todo} (--trainer.logger.init_args.save_dir moves the logs)"
     return None
 
 

@@ -10,7 +10,7 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from lit_cs201.errors import UserError
+from lit_cs201.errors import UserError, check_range
 
 
 def check_val_size(val_size: int | float) -> None:
@@ -74,8 +74,8 @@ class ClassificationDataModule(LightningDataModule):
 
     def __init__(self, batch_size: int = 64, num_workers: int = 0) -> None:
         super().__init__()
-        if batch_size < 1:
-            raise UserError(f"batch_size must be at least 1, got {batch_size}")
+        check_range("batch_size", batch_size, 1)
+        check_range("num_workers", num_workers, 0, hint="0 loads batches in the main process")
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.train_set: Dataset | None = None

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from lit_cs201.augment import build_augment
 from lit_cs201.data.base import ClassificationDataModule, TensorBatchDataset, check_val_size, split_count
-from lit_cs201.errors import UserError
+from lit_cs201.errors import MAX_SEED, UserError, check_range
 
 
 def _augment(option: str, name: str, mean: list[float], std: list[float]) -> nn.Module:
@@ -63,6 +63,7 @@ class ImageDataModule(ClassificationDataModule):
         super().__init__(batch_size=batch_size, num_workers=num_workers)
         self.save_hyperparameters()  # lets `test --ckpt_path` rebuild this datamodule from the checkpoint
         check_val_size(val_size)
+        check_range("split_seed", split_seed, 0, MAX_SEED)
         if Path(data_dir).exists() and not Path(data_dir).is_dir():
             raise UserError(f"data_dir {data_dir} is a file; give the folder that holds (or will hold) the dataset")
         self.data_dir = data_dir

@@ -2,13 +2,35 @@
 
 from __future__ import annotations
 
+from importlib import resources
+
+import numpy as np
 import torch
 from sklearn.datasets import load_iris
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
 from lit_cs201.data.base import ClassificationDataModule, TensorBatchDataset, check_val_size, split_count
-from lit_cs201.errors import UserError
+from lit_cs201.errors import MAX_SEED, UserError, check_range
+
+
+def read_iris() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's copy of the Iris CSV, checked: rows of 4 finite features, one label in 0..2 for each."""
+    source = resources.files("sklearn.datasets.data") / "iris.csv"
+    try:
+        features, labels = load_iris(return_X_y=True)
+    except Exception as err:  # a damaged CSV fails with many error types
+        raise UserError(f"{source} is not readable ({type(err).__name__}: {err}); reinstall scikit-learn") from None
+    problem = (
+        f"{features.shape[1:]} features per row, expected 4" if features.ndim != 2 or features.shape[1] != 4
+        else f"{len(features)} rows but {len(labels)} labels" if len(labels) != len(features)
+        else "features that are not finite numbers" if not np.isfinite(features).all()
+        else f"labels outside 0..2 ({sorted(set(labels.tolist()))})" if not set(labels.tolist()) <= {0, 1, 2}
+        else None
+    )  # fmt: skip
+    if problem:
+        raise UserError(f"{source} holds {problem}; reinstall scikit-learn")
+    return features, labels
 
 
 class IrisDataModule(ClassificationDataModule):
@@ -41,6 +63,7 @@ class IrisDataModule(ClassificationDataModule):
         if not 0 < test_size < 1:
             raise UserError(f"test_size must be a fraction in (0, 1), got {test_size}")
         check_val_size(val_size)
+        check_range("split_seed", split_seed, 0, MAX_SEED)
         self.test_size = test_size
         self.val_size = val_size
         self.split_seed = split_seed
@@ -48,7 +71,7 @@ class IrisDataModule(ClassificationDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        features, labels = load_iris(return_X_y=True)
+        features, labels = read_iris()
         x_rest, x_test, y_rest, y_test = train_test_split(
             features, labels, test_size=self.test_size, random_state=self.split_seed, stratify=labels
         )

@@ -15,7 +15,7 @@ from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from lit_cs201 import viz
-from lit_cs201.errors import NonFiniteLossError, UserError
+from lit_cs201.errors import NonFiniteLossError, UserError, check_range
 from lit_cs201.models.nets import build_net
 
 GRID_SIZE = 64  # test images shown in the prediction grid (8x8)
@@ -66,6 +66,7 @@ class Classifier(LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        check_range("label_smoothing", label_smoothing, 0, below=1, hint="0 for none, 0.1 is usual")
         self.net = build_net(net, num_classes, input_shape, hidden_sizes=hidden_sizes, stem=stem, pretrained=pretrained)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if channels_last:
@@ -76,6 +77,7 @@ class Classifier(LightningModule):
             self.net.compile()
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler
+        self._check_optimization()
         self.train_loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
 
         # One metric object per stage: torchmetrics keeps state, and sharing it would mix stages. The mean losses
@@ -199,16 +201,64 @@ class Classifier(LightningModule):
         target = batch[1] if len(batch) > 1 else None
         return {"probs": self(x).softmax(dim=-1), "target": target}
 
+    @property
+    def optimizer_name(self) -> str:
+        """The optimizer's class path, as the config gives it (``torch.optim.SGD``)."""
+        return self._class_path("optimizer")
+
+    def _class_path(self, key: str) -> str:
+        """The class path of ``optimizer`` or ``lr_scheduler``: the config's, else the class behind the callable."""
+        given = self.hparams.get(key)
+        if isinstance(given, dict) and "class_path" in given:
+            return given["class_path"]
+        value = getattr(self, key)
+        # The class itself, a partial of it, or (rebuilt from a checkpoint) a partial of an instantiator and the class.
+        candidates = (value, getattr(value, "func", None), *getattr(value, "args", ()))
+        cls = next((c for c in candidates if isinstance(c, type)), None)
+        return f"{cls.__module__}.{cls.__qualname__}" if cls is not None else repr(value)
+
+    def _check_optimization(self) -> None:
+        """Build the optimizer and the schedule once now, on a throw-away optimizer: torch checks their settings (a
+        negative learning rate, a pct_start above 1) only when they are built, in the middle of `fit`, after the run
+        folder exists."""
+        if not callable(self.optimizer):
+            return  # built from a checkpoint's plain hyper-parameters, for inference: nothing will be optimized
+        key = "optimizer"
+        try:
+            optimizer = self.optimizer(self.parameters())
+            if callable(self.lr_scheduler):
+                key = "lr_scheduler"
+                # Any length will do for a one-cycle schedule here: `configure_optimizers` sizes the real one.
+                self.lr_scheduler(optimizer, **({"total_steps": 1000} if self.cycle_spans_run else {}))
+        except ValueError as err:
+            raise UserError(f"{key} {self._class_path(key)}: {err}") from None
+        except ZeroDivisionError:
+            pass  # the stand-in length happened to give a one-step phase; `configure_optimizers` checks the real one
+
+    @property
+    def cycle_spans_run(self) -> bool:
+        """Whether the schedule is one cycle over the whole run (a ``OneCycleLR`` given neither ``total_steps`` nor
+        ``epochs``), sized from the trainer's total number of optimizer steps."""
+        settings = getattr(self.lr_scheduler, "keywords", {})
+        return "total_steps" in settings and settings["total_steps"] is None and settings.get("epochs") is None
+
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer(self.parameters())
         if self.lr_scheduler is None:
             return optimizer
         interval = self.hparams.lr_scheduler_interval
-        settings = getattr(self.lr_scheduler, "keywords", {})
-        if "total_steps" in settings and settings["total_steps"] is None and settings.get("epochs") is None:
+        if self.cycle_spans_run:
             # OneCycleLR and the like: one cycle over the whole run, however long the config makes it.
             self._run_steps = int(self.trainer.estimated_stepping_batches)
-            scheduler = self.lr_scheduler(optimizer, total_steps=self._run_steps)
+            try:
+                scheduler = self.lr_scheduler(optimizer, total_steps=self._run_steps)
+            except ZeroDivisionError:  # OneCycleLR interpolates over each phase, and a phase of one step has none
+                pct_start = getattr(self.lr_scheduler, "keywords", {}).get("pct_start", 0.3)
+                raise UserError(
+                    f"a one-cycle schedule over this run's {self._run_steps} optimizer steps with pct_start "
+                    f"{pct_start} has a warm-up of exactly one step, which OneCycleLR cannot interpolate; "
+                    "train for more steps (max_epochs, limit_train_batches) or change pct_start"
+                ) from None
             interval = "step"
         else:
             scheduler = self.lr_scheduler(optimizer)
