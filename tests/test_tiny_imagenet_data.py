@@ -18,7 +18,7 @@ from PIL import Image
 
 from fake_tiny_imagenet import FakeTinyImageNet, make_fake_tiny_imagenet
 from helpers import CONFIGS, run_cli, scalars, snapshot
-from lit_cs201.data import TinyImageNetDataModule
+from lit_cs201.data import TinyImageNetDataModule, decode
 from lit_cs201.data import tiny_imagenet as ti
 from lit_cs201.data import tiny_imagenet_prepare as tip
 from lit_cs201.errors import UserError
@@ -126,7 +126,7 @@ def test_an_image_that_cannot_be_decoded_is_refused_naming_it(tmp_path, monkeypa
     else:  # what Pillow refuses to decode at all: more than twice its pixel limit
         monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     with pytest.raises(UserError, match=f"cannot decode {path}"):
-        ti._decode_one(path)
+        decode.to_uint8(path)
 
 
 def test_image_size_must_match_the_augmentation_presets(fake):
@@ -206,13 +206,13 @@ def test_prepare_data_extracts_and_prepares_a_zip_placed_in_data_dir(tmp_path, m
 def test_cache_is_reused_and_rebuilt_when_a_file_changes(tmp_path, monkeypatch):
     fake = fake_dataset(tmp_path / "data")
     decoded: list[int] = []
-    decode = ti.decode_images
+    decode_images = decode.decode_images
 
     def counting(files, *args, **kwargs):
         decoded.append(len(files))
-        return decode(files, *args, **kwargs)
+        return decode_images(files, *args, **kwargs)
 
-    monkeypatch.setattr(ti, "decode_images", counting)
+    monkeypatch.setattr(decode, "decode_images", counting)
     cache = fake.dataset_dir / "cache"
 
     first = loaded(fake)
@@ -250,7 +250,7 @@ def test_where_the_cache_cannot_be_written_images_are_decoded_in_memory(tmp_path
     def read_only(*args):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(ti, "_write_cache", read_only)
+    monkeypatch.setattr(decode, "_write_cache", read_only)
     data = datamodule(fake)
     with pytest.warns(UserWarning, match="cannot write the decode cache .* decoding in memory, every run"):
         data.setup("test")

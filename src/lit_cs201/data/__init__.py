@@ -14,6 +14,7 @@ _MODULES = {
     "MNISTDataModule": "lit_cs201.data.mnist",
     "CIFAR10DataModule": "lit_cs201.data.cifar10",
     "TinyImageNetDataModule": "lit_cs201.data.tiny_imagenet",
+    "ImageFolderDataModule": "lit_cs201.data.folder",
 }
 __all__ = list(_MODULES)
 

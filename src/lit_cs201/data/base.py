@@ -65,6 +65,8 @@ class ClassificationDataModule(LightningDataModule):
     Args:
         batch_size: Samples per batch, for every stage.
         num_workers: DataLoader worker processes.
+        predict_path: What ``predict`` predicts: files (a file, a folder, a glob, or a list of them) instead of the
+            test split. The dataset itself is then not needed: the checkpoint has what the files need.
     """
 
     #: Readable name of each class, in label order.
@@ -72,7 +74,7 @@ class ClassificationDataModule(LightningDataModule):
     #: Shape of one sample without the batch dimension.
     input_shape: Sequence[int] = ()
 
-    def __init__(self, batch_size: int = 64, num_workers: int = 0) -> None:
+    def __init__(self, batch_size: int = 64, num_workers: int = 0, predict_path: str | list[str] | None = None) -> None:
         super().__init__()
         check_range("batch_size", batch_size, 1)
         check_range("num_workers", num_workers, 0, hint="0 loads batches in the main process")
@@ -81,6 +83,11 @@ class ClassificationDataModule(LightningDataModule):
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
+        self.predict_path = predict_path
+        self.predict_set: Dataset | None = None
+        #: The files of ``predict_set``, in its order, and those that could not be read, with the reason.
+        self.predict_files: list[str] = []
+        self.predict_errors: list[tuple[str, str]] = []
 
     @property
     def num_classes(self) -> int:
@@ -120,5 +127,14 @@ class ClassificationDataModule(LightningDataModule):
         return self._loader(self.test_set, shuffle=False)
 
     def predict_dataloader(self) -> DataLoader:
-        """Predictions are made for the test split, so the CSV can show the true labels beside them."""
-        return self._loader(self.test_set, shuffle=False)
+        """The files of ``predict_path``; else the test split, so the CSV can show the true labels beside them."""
+        return self._loader(self.test_set if self.predict_path is None else self.predict_set, shuffle=False)
+
+    def set_predict_files(self, dataset: Dataset, files: Sequence[str], errors: Sequence[tuple[str, str]]) -> None:
+        """Hold the decoded files of ``predict_path``; refuse when not one could be read."""
+        if not files:
+            shown = "; ".join(f"{path}: {reason}" for path, reason in errors[:3])
+            raise UserError(
+                f"predict_path {self.predict_path}: none of the {len(errors)} files could be read ({shown})"
+            )
+        self.predict_set, self.predict_files, self.predict_errors = dataset, list(files), list(errors)

@@ -140,7 +140,7 @@ class CIFAR10DataModule(ImageDataModule):
     def batches_dir(self) -> Path:
         return Path(self.data_dir) / FOLDER
 
-    def prepare_data(self) -> None:
+    def fetch(self) -> None:
         ensure_archive(ARCHIVE, Path(self.data_dir), Path(self.data_dir), self.download)
 
     def load_split(self, train: bool) -> tuple[Tensor, Tensor]:

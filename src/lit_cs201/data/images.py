@@ -3,7 +3,7 @@
     files ──prepare_data──▶ verified raw files ──setup──▶ uint8 (N, C, H, W) + int64 labels in memory
           ──DataLoader──▶ uint8 batches ──on_after_batch_transfer──▶ augmented, normalised float32 batches
 
-Subclasses only say how to fetch and read their raw files (`prepare_data`, `load_split`) and what their
+Subclasses only say how to fetch and read their raw files (`fetch`, `load_split`) and what their
 classes, shape and statistics are.
 """
 
@@ -11,13 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from lit_cs201.augment import build_augment
 from lit_cs201.data.base import ClassificationDataModule, TensorBatchDataset, check_val_size, split_count
+from lit_cs201.data.decode import IMAGE_SUFFIXES, PROGRESS_FROM, decode_images
 from lit_cs201.errors import MAX_SEED, UserError, check_range
+from lit_cs201.prediction import expand_paths, light_background
 
 
 def _augment(option: str, name: str, mean: list[float], std: list[float]) -> nn.Module:
@@ -41,11 +45,19 @@ class ImageDataModule(ClassificationDataModule):
         std: Per-channel standard deviation; ``null`` for the dataset's own statistics.
         download: Download missing files (with checksum verification) in `prepare_data`.
         num_workers: DataLoader worker processes; batches are single indexing operations, so 0 is usually best.
+        predict_path: Image files for ``predict`` (a file, a folder searched recursively, a glob, or a list of
+            them) instead of the test split; each is converted to the dataset's channels and image size. The
+            dataset itself is then not needed.
+        invert: Invert the colours of ``predict_path`` images: ``auto`` does so for datasets of light figures on
+            a dark background (MNIST) where an image is darker in its centre than on its border (a photo of a
+            digit written on paper); ``always``; ``never``.
     """
 
     #: Per-channel statistics of the training images, used when ``mean``/``std`` are not given.
     dataset_mean: Sequence[float] = ()
     dataset_std: Sequence[float] = ()
+    #: Whether the dataset shows light figures on a dark background (MNIST's digits): see ``invert``.
+    dark_background: bool = False
 
     def __init__(
         self,
@@ -59,8 +71,10 @@ class ImageDataModule(ClassificationDataModule):
         std: list[float] | None = None,
         download: bool = True,
         num_workers: int = 0,
+        predict_path: str | list[str] | None = None,
+        invert: Literal["auto", "always", "never"] = "auto",
     ) -> None:
-        super().__init__(batch_size=batch_size, num_workers=num_workers)
+        super().__init__(batch_size=batch_size, num_workers=num_workers, predict_path=predict_path)
         self.save_hyperparameters()  # lets `test --ckpt_path` rebuild this datamodule from the checkpoint
         check_val_size(val_size)
         check_range("split_seed", split_seed, 0, MAX_SEED)
@@ -70,17 +84,57 @@ class ImageDataModule(ClassificationDataModule):
         self.val_size = val_size
         self.split_seed = split_seed
         self.download = download
+        self.invert = invert
         mean = list(self.dataset_mean if mean is None else mean)
         std = list(self.dataset_std if std is None else std)
         # Built now so that a bad preset name fails before anything runs.
         self.train_augment: nn.Module = _augment("train_augment", train_augment, mean, std)
         self.eval_augment: nn.Module = _augment("eval_augment", eval_augment, mean, std)
 
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(channels, height, width) of the uint8 images of the splits, before augmentation."""
+        channels, height, width = self.input_shape
+        return channels, height, width
+
+    def fetch(self) -> None:
+        """Make the dataset's raw files exist (use, extract or download them); run by `prepare_data`."""
+
+    def prepare_data(self) -> None:
+        if self.predict_path is None:  # files to predict need nothing of the dataset
+            self.fetch()
+
     def load_split(self, train: bool) -> tuple[Tensor, Tensor]:
         """The official training (``train=True``) or test split: uint8 images (N, C, H, W), int64 labels (N,)."""
         raise NotImplementedError
 
+    def decode_for_predict(self, sources: Sequence[Any]) -> tuple[np.ndarray, dict[int, str]]:
+        """Files, PIL images or uint8 arrays as uint8 images ``(N, C, H, W)`` of `image_shape`, inverted as
+        ``invert`` says; those that cannot be read are left out and returned as {index in ``sources``: reason}."""
+        label = f"decoding {len(sources)} images to predict" if len(sources) >= PROGRESS_FROM else ""
+        chunks, errors = [], {}
+        for chunk, bad in decode_images(sources, self.image_shape, label=label):
+            chunks.append(chunk)
+            errors.update(bad)
+        images = np.concatenate(chunks) if chunks else np.zeros((0, *self.image_shape), np.uint8)
+        images = images[[i for i in range(len(sources)) if i not in errors]]
+        if self.invert == "always":
+            images = 255 - images
+        elif self.invert == "auto" and self.dark_background and len(images):
+            light = light_background(images)
+            images[light] = 255 - images[light]
+        return images, errors
+
     def setup(self, stage: str | None = None) -> None:
+        if stage == "predict" and self.predict_path is not None:
+            if self.predict_set is None:
+                files = expand_paths(self.predict_path, IMAGE_SUFFIXES)
+                images, errors = self.decode_for_predict(files)
+                kept = [str(f) for i, f in enumerate(files) if i not in errors]
+                self.set_predict_files(
+                    TensorBatchDataset(torch.from_numpy(images)), kept, [(str(files[i]), r) for i, r in errors.items()]
+                )
+            return
         if stage in ("fit", "validate", None) and self.train_set is None:
             images, labels = self.load_split(train=True)
             n_val = split_count(self.val_size, len(labels))

@@ -55,12 +55,13 @@ class MNISTDataModule(ImageDataModule):
     input_shape = (1, 28, 28)
     dataset_mean = (0.1307,)
     dataset_std = (0.3081,)
+    dark_background = True  # white digits on black: photos of ink on paper are inverted to match
 
     @property
     def raw_dir(self) -> Path:
         return Path(self.data_dir) / "MNIST" / "raw"
 
-    def prepare_data(self) -> None:
+    def fetch(self) -> None:
         for archive in ARCHIVES:
             ensure_archive(archive, self.raw_dir, self.raw_dir, self.download)
 

@@ -15,33 +15,31 @@ The tree must be prepared first (one folder per class in ``val/``; see ``docs/ti
     python -m lit_cs201.data.tiny_imagenet cache DATA_DIR        # optional: decode now instead of at first use
 
 Decoding all 110,000 JPEGs takes from tens of seconds to minutes, which every run and stage would pay again,
-so each split is decoded once into ``tiny-imagenet-200/cache/<split>_64_<fingerprint>.npy`` (uint8,
-N x 3 x 64 x 64; 1.2 GB for train) and memory-mapped afterwards. The fingerprint hashes the list of files with
-their sizes and modification times, so a changed tree gets a new cache, and a cache file only appears under its
-final name once complete. The folder may be deleted at any time.
+so each split is decoded once into ``tiny-imagenet-200/cache/<split>_3x64x64_<fingerprint>.npy`` (uint8,
+N x 3 x 64 x 64; 1.2 GB for train) and memory-mapped afterwards (`lit_cs201.data.decode`, shared with
+`ImageFolderDataModule`). The fingerprint hashes the list of files with their sizes and modification times, so
+a changed tree gets a new cache, and a cache file only appears under its final name once complete. The folder
+may be deleted at any time.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
-import secrets
 import shlex
 import sys
 import time
-import warnings
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 
 from lit_cs201.argtypes import positive_int
+from lit_cs201.data import decode
 from lit_cs201.data import tiny_imagenet_prepare as tip
 from lit_cs201.data.images import ImageDataModule
 from lit_cs201.errors import UserError
@@ -50,10 +48,6 @@ COMMAND = "python -m lit_cs201.data.tiny_imagenet"
 NATIVE_SIZE = 64
 OFFICIAL_CLASSES = 200
 CACHE_DIR = "cache"
-#: Bumped whenever the cache's content for the same files would change (decoding, layout).
-CACHE_FORMAT = 1
-#: Splits whose decode reports progress: the real ones, not the few images of a test.
-PROGRESS_FROM = 1000
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -168,114 +162,19 @@ def list_split(root: Path, split: str, wnids: Sequence[str]) -> tuple[list[Path]
     return files, labels
 
 
-def fingerprint(root: Path, files: Sequence[Path], labels: Sequence[int]) -> str:
-    """Hash of the file list with labels, sizes and modification times: any change to the tree changes it."""
-    digest = hashlib.sha256(f"tiny-imagenet cache {CACHE_FORMAT} {NATIVE_SIZE}\n".encode())
-    for path, label in zip(files, labels, strict=True):
-        stat = path.stat()
-        digest.update(f"{path.relative_to(root).as_posix()}\t{label}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:16]
-
-
-def _decode_one(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as image:
-            # A few Tiny ImageNet images are greyscale ("L"); convert like ImageFolder's loader does.
-            rgb = image.convert("RGB")
-    except (OSError, Image.DecompressionBombError) as err:  # not an image, truncated, or a decompression bomb
-        raise UserError(f"cannot decode {path} ({err}); re-extract {tip.ZIP_NAME}") from None
-    if rgb.size != (NATIVE_SIZE, NATIVE_SIZE):
-        raise UserError(f"{path} is {rgb.size[0]}x{rgb.size[1]} pixels; Tiny ImageNet images are 64x64")
-    return np.asarray(rgb).transpose(2, 0, 1)
-
-
-def _decode_many(files: Sequence[Path]) -> np.ndarray:
-    out = np.empty((len(files), 3, NATIVE_SIZE, NATIVE_SIZE), dtype=np.uint8)
-    for i, path in enumerate(files):
-        out[i] = _decode_one(path)
-    return out
-
-
-def default_workers() -> int:
-    # Pillow releases the GIL while it decodes, so threads help where cores are free; beyond a few, reading
-    # the files and the Python work per image are the limit.
-    return min(8, os.cpu_count() or 1)
-
-
-def decode_images(files: Sequence[Path], workers: int = 0, label: str = "") -> Iterator[np.ndarray]:
-    """Decode ``files`` in order, as chunks of uint8 images (n, 3, 64, 64); progress on stderr if ``label``.
-
-    Threads take 64 images at a time (with one task per image, handing tasks over costs about as much as
-    decoding a 64x64 JPEG); a window of chunks at a time bounds the memory held before they are written out.
-    """
-    workers = workers or default_workers()
-    progress = tip.Progress(label, len(files), enabled=bool(label))
-    task, window = 64, 2048
-    with ThreadPoolExecutor(workers) as pool:
-        for start in range(0, len(files), window):
-            part = files[start : start + window]
-            yield np.concatenate(list(pool.map(_decode_many, [part[i : i + task] for i in range(0, len(part), task)])))
-            progress.update(len(part))
-
-
-def _cache_files(cache: Path, split: str) -> list[Path]:
-    return sorted(cache.glob(f"{split}_{NATIVE_SIZE}_*.npy"))
-
-
-def _write_cache(path: Path, shape: tuple[int, ...], chunks: Iterator[np.ndarray]) -> None:
-    """Write the chunks as one ``.npy`` under a temporary name, flushed to disk, then rename it to ``path``.
-
-    Sequential writes (not a memory map) make a full disk an ``OSError`` rather than a crash, and the flush
-    before the rename means a power cut cannot leave a complete-looking file of zeros.
-    """
-    path.parent.mkdir(exist_ok=True)
-    # A name of its own per writer (processes of a multi-node run may share the folder); os.open rather than
-    # mkstemp so that the file gets the usual permissions and others sharing the dataset can read it.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False}
-            np.lib.format.write_array_header_1_0(out, {**header, "shape": shape})
-            for chunk in chunks:
-                out.write(chunk.tobytes())
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)  # the cache appears complete or not at all
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def cached_split(
     root: Path, split: str, files: Sequence[Path], labels: Sequence[int], workers: int = 0, progress: bool = True
 ) -> np.ndarray:
-    """The decoded images of ``split``, memory-mapped from the cache; decoded and cached first if needed.
+    """The decoded images of ``split`` (uint8, N x 3 x 64 x 64), memory-mapped from ``root/cache``.
 
-    Where the cache cannot be written (a read-only shared dataset, a full disk), the images are decoded into
-    memory instead, every time, with a warning.
+    Decoded and cached first if needed; every image must be a 64x64 JPEG (greyscale ones come out RGB, as with
+    ImageFolder's loader). Where the cache cannot be written, the images are decoded into memory, with a warning.
     """
-    cache = root / CACHE_DIR
-    path = cache / f"{split}_{NATIVE_SIZE}_{fingerprint(root, files, labels)}.npy"
-    shape = (len(files), 3, NATIVE_SIZE, NATIVE_SIZE)
-    if path.is_file():
-        try:
-            # Copy-on-write: the tensor is writable (torch warns about read-only arrays) and the file stays as is.
-            images = np.load(path, mmap_mode="c", allow_pickle=False)
-            if images.shape == shape and images.dtype == np.uint8:
-                return images
-        except (OSError, ValueError):
-            pass  # unreadable: decode again, and the new file replaces it
-    show = progress and len(files) >= PROGRESS_FROM
-    try:
-        label = f"decoding {split}/ images (once; cached in {cache})" if show else ""
-        _write_cache(path, shape, decode_images(files, workers, label))
-    except OSError as err:
-        warnings.warn(f"cannot write the decode cache in {cache} ({err}); decoding in memory, every run", stacklevel=2)
-        return np.concatenate(list(decode_images(files, workers, f"decoding {split}/ images" if show else "")))
-    for stale in _cache_files(cache, split):
-        if stale != path:  # the cache of the tree as it was before it changed
-            stale.unlink(missing_ok=True)
-    return np.load(path, mmap_mode="c", allow_pickle=False)
+    shape = (3, NATIVE_SIZE, NATIVE_SIZE)
+    hint = f"re-extract {tip.ZIP_NAME}"
+    return decode.cached_images(
+        files, labels, shape, root / CACHE_DIR, split, root, resize=False, hint=hint, workers=workers, progress=progress
+    ).images
 
 
 class TinyImageNetDataModule(ImageDataModule):
@@ -309,6 +208,11 @@ class TinyImageNetDataModule(ImageDataModule):
         download: Download the zip in `prepare_data` if neither it nor the tree is in ``data_dir``. A zip that
             is there is extracted and prepared either way; a tree you extracted yourself is never changed.
         num_workers: DataLoader worker processes; batches are single indexing operations, so 0 is usually best.
+        predict_path: Image files for ``predict`` (a file, a folder searched recursively, a glob, or a list of
+            them) instead of the official val set; each is resized to 64x64 RGB, as the dataset's images are. The
+            dataset itself is then not needed.
+        invert: Invert the colours of ``predict_path`` images: ``always`` or ``never`` (``auto``: never, for
+            photos).
     """
 
     dataset_mean = IMAGENET_MEAN
@@ -327,6 +231,8 @@ class TinyImageNetDataModule(ImageDataModule):
         std: list[float] | None = None,
         download: bool = True,
         num_workers: int = 0,
+        predict_path: str | list[str] | None = None,
+        invert: Literal["auto", "always", "never"] = "auto",
     ) -> None:
         super().__init__(
             data_dir=data_dir,
@@ -339,6 +245,8 @@ class TinyImageNetDataModule(ImageDataModule):
             std=std,
             download=download,
             num_workers=num_workers,
+            predict_path=predict_path,
+            invert=invert,
         )
         self.image_size = image_size
         self.input_shape = (3, image_size, image_size)
@@ -352,6 +260,11 @@ class TinyImageNetDataModule(ImageDataModule):
             self.class_names = read_class_names(self.root, self.wnids)
         else:
             self.class_names = tuple(f"class {i}" for i in range(OFFICIAL_CLASSES))
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """The images as stored, 64x64 RGB; the presets make `input_shape` of them."""
+        return 3, NATIVE_SIZE, NATIVE_SIZE
 
     @property
     def root(self) -> Path:
@@ -386,7 +299,7 @@ class TinyImageNetDataModule(ImageDataModule):
         self.wnids = wnids
         self.class_names = read_class_names(self.root, wnids)
 
-    def prepare_data(self) -> None:
+    def fetch(self) -> None:
         """Extract and prepare a zip (downloading it if allowed), then decode both splits into the cache."""
         root = self.root
         if not root.exists() and (self.download or (Path(self.data_dir) / tip.ZIP_NAME).is_file()):
@@ -432,7 +345,9 @@ ROOT is the datamodule's data_dir: the folder that holds tiny-imagenet-200/ or t
 def _cache_main(argv: Sequence[str], prog: str) -> int:
     parser = argparse.ArgumentParser(prog=prog, description="Decode prepared Tiny ImageNet into the uint8 cache.")
     parser.add_argument("root", type=Path, metavar="ROOT", help=f"folder that holds {tip.DIR_NAME}/")
-    parser.add_argument("--workers", type=positive_int, default=default_workers(), metavar="N", help="decoding threads")
+    parser.add_argument(
+        "--workers", type=positive_int, default=decode.default_workers(), metavar="N", help="decoding threads"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     args = parser.parse_args(argv)
     try:

@@ -1,0 +1,391 @@
+"""Your own images in class folders (torchvision's ImageFolder layout), decoded once into a uint8 cache::
+
+    data_dir/
+        train/<class>/**/<image>     required: the sorted names of these folders are the classes
+        val/<class>/**/<image>       optional: without it, `val_size` images are held out of train/ (stratified)
+        test/<class>/**/<image>      optional: what `lit-cs201 test` reports on
+
+Images are searched recursively inside each class folder (png, jpg/jpeg, bmp, gif, webp, tif/tiff, any case;
+hidden files and other files are ignored), decoded once at `image_size` with `channels` by
+`lit_cs201.data.decode.to_uint8` into ``<cache_dir>/<split>_<C>x<H>x<W>_<fingerprint>.npy`` and memory-mapped
+from then on: later epochs and runs read no image files, and a folder larger than memory still trains. A folder
+that changed since (files added, removed or modified) gets a new cache.
+
+What a model trained on it needs to see new images the same way ends up in the checkpoint, as the datamodule's
+hyper-parameters: `image_size` and `channels` (also when they were found from the images) and `mean`/`std`
+(also when they were computed from the training images), so ``test --ckpt_path`` and predictions from the
+checkpoint resize, convert and normalise exactly as training did.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+from torch import Tensor
+
+from lit_cs201.data.base import TensorBatchDataset, split_count
+from lit_cs201.data.decode import (
+    BadImageError,
+    bad_images_message,
+    cached_images,
+    default_workers,
+    find_images,
+    image_header,
+)
+from lit_cs201.data.images import ImageDataModule, _augment
+from lit_cs201.errors import UserError
+
+SPLITS = ("train", "val", "test")
+SUFFIXES = "png, jpg/jpeg, bmp, gif, webp, tif/tiff"
+SKIP_HINT = "fix or delete them, or set skip_bad_images: true to leave them out"
+# Normalisation before the statistics are known: identity, only to build (and so check) the presets early.
+_IDENTITY = ([0.0], [1.0])
+
+
+def _names(items: Sequence[Any], limit: int = 5) -> str:
+    shown = ", ".join(str(i) for i in items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+class RowsDataset(TensorBatchDataset):
+    """The rows ``index`` of tensors that stay as they are: a memory-mapped cache is read a batch at a time."""
+
+    def __init__(self, index: Tensor, *tensors: Tensor) -> None:
+        super().__init__(*tensors)
+        self.index = index
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, ...]:
+        return super().__getitem__(int(self.index[index]))
+
+    def __getitems__(self, indices: list[int]) -> tuple[Tensor, ...]:
+        return super().__getitems__(self.index[torch.as_tensor(indices)].tolist())
+
+
+class ImageFolderDataModule(ImageDataModule):
+    """Images in class folders: ``data_dir/train/<class>/...``, optional ``val/<class>/...`` and ``test/<class>/...``.
+
+    The classes are the sorted folder names of ``train/``; ``val/`` and ``test/`` may lack some of them but hold no
+    others. Without ``val/``, ``val_size`` images are held out of ``train/``, stratified by class (each class keeps
+    its share) and seeded by ``split_seed``. Without ``test/``, ``test`` refuses to run. Images are resized once
+    when they are decoded and cached (see the module's documentation); augmentation then runs on the device.
+
+    The model's input shape is the output of the augmentation presets: ``image_size`` for size-keeping presets
+    (``none``, ``cifar_crop_flip``, ``tiny_crop_flip``, ``mnist_course``), 224 for ``imagenet_course`` with
+    ``imagenet_eval`` (decode at 256 for those, as torchvision's ImageNet recipe resizes to 256 and crops 224).
+
+    Args:
+        data_dir: Folder holding ``train/<class>/`` (and optionally ``val/<class>/``, ``test/<class>/``).
+        image_size: Size images are resized to when decoded: an int for squares or [height, width] (the aspect
+            ratio is not kept). ``null``: the images' own size, which must then be the same for all of them.
+        channels: 1 (greyscale) or 3 (RGB); images are converted. ``null``: 1 if every image is greyscale, else 3.
+        classes: Class names in label order; ``null``: the sorted folder names of ``train/``, which must otherwise
+            be these. Checkpoints record them, so predictions need no folder.
+        batch_size: Images per batch.
+        val_size: Images held out of ``train/`` for validation when there is no ``val/``: a count or a fraction.
+        split_seed: Seed of that validation split.
+        train_augment: Augmentation preset for training batches (see `lit_cs201.augment`).
+        eval_augment: Preset for validation, test and predict batches (deterministic; same output size).
+        mean: Per-channel mean for normalisation, in [0, 1] units; ``null``: computed from the training images.
+            Pretrained networks expect ImageNet's [0.485, 0.456, 0.406].
+        std: Per-channel standard deviation; ``null``: computed from the training images ([0.229, 0.224, 0.225]
+            for ImageNet).
+        skip_bad_images: Leave out images that cannot be decoded (with a warning that counts them) instead of
+            stopping with an error that names them.
+        cache_dir: Folder of the decoded-image cache; ``null``: ``<data_dir>/cache``. It may be deleted at any time.
+        num_workers: DataLoader worker processes; batches are single indexing operations, so 0 is usually best.
+        predict_path: Image files for ``predict`` (a file, a folder searched recursively, a glob, or a list of
+            them) instead of ``test/``; each is converted to ``channels`` and ``image_size``. With ``classes``,
+            ``image_size`` and ``channels`` given (a checkpoint gives them), the folder itself is not needed.
+        invert: Invert the colours of ``predict_path`` images: ``always`` or ``never`` (``auto``: never, as the
+            folder's images are not known to be light figures on a dark background).
+    """
+
+    def __init__(
+        self,
+        data_dir: str = "data",
+        image_size: int | list[int] | None = None,
+        channels: int | None = None,
+        classes: list[str] | None = None,
+        batch_size: int = 64,
+        val_size: int | float = 0.1,
+        split_seed: int = 42,
+        train_augment: str = "none",
+        eval_augment: str = "none",
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+        skip_bad_images: bool = False,
+        cache_dir: str | None = None,
+        num_workers: int = 0,
+        predict_path: str | list[str] | None = None,
+        invert: Literal["auto", "always", "never"] = "auto",
+    ) -> None:
+        # Predicting with what a checkpoint records needs nothing of the folder, which may be gone.
+        known = predict_path is not None and None not in (classes, image_size, channels)
+        if not known and not Path(data_dir).exists():
+            raise UserError(f"data_dir {data_dir} does not exist; give the folder that holds train/<class>/<images>")
+        super().__init__(
+            data_dir=data_dir,
+            batch_size=batch_size,
+            val_size=val_size,
+            split_seed=split_seed,
+            train_augment=train_augment,
+            eval_augment=eval_augment,
+            mean=_IDENTITY[0],  # the presets are built again below, once the channels are known
+            std=_IDENTITY[1],
+            download=False,
+            num_workers=num_workers,
+            predict_path=predict_path,
+            invert=invert,
+        )
+        # The base class's call also records its `download`, which this class does not take: a checkpoint holding
+        # it could not rebuild this datamodule.
+        self.save_hyperparameters(ignore=["download"])
+        if channels not in (None, 1, 3):
+            raise UserError(f"channels must be 1 (greyscale) or 3 (RGB), got {channels!r}")
+        self.root = Path(data_dir)
+        self.cache_dir = Path(cache_dir) if cache_dir else self.root / "cache"
+        self.skip_bad_images = skip_bad_images
+        # The CLI sizes the model from class_names and input_shape as soon as this object exists, before
+        # prepare_data: list the folders and read the image headers now (cheap: no pixels are decoded).
+        self.class_names = tuple(classes) if known else tuple(self._list_classes(classes))
+        self.hparams["classes"] = list(self.class_names)
+        self.files: dict[str, tuple[list[Path], list[int]]] = {
+            split: self._list_split(split) for split in SPLITS if not known and (self.root / split).is_dir()
+        }
+        height, width, channels = self._find_image_shape(image_size, channels)
+        self._image_shape = (channels, height, width)
+        self.hparams["image_size"] = [height, width]
+        self.hparams["channels"] = channels
+        for name, values in (("mean", mean), ("std", std)):
+            if values is not None and len(values) not in (1, channels):
+                raise UserError(f"{name} has {len(values)} values but the images have {channels} channels")
+        if std is not None and min(std) <= 0:
+            raise UserError(f"std must be positive, got {std}")
+        self._set_normalisation(mean, std)
+        self._decoded_splits: dict[str, tuple[Tensor, Tensor, Tensor]] = {}
+
+    # -- the folder --------------------------------------------------------------------------------------------
+    def _class_folders(self, folder: Path) -> list[str]:
+        return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def _list_classes(self, expected: list[str] | None) -> list[str]:
+        """The class folders of ``train/``, which must be ``expected`` if given (a checkpoint's classes)."""
+        train = self.root / "train"
+        if not train.is_dir():
+            raise UserError(
+                f"{self.root} has no train/ folder: put the training images in {train}/<class name>/, one folder "
+                "per class (val/ and test/ alike, optionally)"
+            )
+        classes = self._class_folders(train)
+        if len(classes) < 2:
+            found = f"only one class folder ({classes[0]})" if classes else "no class folders"
+            raise UserError(f"{train} has {found}: a classifier needs at least two, one folder per class")
+        if expected is not None and list(expected) != classes:
+            missing, extra = sorted(set(expected) - set(classes)), sorted(set(classes) - set(expected))
+            what = "; ".join(
+                [f"missing here: {_names(missing)}"] * bool(missing) + [f"new here: {_names(extra)}"] * bool(extra)
+            )
+            raise UserError(
+                f"the classes are {_names(list(expected))} (the checkpoint's, or data.init_args.classes), but {train} "
+                f"has {_names(classes)} ({what or 'the same names in another order'}); use the folder it was "
+                "trained on"
+            )
+        return classes
+
+    def _list_split(self, split: str) -> tuple[list[Path], list[int]]:
+        """Image files of ``split`` and their labels, class by class, files in sorted order."""
+        folder = self.root / split
+        classes = self._class_folders(folder)
+        unknown = sorted(set(classes) - set(self.class_names))
+        if unknown:
+            raise UserError(
+                f"{folder} has class folders that train/ lacks ({_names(unknown)}): a model cannot learn a class "
+                "it never sees; add them to train/, or rename or remove them"
+            )
+        files: list[Path] = []
+        labels: list[int] = []
+        empty: list[str] = []
+        for name in classes:
+            found = find_images(folder / name)
+            empty += [] if found else [str(folder / name)]
+            files += found
+            labels += [self.class_names.index(name)] * len(found)
+        if empty:
+            raise UserError(f"class folders without images ({SUFFIXES}): {_names(empty)}; add images or remove them")
+        if not files:
+            raise UserError(f"{folder} has no class folders with images: lay it out as {folder}/<class>/<images>")
+        return files, labels
+
+    def _find_image_shape(self, image_size: int | list[int] | None, channels: int | None) -> tuple[int, int, int]:
+        """(height, width, channels) to decode to: as given, or found from the image headers."""
+        if image_size is not None:
+            if isinstance(image_size, int):
+                image_size = [image_size, image_size]
+            if len(image_size) != 2 or min(image_size) < 1:
+                raise UserError(f"image_size must be a positive int or [height, width], got {image_size}")
+        if image_size is not None and channels is not None:
+            return image_size[0], image_size[1], channels
+        files = [path for split_files, _ in self.files.values() for path in split_files]
+        with ThreadPoolExecutor(default_workers()) as pool:  # reading headers is mostly waiting for the disk
+            headers = list(pool.map(_header, files))
+        readable = {path: header for path, header in zip(files, headers, strict=True) if header is not None}
+        if not readable:
+            bad = {i: "not an image Pillow can identify" for i in range(len(files))}
+            raise UserError(bad_images_message(files, bad, "put image files in the class folders"))
+        if channels is None:
+            channels = 1 if all(grey for _, _, grey in readable.values()) else 3
+        if image_size is None:
+            sizes: dict[tuple[int, int], Path] = {}
+            for path, (height, width, _) in readable.items():
+                sizes.setdefault((height, width), path)
+            if len(sizes) > 1:
+                examples = [f"{w}x{h} ({path})" for (h, w), path in list(sizes.items())[:3]]
+                raise UserError(
+                    f"the images in {self.root} have {len(sizes)} different sizes, e.g. {', '.join(examples)}: set "
+                    "image_size (an int or [height, width]) to resize them all when decoding, e.g. image_size: 224"
+                )
+            image_size = list(next(iter(sizes)))
+        return image_size[0], image_size[1], channels
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(channels, height, width) of the images as decoded; `input_shape` is what augmentation makes of them."""
+        return self._image_shape
+
+    # -- normalisation and the input shape --------------------------------------------------------------------
+    def _set_normalisation(self, mean: list[float] | None, std: list[float] | None) -> None:
+        """Build the presets for these statistics (identity until known) and find the model's input shape."""
+        mean_, std_ = (mean, std) if mean is not None and std is not None else _IDENTITY
+        self.train_augment = _augment("train_augment", self.hparams["train_augment"], mean_, std_)
+        self.eval_augment = _augment("eval_augment", self.hparams["eval_augment"], mean_, std_)
+        probe = torch.zeros(1, *self.image_shape, dtype=torch.uint8)
+        with torch.random.fork_rng(devices=[]):  # a random preset must not shift the seeded run's numbers
+            shapes = {
+                name: tuple(pipeline(probe).shape[1:])
+                for name, pipeline in (("train_augment", self.train_augment), ("eval_augment", self.eval_augment))
+            }
+        if shapes["train_augment"] != shapes["eval_augment"]:
+            (h, w), (eh, ew) = shapes["train_augment"][1:], shapes["eval_augment"][1:]
+            raise UserError(
+                f"train_augment {self.hparams['train_augment']!r} gives {w}x{h} images but eval_augment "
+                f"{self.hparams['eval_augment']!r} gives {ew}x{eh}: the model sees one size; pair imagenet_course "
+                "with imagenet_eval, the other presets with none"
+            )
+        self.input_shape = shapes["eval_augment"]
+
+    def _statistics(self) -> tuple[list[float], list[float]]:
+        """Per-channel mean and standard deviation of the training images (after the validation split)."""
+        images, _ = self.train_set.tensors
+        rows = self.train_set.index
+        channels = images.shape[1]
+        total = torch.zeros(channels, dtype=torch.float64)
+        squares = torch.zeros(channels, dtype=torch.float64)
+        step = max(1, (32 << 20) // images[0].numel())  # 32 MiB of uint8 at a time: the cache may not fit memory
+        for start in range(0, len(rows), step):
+            batch = images[rows[start : start + step]].to(torch.float32).div_(255)
+            total += batch.sum(dim=(0, 2, 3), dtype=torch.float64)
+            squares += batch.square_().sum(dim=(0, 2, 3), dtype=torch.float64)
+        count = len(rows) * images.shape[2] * images.shape[3]
+        mean = total / count
+        # A channel that is the same everywhere has no spread: one grey level keeps the division finite.
+        std = (squares / count - mean.square()).clamp_(min=0).sqrt_().clamp_(min=1 / 255)
+        return [round(v, 4) for v in mean.tolist()], [round(v, 4) for v in std.tolist()]
+
+    # -- decoding and the splits --------------------------------------------------------------------------------
+    def _decoded(self, split: str) -> tuple[Tensor, Tensor, Tensor]:
+        """Images, labels and the rows that decoded of ``split``, from the cache (built first if needed)."""
+        if split not in self._decoded_splits:
+            files, labels = self.files[split]
+            decoded = cached_images(
+                files,
+                labels,
+                self.image_shape,
+                self.cache_dir,
+                split,
+                self.root,
+                skip_bad=self.skip_bad_images,
+                hint=SKIP_HINT,
+            )
+            if decoded.skipped:
+                first = min(decoded.skipped)
+                warnings.warn(
+                    f"skipping {len(decoded.skipped)} of {len(files)} images in {self.root / split} that cannot be "
+                    f"decoded, e.g. {files[first]} ({decoded.skipped[first]})",
+                    stacklevel=2,
+                )
+            rows = torch.tensor([i for i in range(len(files)) if i not in decoded.skipped], dtype=torch.int64)
+            if not len(rows):
+                raise UserError(f"none of the {len(files)} images in {self.root / split} can be decoded")
+            images = torch.from_numpy(decoded.images)
+            self._decoded_splits[split] = (images, torch.tensor(labels, dtype=torch.int64), rows)
+        return self._decoded_splits[split]
+
+    def fetch(self) -> None:
+        """Decode every split into the cache once (on one process per machine), so `setup` only maps it."""
+        existing = next(p for p in (self.cache_dir, *self.cache_dir.parents) if p.exists())
+        if os.access(existing, os.W_OK):  # else (a read-only folder) `setup` decodes into memory, once, not twice
+            for split in self.files:
+                self._decoded(split)
+
+    def _split_train(self) -> tuple[Tensor, Tensor]:
+        """Rows of train/ for training and for validation (stratified by class, seeded)."""
+        _, labels, rows = self._decoded("train")
+        n_val = split_count(self.hparams["val_size"], len(rows))
+        try:
+            train, val = train_test_split(
+                rows.numpy(), test_size=n_val, random_state=self.hparams["split_seed"], stratify=labels[rows].numpy()
+            )
+        except ValueError as err:  # too few images of a class, or fewer validation images than classes
+            raise UserError(
+                f"val_size={self.hparams['val_size']!r} cannot split {self.root / 'train'} by class ({err}); add "
+                "images, change val_size, or give a val/ folder"
+            ) from None
+        return torch.from_numpy(np.sort(train)), torch.from_numpy(np.sort(val))
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage == "predict" and self.predict_path is not None:
+            return super().setup(stage)  # the files, as the base class decodes them: nothing of the folder
+        if stage in ("test", "predict") and "test" not in self.files:
+            raise UserError(
+                f"{self.root} has no test/ folder to {stage} on: put test images in {self.root / 'test'}/<class>/ "
+                "(the class names of train/), or evaluate on the validation images with `lit-cs201 validate`"
+            )
+        needs_statistics = self.hparams["mean"] is None or self.hparams["std"] is None
+        if (stage in ("fit", "validate", None) or needs_statistics) and self.train_set is None:
+            images, labels, rows = self._decoded("train")
+            if "val" in self.files:
+                train = rows
+                val_images, val_labels, val = self._decoded("val")
+            else:
+                (train, val), (val_images, val_labels) = self._split_train(), (images, labels)
+            self.train_set = RowsDataset(train, images, labels)
+            self.val_set = RowsDataset(val, val_images, val_labels)
+        if stage in ("test", "predict", None) and self.test_set is None and "test" in self.files:
+            images, labels, rows = self._decoded("test")
+            self.test_set = RowsDataset(rows, images, labels)
+        if needs_statistics:
+            mean, std = self._statistics()
+            # Into the hyper-parameters Lightning saves in every checkpoint (it saves them as they are then, not
+            # as they were given): `test --ckpt_path` and predictions normalise with these same numbers.
+            self.hparams["mean"] = self.hparams["mean"] or mean
+            self.hparams["std"] = self.hparams["std"] or std
+            self._set_normalisation(self.hparams["mean"], self.hparams["std"])
+
+
+def _header(path: Path) -> tuple[int, int, bool] | None:
+    """`image_header`, or None for a file that decoding will report (or skip) with the others."""
+    try:
+        return image_header(path)
+    except BadImageError:
+        return None

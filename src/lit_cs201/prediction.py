@@ -1,0 +1,143 @@
+"""Predictions on your own files, with nothing but a checkpoint.
+
+    files, folders, globs ──expand_paths──▶ image files ──to_uint8 (the datamodule's image shape)──▶ uint8 batch
+        ──datamodule.eval_augment (its normalisation)──▶ Classifier ──▶ class probabilities
+
+The checkpoint holds the model's weights, its class names and the datamodule's settings (its image shape, mean
+and std); `load` rebuilds both from it. The command (``lit-cs201 predict --ckpt_path CKPT --data.predict_path
+PATH``) and `predict` below prepare images through the same datamodule methods, so they see the same pixels.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from lit_cs201.errors import UserError
+
+#: Classes listed per prediction besides the top one, at most.
+TOP_K = 5
+#: An image that is to be predicted: a file, or an image already in memory.
+ImageInput = str | os.PathLike[str] | Image.Image | np.ndarray
+
+
+def expand_paths(
+    spec: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], suffixes: frozenset[str]
+) -> list[Path]:
+    """The files ``spec`` names: a file, a folder (searched recursively for ``suffixes``), a glob, or a list of them.
+
+    Hidden files and files of other types inside folders are skipped; a file named directly is kept whatever its
+    type, so that a wrong file gets its own error rather than vanishing. Refuses a ``spec`` that matches nothing.
+    """
+    from lit_cs201.data.decode import find_images
+
+    specs = [spec] if isinstance(spec, str | os.PathLike) else list(spec)
+    found: list[Path] = []
+    for item in map(str, specs):
+        path = Path(item).expanduser()
+        if path.is_dir():
+            matches = find_images(path, suffixes)
+        elif path.is_file():
+            matches = [path]
+        else:
+            matches = [Path(p) for p in sorted(glob.glob(str(path), recursive=True)) if Path(p).is_file()]
+        if not matches:
+            what = "holds no files of the types read here" if path.is_dir() else "matches no file"
+            raise UserError(f"predict_path {item} {what} ({', '.join(sorted(suffixes))})")
+        found += matches
+    return list(dict.fromkeys(found))  # a file named twice is predicted once
+
+
+def light_background(images: np.ndarray) -> np.ndarray:
+    """Which of the uint8 images ``(N, C, H, W)`` are darker in their centre than on their border: a dark figure
+    on a light background, as a photo of handwriting on paper is."""
+    height, width = images.shape[-2:]
+    border = np.ones((height, width), dtype=bool)
+    border[max(1, height // 8) : -max(1, height // 8), max(1, width // 8) : -max(1, width // 8)] = False
+    grey = images.astype(np.float32).mean(axis=1)
+    return grey[:, border].mean(axis=1) > grey[:, ~border].mean(axis=1)
+
+
+@dataclass
+class Prediction:
+    """The prediction for one input: the best class and its probability, the top classes, or why it failed."""
+
+    source: str
+    predicted: str | None = None
+    probability: float | None = None
+    top: list[tuple[str, float]] = field(default_factory=list)
+    error: str | None = None
+
+
+def load(checkpoint: str | os.PathLike[str]) -> tuple[Any, Any]:
+    """The `Classifier` and its datamodule, rebuilt from ``checkpoint`` alone (no training data needed)."""
+    from lit_cs201.models import Classifier
+    from lit_cs201.torch_files import load_plain
+
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path}: no such file")
+    saved = load_plain(path, "checkpoint", "checkpoint")
+    settings = dict(saved.get("datamodule_hyper_parameters") or {})
+    class_path = settings.pop("_class_path", None)
+    settings.pop("_instantiator", None)
+    if class_path is None:
+        raise UserError(f"checkpoint {path}: records no datamodule class; it was not written by lit-cs201 fit")
+    settings["predict_path"] = []  # for predictions only: nothing of the dataset itself is read
+    module, _, name = class_path.rpartition(".")
+    datamodule = getattr(importlib.import_module(module), name)(**settings)
+    model = Classifier.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    return model.eval(), datamodule
+
+
+def predict(
+    checkpoint: str | os.PathLike[str],
+    inputs: ImageInput | Sequence[ImageInput],
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+) -> list[Prediction]:
+    """Predict the class of each input with ``checkpoint``: image files, folders, globs, PIL images or uint8 arrays
+    (height, width[, channels]), prepared exactly as ``lit-cs201 predict --data.predict_path`` prepares files.
+
+    Inputs that cannot be read come back with their ``error`` set; the others in the order given.
+    """
+    from lit_cs201.data.decode import IMAGE_SUFFIXES
+
+    model, datamodule = load(checkpoint)
+    model.to(device)
+    items = [inputs] if isinstance(inputs, str | os.PathLike | Image.Image | np.ndarray) else list(inputs)
+    sources: list[ImageInput] = []
+    for item in items:
+        sources += expand_paths(item, IMAGE_SUFFIXES) if isinstance(item, str | os.PathLike) else [item]
+    images, errors = datamodule.decode_for_predict(sources)
+    augment = datamodule.eval_augment.to(device)
+    with torch.no_grad():
+        probs = [
+            model(augment(torch.from_numpy(images[start : start + batch_size]).to(device))).softmax(dim=-1).cpu()
+            for start in range(0, len(images), batch_size)
+        ]
+    decoded = iter(torch.cat(probs) if probs else [])
+    results = []
+    for i, source in enumerate(sources):
+        name = str(source) if isinstance(source, str | os.PathLike) else f"<{type(source).__name__} {i}>"
+        if i in errors:
+            results.append(Prediction(name, error=errors[i]))
+        else:
+            top = top_classes(next(decoded), model.class_names)
+            results.append(Prediction(name, top[0][0], top[0][1], top))
+    return results
+
+
+def top_classes(probs: torch.Tensor, names: Sequence[str]) -> list[tuple[str, float]]:
+    """The ``min(TOP_K, classes)`` most probable classes of one probability vector, best first."""
+    values, indices = probs.topk(min(TOP_K, len(probs)))
+    return [(names[int(i)], float(v)) for v, i in zip(values, indices, strict=True)]
