@@ -16,11 +16,13 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter, Callback, ModelCheckpoint
 from lightning.pytorch.cli import SaveConfigCallback
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import Tensor
 
+from lit_cs201 import viz
 from lit_cs201.errors import NonFiniteLossError
+from lit_cs201.prediction import TOP_K
 
 
 class RunCheckpoint(ModelCheckpoint):
@@ -207,15 +209,20 @@ class RunConfigSaver(SaveConfigCallback):
 
 
 class PredictionWriter(BasePredictionWriter):
-    """Write ``predictions.csv`` (index, true label where known, predicted class, probability) to the run folder.
+    """Write ``predictions.csv`` and ``predictions.png`` (the first images, titled with their prediction) to the
+    run folder, log the picture to TensorBoard, and show the first rows.
 
-    Rows are in dataset order; with several processes (DDP), rank zero gathers every process's share first, so the
-    file is the same as a single process writes.
+    For files (``--data.predict_path``) the columns are ``path``, ``predicted``, ``probability``, the top classes
+    with their probabilities (``top1``, ``top1_probability``, ... up to five) and ``error``, filled for a file that
+    could not be read. For the dataset's test split they are ``index``, ``true_label``, ``predicted`` and
+    ``probability``. Rows are in dataset order; with several processes (DDP), rank zero gathers every process's
+    share first, so the files are the same as a single process writes.
     """
 
-    def __init__(self, filename: str = "predictions.csv") -> None:
+    def __init__(self, filename: str = "predictions.csv", shown: int = 5) -> None:
         super().__init__(write_interval="epoch")
         self.filename = filename
+        self.shown = shown
 
     def write_on_epoch_end(
         self,
@@ -229,20 +236,21 @@ class PredictionWriter(BasePredictionWriter):
         if predictions and not isinstance(predictions[0], list):  # one predict dataloader
             predictions = [predictions]
         rank = trainer.global_rank
-        # (dataloader, sample, rank, true label or None, predicted, probability). The sample is its index in the
-        # dataset: under DDP each process predicts its own share, and rank zero writes them all in dataset order.
-        rows: list[tuple[int, int, int, int | None, int, float]] = []
+        # (dataloader, sample, rank, true label or None, top classes, their probabilities). The sample is its index
+        # in the dataset: under DDP each process predicts its own share, and rank zero writes them all in order.
+        rows: list[tuple[int, int, int, int | None, list[int], list[float]]] = []
         for loader, batches in enumerate(predictions):
             indices = batch_indices[loader] if loader < len(batch_indices) else []
             position = 0
             for b, batch in enumerate(batches):
-                probs, predicted = batch["probs"].detach().cpu().max(dim=-1)
+                probs = batch["probs"].detach().float().cpu()
+                top_probs, top = probs.topk(min(TOP_K, probs.shape[-1]), dim=-1)
                 target = batch.get("target")
                 target = None if target is None else target.cpu()
-                for i in range(len(predicted)):
+                for i in range(len(probs)):
                     sample = indices[b][i] if b < len(indices) else position  # indices only lack for non-DataLoaders
                     label = None if target is None else int(target[i])
-                    rows.append((loader, int(sample), rank, label, int(predicted[i]), float(probs[i])))
+                    rows.append((loader, int(sample), rank, label, top[i].tolist(), top_probs[i].tolist()))
                     position += 1
         if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
             gathered: list[Any] = [None] * torch.distributed.get_world_size()
@@ -252,15 +260,65 @@ class PredictionWriter(BasePredictionWriter):
             return
         rows.sort(key=lambda row: row[:3])
         names = list(getattr(pl_module, "class_names", [])) or None
+        datamodule = trainer.datamodule
+        files = getattr(datamodule, "predict_files", []) if getattr(datamodule, "predict_path", None) else []
         path = Path(log_dir) / self.filename
         path.parent.mkdir(parents=True, exist_ok=True)
+        if files:
+            header, table = self._file_rows(rows, files, datamodule.predict_errors, names)
+        else:
+            header = ["index", "true_label", "predicted", "probability"]
+            table = [
+                [index, "" if label is None else _name(label, names), _name(top[0], names), f"{probs[0]:.4f}"]
+                for index, (_, _, _, label, top, probs) in enumerate(rows)
+            ]
         with path.open("w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["index", "true_label", "predicted", "probability"])
-            for index, (_, _, _, label, predicted, prob) in enumerate(rows):
-                true_label = "" if label is None else _name(label, names)
-                writer.writerow([index, true_label, _name(predicted, names), f"{prob:.4f}"])
-        rank_zero_info(f"Wrote {len(rows)} predictions to {path}")
+            writer.writerow(header)
+            writer.writerows(table)
+        failed = len(datamodule.predict_errors) if files else 0
+        summary = f"Wrote {len(rows)} predictions to {path}" + (f"; {failed} files could not be read" if failed else "")
+        shown = "\n".join(",".join(map(str, row)) for row in [header, *table[: self.shown]])
+        print(f"{summary}\n{shown}" + ("\n..." if len(table) > self.shown else ""), flush=True)  # rank zero only
+        self._draw(trainer, datamodule, rows, names, Path(log_dir))
+
+    @staticmethod
+    def _file_rows(
+        rows: list[tuple[int, int, int, int | None, list[int], list[float]]],
+        files: list[str],
+        errors: list[tuple[str, str]],
+        names: list[str] | None,
+    ) -> tuple[list[str], list[list[Any]]]:
+        k = max((len(row[4]) for row in rows), default=1)
+        header = ["path", "predicted", "probability"]
+        header += [column for j in range(1, k + 1) for column in (f"top{j}", f"top{j}_probability")]
+        table: list[list[Any]] = []
+        for _, sample, _, _, top, probs in rows:
+            ranked = [cell for c, p in zip(top, probs, strict=True) for cell in (_name(c, names), f"{p:.4f}")]
+            table.append([files[sample], _name(top[0], names), f"{probs[0]:.4f}", *ranked, ""])
+        table += [[file, "", "", *[""] * (2 * k), reason] for file, reason in errors]
+        return [*header, "error"], table
+
+    @staticmethod
+    def _draw(
+        trainer: Trainer,
+        datamodule: Any,
+        rows: list[tuple[int, int, int, int | None, list[int], list[float]]],
+        names: list[str] | None,
+        log_dir: Path,
+    ) -> None:
+        """``predictions.png``: the first images, each titled with its predicted class and probability."""
+        dataset = datamodule.predict_set if getattr(datamodule, "predict_path", None) else datamodule.test_set
+        images = getattr(dataset, "tensors", (None,))[0]
+        if images is None or images.dim() != 4:
+            return  # not images (Iris)
+        first = rows[: viz.GRID_SIZE]
+        titles = [f"{_name(top[0], names)} ({probs[0]:.2f})" for *_, top, probs in first]
+        figure = viz.image_grid(images[[row[1] for row in first]], titles)
+        figure.savefig(log_dir / "predictions.png", dpi=120)
+        tensorboard = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
+        if tensorboard is not None:
+            tensorboard.experiment.add_figure("predict/predictions", figure, close=True)
 
 
 def _name(label: int, names: list[str] | None) -> str:

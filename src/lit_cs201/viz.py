@@ -1,5 +1,5 @@
 """Figures logged at the end of `test`: a grid of test images titled ``true → predicted``, and the confusion
-matrix; plus the per-class accuracy table the course prints."""
+matrix; the grid of predicted images `predict` writes; and the per-class accuracy table the course prints."""
 
 from __future__ import annotations
 
@@ -10,36 +10,49 @@ import matplotlib
 matplotlib.use("Agg")  # figures go to TensorBoard; no screen needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from torch import Tensor  # noqa: E402
 
+#: Images in a grid (8x8).
+GRID_SIZE = 64
+
 
 def _displayable(image: Tensor) -> np.ndarray:
-    """A normalised (C, H, W) tensor as an (H, W[, 3]) array in [0, 1], whatever normalisation was used."""
-    image = image.detach().float().cpu()
-    low, high = image.min(), image.max()
-    image = (image - low) / (high - low).clamp_min(1e-8)
+    """A (C, H, W) tensor as an (H, W[, 3]) array in [0, 1]: uint8 as it is, a normalised one stretched to fit,
+    whatever normalisation was used."""
+    image = image.detach().cpu()
+    if image.dtype == torch.uint8:
+        image = image.float() / 255
+    else:
+        image = image.float()
+        low, high = image.min(), image.max()
+        image = (image - low) / (high - low).clamp_min(1e-8)
     array = image.permute(1, 2, 0).numpy()
     return array[..., 0] if array.shape[-1] == 1 else array
+
+
+def image_grid(images: Tensor, titles: Sequence[str], colors: Sequence[str] | None = None, columns: int = 8) -> Figure:
+    """Images in a grid of ``columns``, each under its title."""
+    n = len(images)
+    rows = max(1, -(-n // columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(columns * 1.6, rows * 1.8), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(_displayable(images[i]), cmap="gray", vmin=0, vmax=1)
+            ax.set_title(titles[i], fontsize=7, color=colors[i] if colors else "black")
+    figure.tight_layout()
+    return figure
 
 
 def prediction_grid(
     images: Tensor, targets: Tensor, predictions: Tensor, class_names: Sequence[str], columns: int = 8
 ) -> Figure:
     """Images in a grid (8x8 for 64), each titled ``true → predicted``; wrong predictions in red."""
-    n = len(images)
-    rows = max(1, -(-n // columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(columns * 1.6, rows * 1.8), squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i >= n:
-            continue
-        ax.imshow(_displayable(images[i]), cmap="gray")
-        true, predicted = int(targets[i]), int(predictions[i])
-        color = "black" if true == predicted else "red"
-        ax.set_title(f"{class_names[true]} → {class_names[predicted]}", fontsize=7, color=color)
-    figure.tight_layout()
-    return figure
+    pairs = [(int(t), int(p)) for t, p in zip(targets, predictions, strict=True)]
+    titles = [f"{class_names[t]} → {class_names[p]}" for t, p in pairs]
+    return image_grid(images, titles, ["black" if t == p else "red" for t, p in pairs], columns)
 
 
 def confusion_figure(matrix: Tensor, class_names: Sequence[str]) -> Figure:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -12,6 +14,7 @@ from sklearn.preprocessing import StandardScaler
 
 from lit_cs201.data.base import ClassificationDataModule, TensorBatchDataset, check_val_size, split_count
 from lit_cs201.errors import MAX_SEED, UserError, check_range
+from lit_cs201.prediction import expand_paths
 
 
 def read_iris() -> tuple[np.ndarray, np.ndarray]:
@@ -33,6 +36,50 @@ def read_iris() -> tuple[np.ndarray, np.ndarray]:
     return features, labels
 
 
+FEATURES = ("sepal length", "sepal width", "petal length", "petal width")
+
+
+def _key(column: str) -> str:
+    """A column name as letters only, without a unit: ``Sepal.Length``, ``sepal_length`` and ``sepal length (cm)``
+    are all ``sepallength``."""
+    letters = "".join(c for c in column.lower() if c.isalpha())
+    return letters.removesuffix("cm")
+
+
+def read_flowers(path: Path) -> tuple[list[str], np.ndarray]:
+    """The flowers of a CSV file: ``file:line`` of each row, and its four measurements in `FEATURES` order."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's byte-order mark
+            reader = csv.reader(f)
+            header = next(reader, [])
+            lines = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise UserError(f"{path} is not a readable CSV file ({err})") from None
+    where = {_key(name): i for i, name in enumerate(header)}
+    missing = [name for name in FEATURES if _key(name) not in where]
+    if missing:
+        raise UserError(
+            f"{path} has no column for {', '.join(missing)} (its header: {', '.join(header) or 'none'}); expected "
+            f"{', '.join(FEATURES)} in cm, e.g. scikit-learn's '{FEATURES[0]} (cm)' or 'sepal_length'"
+        )
+    columns = [where[_key(name)] for name in FEATURES]
+    rows, features = [], []
+    for number, line in enumerate(lines, start=2):
+        if not any(cell.strip() for cell in line):
+            continue  # a blank line, often the last
+        try:
+            values = [float(line[i]) for i in columns]
+        except (IndexError, ValueError):
+            raise UserError(f"{path}:{number}: expected four numbers ({', '.join(FEATURES)}), got {line}") from None
+        if not np.isfinite(values).all():
+            raise UserError(f"{path}:{number}: measurements must be finite numbers, got {values}")
+        rows.append(f"{path}:{number}")
+        features.append(values)
+    if not rows:
+        raise UserError(f"{path} holds no flowers: a header and one row of measurements per flower are expected")
+    return rows, np.asarray(features)
+
+
 class IrisDataModule(ClassificationDataModule):
     """The 150 Iris flowers shipped with scikit-learn (no download).
 
@@ -45,6 +92,9 @@ class IrisDataModule(ClassificationDataModule):
         val_size: Validation samples carved from the training part: a count or a fraction of it.
         split_seed: Seed of both splits.
         num_workers: DataLoader worker processes (0 is fastest for 150 samples).
+        predict_path: CSV files of flowers to predict instead of the test split: a header naming the four
+            measurements in cm (scikit-learn's ``sepal length (cm)``, or ``sepal_length``, ``SepalLengthCm``, ...)
+            and one flower a row; other columns are ignored.
     """
 
     class_names = ("setosa", "versicolor", "virginica")
@@ -57,8 +107,9 @@ class IrisDataModule(ClassificationDataModule):
         val_size: int | float = 0.2,
         split_seed: int = 42,
         num_workers: int = 0,
+        predict_path: str | list[str] | None = None,
     ) -> None:
-        super().__init__(batch_size=batch_size, num_workers=num_workers)
+        super().__init__(batch_size=batch_size, num_workers=num_workers, predict_path=predict_path)
         self.save_hyperparameters()
         if not 0 < test_size < 1:
             raise UserError(f"test_size must be a fraction in (0, 1), got {test_size}")
@@ -91,3 +142,12 @@ class IrisDataModule(ClassificationDataModule):
         self.train_set = tensors(x_train, y_train)
         self.val_set = tensors(x_val, y_val)
         self.test_set = tensors(x_test, y_test)
+        if self.predict_path is not None:
+            rows: list[str] = []
+            measured = []
+            for path in expand_paths(self.predict_path, frozenset({".csv"})):
+                names, features = read_flowers(path)
+                rows += names
+                measured.append(features)
+            features = torch.as_tensor(scaler.transform(np.concatenate(measured)), dtype=torch.float32)
+            self.set_predict_files(TensorBatchDataset(features), rows, [])

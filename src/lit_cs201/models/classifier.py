@@ -18,7 +18,7 @@ from lit_cs201 import viz
 from lit_cs201.errors import NonFiniteLossError, UserError, check_range
 from lit_cs201.models.nets import build_net
 
-GRID_SIZE = 64  # test images shown in the prediction grid (8x8)
+CLASS_NAMES_KEY = "class_names"  # in the checkpoint
 
 Batch = tuple[Tensor, Tensor] | tuple[Tensor] | list[Tensor]
 
@@ -95,10 +95,14 @@ class Classifier(LightningModule):
         self.test_confusion = MulticlassConfusionMatrix(num_classes)
         self._grid: list[Tensor] = []  # images, targets, predictions of the first test batch(es)
         self._run_steps: int | None = None  # optimizer steps of the whole run, when a one-cycle schedule uses them
+        self.saved_class_names: list[str] | None = None  # from a checkpoint
 
     @property
     def class_names(self) -> list[str]:
-        """Readable class names from the attached datamodule, else the class indices."""
+        """Readable class names: those the checkpoint was trained with, else the attached datamodule's, else the
+        class indices."""
+        if self.saved_class_names:
+            return list(self.saved_class_names)
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
         names = getattr(datamodule, "class_names", None)
         return list(names) if names else [str(i) for i in range(self.hparams.num_classes)]
@@ -156,7 +160,7 @@ class Classifier(LightningModule):
         self.test_acc(logits, y)
         self.test_acc_per_class.update(logits, y)
         self.test_confusion.update(logits, y)
-        if x.dim() == 4 and (not self._grid or len(self._grid[0]) < GRID_SIZE):
+        if x.dim() == 4 and (not self._grid or len(self._grid[0]) < viz.GRID_SIZE):
             self._keep_for_grid(x, y, logits.argmax(dim=-1))
         self.log("test/loss", self.test_loss)
         self.log("test/acc", self.test_acc)
@@ -167,7 +171,7 @@ class Classifier(LightningModule):
     def _keep_for_grid(self, x: Tensor, y: Tensor, predicted: Tensor) -> None:
         new = [t.detach().cpu() for t in (x, y, predicted)]
         self._grid = new if not self._grid else [torch.cat([a, b]) for a, b in zip(self._grid, new, strict=True)]
-        self._grid = [t[:GRID_SIZE] for t in self._grid]
+        self._grid = [t[: viz.GRID_SIZE] for t in self._grid]
 
     def on_test_epoch_start(self) -> None:
         self._grid = []
@@ -280,8 +284,12 @@ class Classifier(LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Checkpoints written before the best validation score was kept in them.
         checkpoint["state_dict"].setdefault("val_acc_best.max_value", self.val_acc_best.max_value)
+        names = checkpoint.get(CLASS_NAMES_KEY)
+        if isinstance(names, list) and len(names) == self.hparams.num_classes:
+            self.saved_class_names = [str(n) for n in names]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CLASS_NAMES_KEY] = self.class_names  # a checkpoint predicts with its names, data or not
         # From a config, the CLI stores the optimizer and schedule as plain dicts. Callables passed from Python are
         # left out: checkpoints must load with torch.load(weights_only=True).
         hparams = checkpoint.get("hyper_parameters", {})

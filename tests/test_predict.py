@@ -1,0 +1,207 @@
+"""Predicting on your own files with a checkpoint alone: ``lit-cs201 predict --data.predict_path`` and
+``lit_cs201.predict``, for MNIST, CIFAR-10 and Iris checkpoints whose training data is gone."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import lit_cs201
+from helpers import CONFIGS
+from lit_cs201.cli import main
+from lit_cs201.data.mnist import read_idx
+from lit_cs201.data.synthetic import write_cifar10, write_mnist
+from lit_cs201.prediction import light_background
+
+PREFIX = "lit-cs201: error: "
+QUIET = ["--trainer.enable_progress_bar=false"]
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def fit(work: Path, config: str, *extra: str) -> Path:
+    """Train a tiny run in ``work`` and delete its data: what is left to predict with is the checkpoint."""
+    args = ["--data.init_args.data_dir=data", "--data.init_args.val_size=16", "--trainer.max_epochs=1", *QUIET]
+    assert main(["fit", "--config", str(CONFIGS / f"{config}.yaml"), *args, *extra]) == 0
+    shutil.rmtree(work / "data")
+    return work / "runs" / config / "version_0" / "best.ckpt"
+
+
+@pytest.fixture(scope="module")
+def mnist(tmp_path_factory) -> tuple[Path, np.ndarray]:
+    """An MNIST checkpoint whose data is deleted, and test digits that were never written as image files."""
+    work = tmp_path_factory.mktemp("mnist")
+    raw = write_mnist(work / "data", n_train=64, n_test=16)
+    digits = read_idx(raw / "t10k-images-idx3-ubyte", ndim=3).copy()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(work)
+        return fit(work, "mnist_seed", "--trainer.limit_train_batches=2"), digits
+
+
+def predicted(path: Path) -> dict[str, dict[str, str]]:
+    return {Path(row["path"]).name: row for row in read_csv(path)}
+
+
+def test_mnist_checkpoint_predicts_a_folder_of_images_without_its_data(mnist, tmp_path, monkeypatch, capsys):
+    checkpoint, digits = mnist
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "my digits"
+    (folder / "nested").mkdir(parents=True)
+    for i, digit in enumerate(digits[:6]):
+        Image.fromarray(digit).resize((56, 56)).save(folder / f"{i}.png")  # another size: resized to 28x28
+    Image.fromarray(np.stack([digits[6]] * 3, axis=-1)).save(folder / "nested" / "6.jpg", quality=95)  # colour
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    (folder / "notes.txt").write_text("not an image")
+    (folder / ".hidden.png").write_bytes(b"")
+    assert main(["predict", "--ckpt_path", str(checkpoint), "--data.predict_path", str(folder), *QUIET]) == 0
+
+    out = checkpoint.parent / "predict" / "version_0"
+    rows = predicted(out / "predictions.csv")
+    assert set(rows) == {"0.png", "1.png", "2.png", "3.png", "4.png", "5.png", "6.jpg", "broken.png"}
+    header = list(read_csv(out / "predictions.csv")[0])
+    assert header[:5] == ["path", "predicted", "probability", "top1", "top1_probability"]
+    assert header[-3:] == ["top5", "top5_probability", "error"]
+    assert rows["broken.png"]["error"] and not rows["broken.png"]["predicted"]
+    for name, row in rows.items():
+        if name != "broken.png":
+            assert row["predicted"] == row["top1"] in [str(d) for d in range(10)] and not row["error"]
+            probabilities = [float(row[f"top{k}_probability"]) for k in range(1, 6)]
+            assert probabilities == sorted(probabilities, reverse=True) and 0 < sum(probabilities) <= 1.0001
+    said = capsys.readouterr()
+    assert f"Wrote 7 predictions to {out / 'predictions.csv'}; 1 files could not be read" in said.out + said.err
+    assert (out / "predictions.png").stat().st_size > 0
+    events = EventAccumulator(str(out))
+    events.Reload()
+    assert "predict/predictions" in events.Tags()["images"]
+
+    # The Python API prepares images the same way: same classes and probabilities, files or arrays alike.
+    from_python = lit_cs201.predict(checkpoint, sorted(folder.glob("*.png")))
+    by_name = {Path(p.source).name: p for p in from_python}
+    for name in ("0.png", "3.png"):
+        assert by_name[name].predicted == rows[name]["predicted"]
+        assert by_name[name].probability == pytest.approx(float(rows[name]["probability"]), abs=1e-4)
+    assert by_name["broken.png"].error and by_name["broken.png"].predicted is None
+    Image.fromarray(digits[7]).save(tmp_path / "7.png")  # at MNIST's own size: the very pixels of the array
+    from_file, from_array = lit_cs201.predict(checkpoint, [tmp_path / "7.png", digits[7]])
+    assert (from_file.predicted, from_file.probability) == (from_array.predicted, from_array.probability)
+    assert from_file.source.endswith("7.png") and from_array.source == "<ndarray 1>"
+
+
+def test_a_dark_digit_on_paper_is_inverted_for_an_mnist_checkpoint(mnist, tmp_path):
+    checkpoint, _ = mnist
+    digit = np.zeros((28, 28), np.uint8)
+    digit[6:22, 12:16] = 255  # a light stroke on black, as MNIST's digits are
+    paper = 255 - digit  # the same digit in ink on paper
+    assert not light_background(digit[None, None])[0] and light_background(paper[None, None])[0]
+    for name, image in (("mnist_like.png", digit), ("paper.png", paper)):
+        Image.fromarray(image).save(tmp_path / name)
+    original, on_paper = lit_cs201.predict(checkpoint, [tmp_path / "mnist_like.png", tmp_path / "paper.png"])
+    assert on_paper.predicted == original.predicted
+    assert on_paper.probability == pytest.approx(original.probability)
+
+
+def test_a_cifar10_checkpoint_predicts_image_files_without_its_data(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_cifar10(tmp_path / "data", per_batch=16, n_test=8)
+    checkpoint = fit(tmp_path, "cifar10_seed", "--data.init_args.verify_md5=false", "--trainer.limit_train_batches=2")
+    photo = (np.random.default_rng(0).random((120, 90, 3)) * 255).astype(np.uint8)
+    Image.fromarray(photo).save(tmp_path / "photo.jpg")
+    Image.fromarray(photo[..., 0]).save(tmp_path / "grey.png")  # greyscale: converted to RGB
+    pattern = str(tmp_path / "*.[jp][pn]g")  # a glob
+    assert main(["predict", "--ckpt_path", str(checkpoint), "--data.predict_path", pattern, *QUIET]) == 0
+    rows = predicted(checkpoint.parent / "predict" / "version_0" / "predictions.csv")
+    names = {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"}
+    assert set(rows) == {"photo.jpg", "grey.png"} and {row["predicted"] for row in rows.values()} <= names
+
+
+def test_an_iris_checkpoint_predicts_flowers_from_a_csv(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["fit", "--config", str(CONFIGS / "iris.yaml"), "--trainer.max_epochs=40", *QUIET]) == 0
+    checkpoint = tmp_path / "runs" / "iris" / "version_0" / "best.ckpt"
+    (tmp_path / "flowers.csv").write_text(
+        "Id,SepalLengthCm,SepalWidthCm,PetalLengthCm,PetalWidthCm\n1,5.1,3.5,1.4,0.2\n2,6.7,3.0,5.2,2.3\n\n"
+    )
+    (tmp_path / "sklearn.csv").write_text(
+        "sepal length (cm),sepal width (cm),petal length (cm),petal width (cm)\n5.0,3.4,1.5,0.2\n"
+    )
+    args = ["predict", "--ckpt_path", str(checkpoint), *QUIET]
+    assert main([*args, "--data.predict_path", "[flowers.csv, sklearn.csv]"]) == 0
+    rows = read_csv(checkpoint.parent / "predict" / "version_0" / "predictions.csv")
+    assert [row["path"] for row in rows] == ["flowers.csv:2", "flowers.csv:3", "sklearn.csv:2"]
+    assert [row["predicted"] for row in rows] == ["setosa", "virginica", "setosa"]
+    assert list(rows[0])[-1] == "error" and "top3_probability" in rows[0]
+
+    (tmp_path / "short.csv").write_text("sepal_length,sepal_width,petal_length\n5.1,3.5,1.4\n")
+    capsys.readouterr()
+    assert main([*args, "--data.predict_path", "short.csv"]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith(PREFIX) and "short.csv has no column for petal width" in last
+    assert not (checkpoint.parent / "predict" / "version_1").exists()
+
+
+@pytest.mark.parametrize(
+    "target, expected",
+    [
+        ("missing.png", "predict_path missing.png matches no file"),
+        ("empty", "holds no files"),
+        ("unreadable", "none of the 2 files could be read"),
+    ],
+)
+def test_predicting_nothing_is_refused_and_writes_nothing(mnist, tmp_path, monkeypatch, capsys, target, expected):
+    checkpoint, _ = mnist
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "readme.txt").write_text("no images here")
+    (tmp_path / "unreadable").mkdir()
+    for name in ("a.png", "b.jpg"):
+        (tmp_path / "unreadable" / name).write_bytes(b"garbage")
+    before = sorted(checkpoint.parent.rglob("*"))
+    assert main(["predict", "--ckpt_path", str(checkpoint), "--data.predict_path", target, *QUIET]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith(PREFIX) and expected in last
+    assert sorted(checkpoint.parent.rglob("*")) == before
+    assert torch.load(checkpoint, weights_only=True)["class_names"] == [str(d) for d in range(10)]
+
+
+def test_an_image_folder_checkpoint_predicts_without_its_folder(tmp_path, monkeypatch):
+    from fake_image_folder import write_image_folder
+
+    monkeypatch.chdir(tmp_path)
+    write_image_folder(tmp_path / "photos", classes=("cat", "dog", "owl"), splits=("train",))
+    args = ["--data.init_args.data_dir=photos", "--data.init_args.image_size=16", "--data.init_args.train_augment=none"]
+    args += ["--data.init_args.eval_augment=none", "--data.init_args.val_size=6", "--model.init_args.net=mlp"]
+    args += ["--model.init_args.pretrained=null"]
+    assert main(["fit", "--config", str(CONFIGS / "image_folder.yaml"), *args, "--trainer.max_epochs=2", *QUIET]) == 0
+    shutil.copy(next(p for p in (tmp_path / "photos" / "train" / "owl").glob("[!.]*.png")), tmp_path / "mine.png")
+    shutil.rmtree(tmp_path / "photos")
+    checkpoint = tmp_path / "runs" / "image_folder" / "version_0" / "best.ckpt"
+    assert main(["predict", "--ckpt_path", str(checkpoint), "--data.predict_path", "mine.png", *QUIET]) == 0
+    (row,) = read_csv(checkpoint.parent / "predict" / "version_0" / "predictions.csv")
+    assert row["path"] == "mine.png" and row["predicted"] in {"cat", "dog", "owl"}
+    assert {row["top1"], row["top2"], row["top3"]} == {"cat", "dog", "owl"}
+    (python,) = lit_cs201.predict(checkpoint, "mine.png")
+    assert (python.predicted, python.probability) == (row["predicted"], pytest.approx(float(row["probability"]), 1e-4))
+
+
+def test_tiny_imagenet_files_are_predicted_at_its_stored_size_without_the_dataset(tmp_path):
+    """Files become 64x64 RGB, as Tiny ImageNet's images are; the presets then make the model's 224 of them."""
+    from lit_cs201.data import TinyImageNetDataModule
+
+    Image.new("L", (300, 200), 128).save(tmp_path / "grey.png")
+    data = TinyImageNetDataModule(data_dir=str(tmp_path / "nowhere"), predict_path=str(tmp_path))
+    data.prepare_data()  # nothing to fetch: the network guard would fail a download
+    data.setup("predict")
+    (images,) = data.predict_set.tensors
+    assert images.shape == (1, 3, 64, 64) and images.dtype == torch.uint8
+    assert data.eval_augment(images).shape == (1, 3, 224, 224)
+    assert not (tmp_path / "nowhere").exists()
