@@ -189,6 +189,7 @@ def test_an_image_folder_checkpoint_predicts_without_its_folder(tmp_path, monkey
     (row,) = read_csv(checkpoint.parent / "predict" / "version_0" / "predictions.csv")
     assert row["path"] == "mine.png" and row["predicted"] in {"cat", "dog", "owl"}
     assert {row["top1"], row["top2"], row["top3"]} == {"cat", "dog", "owl"}
+    assert torch.load(checkpoint, weights_only=True)["datamodule_hyper_parameters"]["dark_background"] is False
     (python,) = lit_cs201.predict(checkpoint, "mine.png")
     assert (python.predicted, python.probability) == (row["predicted"], pytest.approx(float(row["probability"]), 1e-4))
 
@@ -205,3 +206,34 @@ def test_tiny_imagenet_files_are_predicted_at_its_stored_size_without_the_datase
     assert images.shape == (1, 3, 64, 64) and images.dtype == torch.uint8
     assert data.eval_augment(images).shape == (1, 3, 224, 224)
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_a_folder_of_light_strokes_on_black_inverts_photos_of_ink_on_paper(tmp_path, monkeypatch):
+    """`invert: auto` for a folder of your own digits: the training images tell that they are light on dark."""
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    for label, stroke in (("bar", np.s_[3:13, 7:9]), ("dash", np.s_[7:9, 3:13])):
+        for i in range(12):
+            image = rng.integers(0, 30, (16, 16)).astype(np.uint8)
+            image[stroke] = 255
+            (tmp_path / "strokes" / "train" / label).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(tmp_path / "strokes" / "train" / label / f"{i}.png")
+            if i == 0:
+                Image.fromarray(image).save(tmp_path / f"{label}.png")
+                Image.fromarray(255 - image).save(tmp_path / f"{label}_on_paper.png")
+    args = [
+        "--data.init_args.data_dir=strokes",
+        "--data.init_args.train_augment=none",
+        "--data.init_args.image_size=null",
+    ]
+    args += ["--data.init_args.eval_augment=none", "--data.init_args.val_size=4", "--data.init_args.mean=null"]
+    args += ["--data.init_args.std=null", "--data.init_args.channels=null", "--model.init_args.net=mlp"]
+    args += ["--model.init_args.pretrained=null"]
+    assert main(["fit", "--config", str(CONFIGS / "image_folder.yaml"), *args, "--trainer.max_epochs=3", *QUIET]) == 0
+    checkpoint = tmp_path / "runs" / "image_folder" / "version_0" / "best.ckpt"
+    saved = torch.load(checkpoint, weights_only=True)["datamodule_hyper_parameters"]
+    assert saved["dark_background"] is True and saved["channels"] == 1
+    names = ["bar.png", "bar_on_paper.png", "dash.png", "dash_on_paper.png"]
+    bar, bar_paper, dash, dash_paper = lit_cs201.predict(checkpoint, names)
+    assert (bar.predicted, bar.probability) == (bar_paper.predicted, pytest.approx(bar_paper.probability))
+    assert (dash.predicted, dash.probability) == (dash_paper.predicted, pytest.approx(dash_paper.probability))

@@ -42,6 +42,7 @@ from lit_cs201.data.decode import (
 )
 from lit_cs201.data.images import ImageDataModule, _augment
 from lit_cs201.errors import UserError
+from lit_cs201.prediction import light_background
 
 SPLITS = ("train", "val", "test")
 SUFFIXES = "png, jpg/jpeg, bmp, gif, webp, tif/tiff"
@@ -107,8 +108,12 @@ class ImageFolderDataModule(ImageDataModule):
         predict_path: Image files for ``predict`` (a file, a folder searched recursively, a glob, or a list of
             them) instead of ``test/``; each is converted to ``channels`` and ``image_size``. With ``classes``,
             ``image_size`` and ``channels`` given (a checkpoint gives them), the folder itself is not needed.
-        invert: Invert the colours of ``predict_path`` images: ``always`` or ``never`` (``auto``: never, as the
-            folder's images are not known to be light figures on a dark background).
+        invert: Invert the colours of ``predict_path`` images: ``auto`` does so where the training images are
+            light figures on a dark background (``dark_background``) and a file is darker in its centre than on
+            its border (a digit written on paper, for a folder of MNIST-like digits); ``always``; ``never``.
+        dark_background: Whether the images show light figures on a dark background, as MNIST's digits do;
+            ``null``: found from the training images (at least 95 % of them darker on their border than in their
+            centre). Checkpoints record it.
     """
 
     def __init__(
@@ -129,6 +134,7 @@ class ImageFolderDataModule(ImageDataModule):
         num_workers: int = 0,
         predict_path: str | list[str] | None = None,
         invert: Literal["auto", "always", "never"] = "auto",
+        dark_background: bool | None = None,
     ) -> None:
         # Predicting with what a checkpoint records needs nothing of the folder, which may be gone.
         known = predict_path is not None and None not in (classes, image_size, channels)
@@ -156,6 +162,7 @@ class ImageFolderDataModule(ImageDataModule):
         self.root = Path(data_dir)
         self.cache_dir = Path(cache_dir) if cache_dir else self.root / "cache"
         self.skip_bad_images = skip_bad_images
+        self.dark_background = bool(dark_background)
         # The CLI sizes the model from class_names and input_shape as soon as this object exists, before
         # prepare_data: list the folders and read the image headers now (cheap: no pixels are decoded).
         self.class_names = tuple(classes) if known else tuple(self._list_classes(classes))
@@ -361,8 +368,9 @@ class ImageFolderDataModule(ImageDataModule):
                 f"{self.root} has no test/ folder to {stage} on: put test images in {self.root / 'test'}/<class>/ "
                 "(the class names of train/), or evaluate on the validation images with `lit-cs201 validate`"
             )
-        needs_statistics = self.hparams["mean"] is None or self.hparams["std"] is None
-        if (stage in ("fit", "validate", None) or needs_statistics) and self.train_set is None:
+        needs_statistics = None in (self.hparams["mean"], self.hparams["std"])
+        needs_background = self.hparams["dark_background"] is None
+        if (stage in ("fit", "validate", None) or needs_statistics or needs_background) and self.train_set is None:
             images, labels, rows = self._decoded("train")
             if "val" in self.files:
                 train = rows
@@ -381,6 +389,10 @@ class ImageFolderDataModule(ImageDataModule):
             self.hparams["mean"] = self.hparams["mean"] or mean
             self.hparams["std"] = self.hparams["std"] or std
             self._set_normalisation(self.hparams["mean"], self.hparams["std"])
+        if needs_background:  # from the first thousand training images: enough to tell digits from photos
+            images, _ = self.train_set.tensors
+            self.dark_background = bool(light_background(images[self.train_set.index[:1000]].numpy()).mean() <= 0.05)
+            self.hparams["dark_background"] = self.dark_background
 
 
 def _header(path: Path) -> tuple[int, int, bool] | None:
