@@ -102,9 +102,7 @@ def test_cached_weights_are_read_as_plain_data_only(marker):
     content = _saved({"fc.weight": Payload(marker)})
     digest = hashlib.sha256(content).hexdigest()[:8]
     path = _hub_file(f"evil-{digest}.pth", content)
-    with pytest.raises(
-        UserError, match=r"holds objects that are not plain data \(exec\), so it is not loaded"
-    ):
+    with pytest.raises(UserError, match=r"holds objects that are not plain data \(exec\), so it is not loaded"):
         hub_weights(f"https://download.pytorch.org/models/evil-{digest}.pth")
     assert not marker.exists()
     assert path.read_bytes() == content  # left as it was
@@ -125,4 +123,23 @@ def test_a_local_weight_file_holding_code_is_refused_unread(marker, capsys):
     Path("r18.pth").write_bytes(_saved({"fc.weight": Payload(marker)}))
     last = refused(["fit", "--config", str(CONFIGS / "mnist.yaml"), "--model.init_args.pretrained", "r18.pth"], capsys)
     assert "pretrained weights r18.pth: holds objects that are not plain data (exec)" in last
+    assert not marker.exists()
+
+
+def test_a_checkpoint_naming_another_datamodule_class_builds_nothing(tmp_path, marker):
+    """`lit_cs201.predict` rebuilds the datamodule a checkpoint names only if it is one of this package's."""
+    from lit_cs201.prediction import load
+
+    torch.save(
+        {
+            "state_dict": {},
+            "datamodule_hyper_parameters": {
+                "_class_path": "builtins.exec",
+                "source": f"open({str(marker)!r}, 'w').close()",  # what exec(**settings) would run
+            },
+        },
+        tmp_path / "odd.ckpt",
+    )
+    with pytest.raises(UserError, match="its datamodule builtins.exec is not one of lit_cs201.data's"):
+        load(tmp_path / "odd.ckpt")
     assert not marker.exists()

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from lit_cs201.data.decode import IMAGE_SUFFIXES, find_images
 from lit_cs201.errors import UserError
 
 #: Classes listed per prediction besides the top one, at most.
@@ -38,8 +39,6 @@ def expand_paths(
     Hidden files and files of other types inside folders are skipped; a file named directly is kept whatever its
     type, so that a wrong file gets its own error rather than vanishing. Refuses a ``spec`` that matches nothing.
     """
-    from lit_cs201.data.decode import find_images
-
     specs = [spec] if isinstance(spec, str | os.PathLike) else list(spec)
     found: list[Path] = []
     for item in map(str, specs):
@@ -80,6 +79,7 @@ class Prediction:
 
 def load(checkpoint: str | os.PathLike[str]) -> tuple[Any, Any]:
     """The `Classifier` and its datamodule, rebuilt from ``checkpoint`` alone (no training data needed)."""
+    from lit_cs201.data.base import ClassificationDataModule
     from lit_cs201.models import Classifier
     from lit_cs201.torch_files import load_plain
 
@@ -94,7 +94,11 @@ def load(checkpoint: str | os.PathLike[str]) -> tuple[Any, Any]:
         raise UserError(f"checkpoint {path}: records no datamodule class; it was not written by lit-cs201 fit")
     settings["predict_path"] = []  # for predictions only: nothing of the dataset itself is read
     module, _, name = class_path.rpartition(".")
-    datamodule = getattr(importlib.import_module(module), name)(**settings)
+    cls = getattr(importlib.import_module(module), name, None) if module.startswith("lit_cs201.") else None
+    if not (isinstance(cls, type) and issubclass(cls, ClassificationDataModule)):
+        # A checkpoint is data: what it names is only built if it is one of this package's datamodules.
+        raise UserError(f"checkpoint {path}: its datamodule {class_path} is not one of lit_cs201.data's")
+    datamodule = cls(**settings)
     model = Classifier.load_from_checkpoint(path, map_location="cpu", weights_only=True)
     return model.eval(), datamodule
 
@@ -110,8 +114,6 @@ def predict(
 
     Inputs that cannot be read come back with their ``error`` set; the others in the order given.
     """
-    from lit_cs201.data.decode import IMAGE_SUFFIXES
-
     model, datamodule = load(checkpoint)
     model.to(device)
     items = [inputs] if isinstance(inputs, str | os.PathLike | Image.Image | np.ndarray) else list(inputs)
