@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 #: Largest seed numpy and scikit-learn accept (Lightning's ``seed_everything`` seeds numpy too).
 MAX_SEED = 2**32 - 1
 
@@ -35,3 +37,10 @@ def check_range(
     else:
         expected = f"at least {low}"
     raise UserError(f"{name} must be {expected}, got {value}" + (f"; {hint}" if hint else ""))
+
+
+def first_few(items: Iterable[object], limit: int = 5) -> str:
+    """``a, b, c and 7 more``: enough of a list to find the problem, short enough for one line."""
+    items = [str(i) for i in items]
+    shown = ", ".join(items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")

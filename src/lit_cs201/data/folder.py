@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
@@ -41,7 +40,7 @@ from lit_cs201.data.decode import (
     image_header,
 )
 from lit_cs201.data.images import ImageDataModule, _augment
-from lit_cs201.errors import UserError
+from lit_cs201.errors import UserError, first_few
 from lit_cs201.prediction import light_background
 
 SPLITS = ("train", "val", "test")
@@ -49,11 +48,6 @@ SUFFIXES = "png, jpg/jpeg, bmp, gif, webp, tif/tiff"
 SKIP_HINT = "fix or delete them, or set skip_bad_images: true to leave them out"
 # Normalisation before the statistics are known: identity, only to build (and so check) the presets early.
 _IDENTITY = ([0.0], [1.0])
-
-
-def _names(items: Sequence[Any], limit: int = 5) -> str:
-    shown = ", ".join(str(i) for i in items[:limit])
-    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
 class RowsDataset(TensorBatchDataset):
@@ -201,12 +195,13 @@ class ImageFolderDataModule(ImageDataModule):
         if expected is not None and list(expected) != classes:
             missing, extra = sorted(set(expected) - set(classes)), sorted(set(classes) - set(expected))
             what = "; ".join(
-                [f"missing here: {_names(missing)}"] * bool(missing) + [f"new here: {_names(extra)}"] * bool(extra)
+                [f"missing here: {first_few(missing)}"] * bool(missing)
+                + [f"new here: {first_few(extra)}"] * bool(extra)
             )
             raise UserError(
-                f"the classes are {_names(list(expected))} (the checkpoint's, or data.init_args.classes), but {train} "
-                f"has {_names(classes)} ({what or 'the same names in another order'}); use the folder it was "
-                "trained on"
+                f"the classes are {first_few(expected)} (the checkpoint's, or data.init_args.classes), but "
+                f"{train} has {first_few(classes)} ({what or 'the same names in another order'}); use the folder "
+                "it was trained on"
             )
         return classes
 
@@ -217,7 +212,7 @@ class ImageFolderDataModule(ImageDataModule):
         unknown = sorted(set(classes) - set(self.class_names))
         if unknown:
             raise UserError(
-                f"{folder} has class folders that train/ lacks ({_names(unknown)}): a model cannot learn a class "
+                f"{folder} has class folders that train/ lacks ({first_few(unknown)}): a model cannot learn a class "
                 "it never sees; add them to train/, or rename or remove them"
             )
         files: list[Path] = []
@@ -229,7 +224,7 @@ class ImageFolderDataModule(ImageDataModule):
             files += found
             labels += [self.class_names.index(name)] * len(found)
         if empty:
-            raise UserError(f"class folders without images ({SUFFIXES}): {_names(empty)}; add images or remove them")
+            raise UserError(f"class folders without images ({SUFFIXES}): {first_few(empty)}; add images or remove them")
         if not files:
             raise UserError(f"{folder} has no class folders with images: lay it out as {folder}/<class>/<images>")
         return files, labels

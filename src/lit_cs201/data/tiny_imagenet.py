@@ -42,7 +42,7 @@ from lit_cs201.argtypes import positive_int
 from lit_cs201.data import decode
 from lit_cs201.data import tiny_imagenet_prepare as tip
 from lit_cs201.data.images import ImageDataModule
-from lit_cs201.errors import UserError
+from lit_cs201.errors import UserError, first_few
 
 COMMAND = "python -m lit_cs201.data.tiny_imagenet"
 NATIVE_SIZE = 64
@@ -111,8 +111,8 @@ def read_classes(root: Path) -> list[str]:
         if other == train:
             continue
         only_train, only_other = sorted(set(train) - set(other)), sorted(set(other) - set(train))
-        found = [f"missing from {where}: {tip._names(only_train)}"] if only_train else []
-        found += [f"only in {where}: {tip._names(only_other)}"] if only_other else []
+        found = [f"missing from {where}: {first_few(only_train)}"] if only_train else []
+        found += [f"only in {where}: {first_few(only_other)}"] if only_other else []
         if where == "val/":
             advice = (
                 "The prepared val/ has one folder per wnid of val/val_annotations.txt; if it was edited, the "

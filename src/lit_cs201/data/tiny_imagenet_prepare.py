@@ -79,7 +79,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from lit_cs201.argtypes import positive_int
-from lit_cs201.errors import UserError
+from lit_cs201.errors import UserError, first_few
 
 URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 MD5 = "90528d7ca1a48142e341f4ef8d21d0de"
@@ -219,13 +219,6 @@ def _info(message: str, enabled: bool) -> None:
         _stderr(message)
 
 
-def _names(items: Iterable[object], limit: int = 5) -> str:
-    """``a, b, c and 7 more``: enough to find the problem, short enough for one line."""
-    items = [str(i) for i in items]
-    shown = ", ".join(items[:limit])
-    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
-
-
 def _visible(entries: Iterable[Path]) -> list[Path]:
     # Hidden files (macOS Finder's .DS_Store, editors' swap files) are not data; loaders skip them too.
     return [p for p in entries if not p.name.startswith(".")]
@@ -240,7 +233,7 @@ def read_wnids(dataset_dir: Path) -> list[str]:
     wnids = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     duplicates = [w for w, n in Counter(wnids).items() if n > 1]
     if duplicates:
-        raise PrepareError(f"{path}: duplicate class ids {_names(duplicates)}")
+        raise PrepareError(f"{path}: duplicate class ids {first_few(duplicates)}")
     return wnids
 
 
@@ -280,9 +273,9 @@ def _verify_train(dataset_dir: Path, wnids: Sequence[str], expected: Expected, p
     folders = {p.name for p in _visible(train.iterdir()) if p.is_dir()}
     missing, extra = [w for w in wnids if w not in folders], sorted(folders - set(wnids))
     if missing:
-        problems.append(f"train/ has no folder for {len(missing)} classes of wnids.txt: {_names(missing)}")
+        problems.append(f"train/ has no folder for {len(missing)} classes of wnids.txt: {first_few(missing)}")
     if extra:
-        problems.append(f"train/ has {len(extra)} class folders not in wnids.txt: {_names(extra)}")
+        problems.append(f"train/ has {len(extra)} class folders not in wnids.txt: {first_few(extra)}")
     wrong: list[str] = []
     stray: list[str] = []
     total = 0
@@ -303,10 +296,12 @@ def _verify_train(dataset_dir: Path, wnids: Sequence[str], expected: Expected, p
     if wrong:
         problems.append(
             f"expected {expected.train_per_class} training images per class in train/<wnid>/images/, "
-            f"found {_names(wrong)}"
+            f"found {first_few(wrong)}"
         )
     if stray:
-        problems.append(f"{len(stray)} entries in train/<wnid>/images/ are not {IMAGE_SUFFIX} files: {_names(stray)}")
+        problems.append(
+            f"{len(stray)} entries in train/<wnid>/images/ are not {IMAGE_SUFFIX} files: {first_few(stray)}"
+        )
     return problems, total
 
 
@@ -315,11 +310,11 @@ def _verify_labels(labels: dict[str, str], wnids: Sequence[str], expected: Expec
     per_class = Counter(labels.values())
     unknown = sorted(set(per_class) - set(wnids))
     if unknown:
-        problems.append(f"{ANNOTATIONS} names {len(unknown)} classes not in wnids.txt: {_names(unknown)}")
+        problems.append(f"{ANNOTATIONS} names {len(unknown)} classes not in wnids.txt: {first_few(unknown)}")
     wrong = [f"{w}: {per_class.get(w, 0)}" for w in wnids if per_class.get(w, 0) != expected.val_per_class]
     if wrong:
         problems.append(
-            f"expected {expected.val_per_class} validation images per class in {ANNOTATIONS}, found {_names(wrong)}"
+            f"expected {expected.val_per_class} validation images per class in {ANNOTATIONS}, found {first_few(wrong)}"
         )
     return problems
 
@@ -333,9 +328,9 @@ def _verify_val_images(images: Path, labels: dict[str, str]) -> list[str]:
     stray = sorted(name for name in present if name not in labels)
     problems = []
     if missing:
-        problems.append(f"{len(missing)} files named in {ANNOTATIONS} are missing from {images}: {_names(missing)}")
+        problems.append(f"{len(missing)} files named in {ANNOTATIONS} are missing from {images}: {first_few(missing)}")
     if stray:
-        problems.append(f"{len(stray)} entries in {images} are not in {ANNOTATIONS}: {_names(stray)}")
+        problems.append(f"{len(stray)} entries in {images} are not in {ANNOTATIONS}: {first_few(stray)}")
     return problems
 
 
@@ -389,20 +384,20 @@ def _prepared_problems(val_dir: Path, labels: dict[str, str], source: Path | Non
     problems = []
     if folders != wnids:
         odd = sorted(folders ^ wnids)
-        problems.append(f"class folders differ from {ANNOTATIONS}: {_names(odd)}")
+        problems.append(f"class folders differ from {ANNOTATIONS}: {first_few(odd)}")
     present = {f"{p.parent.name}/{p.name}" for w in folders & wnids for p in _visible((val_dir / w).iterdir())}
     wanted = {f"{w}/{name}" for name, w in labels.items()}
     if wanted - present:
-        problems.append(f"{len(wanted - present)} annotated images missing: {_names(sorted(wanted - present))}")
+        problems.append(f"{len(wanted - present)} annotated images missing: {first_few(sorted(wanted - present))}")
     if present - wanted:
-        problems.append(f"{len(present - wanted)} files not in {ANNOTATIONS}: {_names(sorted(present - wanted))}")
+        problems.append(f"{len(present - wanted)} files not in {ANNOTATIONS}: {first_few(sorted(present - wanted))}")
     if source is not None and not problems:
         # A crash while copying can leave a truncated file: a size check catches it without reading images.
         short = [
             name for name, w in labels.items() if (val_dir / w / name).stat().st_size != (source / name).stat().st_size
         ]
         if short:
-            problems.append(f"{len(short)} files differ from the originals: {_names(short)}")
+            problems.append(f"{len(short)} files differ from the originals: {first_few(short)}")
     return problems
 
 
@@ -465,7 +460,7 @@ def _discard_scratch(folder: Path, allowed: set[str], why: str, say: bool) -> No
     if foreign:
         raise PrepareError(
             f"{folder} is a scratch folder of this script but holds {len(foreign)} entries it did not put "
-            f"there ({_names(sorted(foreign))}); move it away and run again"
+            f"there ({first_few(sorted(foreign))}); move it away and run again"
         )
     _info(f"removing {folder.name}/ left by an interrupted run ({why})", say)
     shutil.rmtree(folder)
@@ -655,7 +650,7 @@ def _dataset_members(archive: zipfile.ZipFile, path: Path) -> list[tuple[zipfile
     if unsafe:
         raise PrepareError(
             f"{path} holds {len(unsafe)} members with an absolute path, '..', a link or a duplicate name "
-            f"({_names(unsafe)}); refusing to extract it. Nothing was extracted"
+            f"({first_few(unsafe)}); refusing to extract it. Nothing was extracted"
         )
     if "wnids.txt" not in seen:
         raise PrepareError(f"{path} has no {DIR_NAME}/wnids.txt: it is not the Tiny ImageNet archive")
