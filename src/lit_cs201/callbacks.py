@@ -14,7 +14,15 @@ from typing import Any
 import numpy as np
 import torch
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.callbacks import BasePredictionWriter, Callback, ModelCheckpoint
+from jsonargparse import Namespace
+from lightning.pytorch.callbacks import (
+    BasePredictionWriter,
+    Callback,
+    EarlyStopping,
+    ModelCheckpoint,
+    RichProgressBar,
+    TQDMProgressBar,
+)
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -191,7 +199,8 @@ class RunConfigSaver(SaveConfigCallback):
     """Save the resolved config in the run folder without ever overwriting an earlier one.
 
     A resumed run writes into its existing folder: its config goes to ``config-1.yaml`` (``-2``, ...) beside
-    the original ``config.yaml``.
+    the original ``config.yaml``, without the checkpoint and the run folder it continued, so that ``fit --config``
+    of a saved config starts a new run with the same settings rather than changing this one.
     """
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -205,7 +214,40 @@ class RunConfigSaver(SaveConfigCallback):
                     n += 1
                     name = f"config-{n}.yaml"
             self.config_filename = trainer.strategy.broadcast(name)
+            if self.config.get("ckpt_path"):
+                self.config = self.config.clone()
+                self.config.ckpt_path = None
+                logger = self.config.trainer.get("logger")
+                if isinstance(logger, Namespace) and "version" in (logger.get("init_args") or {}):
+                    logger.init_args.version = None
         super().setup(trainer, pl_module, stage)
+
+
+class RunEarlyStopping(EarlyStopping):
+    """`EarlyStopping` whose ``patience`` is the configured one after a resume too (Lightning restores the saved
+    one with the counters, so a new ``--early_stopping.patience`` would be recorded and ignored)."""
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        patience = self.patience
+        super().load_state_dict(state_dict)
+        self.patience = patience
+
+
+class _WithoutRunNumber:
+    """A progress bar without ``v_num``: the run folder is printed, and Rich shows the number as 0.000."""
+
+    def get_metrics(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
+        metrics = super().get_metrics(trainer, pl_module)  # type: ignore[misc]
+        metrics.pop("v_num", None)
+        return metrics
+
+
+class RichRunProgressBar(_WithoutRunNumber, RichProgressBar):
+    pass
+
+
+class TQDMRunProgressBar(_WithoutRunNumber, TQDMProgressBar):
+    pass
 
 
 class PredictionWriter(BasePredictionWriter):

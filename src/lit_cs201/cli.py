@@ -1,64 +1,121 @@
 """The ``lit-cs201`` command: a LightningCLI with this project's run layout and checkpoint handling.
 
 Every run writes to ``runs/<experiment>/version_N/``: TensorBoard events, the resolved ``config.yaml``,
-``best.ckpt`` (highest ``val/acc``) and ``last.ckpt`` (every epoch). Given ``--ckpt_path``, the model and the
-datamodule are rebuilt from the checkpoint alone, so ``lit-cs201 test --ckpt_path runs/iris/version_0/best.ckpt``
-needs no config; an explicit ``--config`` or ``--data.*`` still wins.
+``best.ckpt`` (highest ``val/acc``) and ``last.ckpt`` (every epoch). Given ``--ckpt_path``, the checkpoint's model
+and datamodule settings become the parser's defaults, so ``lit-cs201 test --ckpt_path best.ckpt`` needs no config,
+while a ``--config`` or a flag still wins by jsonargparse's own precedence. ``fit --ckpt_path`` continues the run in
+its own folder, from the run's latest saved config.
 """
 
 from __future__ import annotations
 
+import difflib
 import errno
-import json
 import logging
 import os
 import random
-import re
 import shlex
 import signal
 import sys
+import textwrap
 import warnings
 from argparse import ArgumentError
+from importlib import import_module
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import yaml
+from jsonargparse import Namespace
 from lightning.pytorch import Trainer
-from lightning.pytorch.accelerators import CUDAAccelerator, MPSAccelerator, XLAAccelerator
-from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor, RichProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
+import lit_cs201.data
 from lit_cs201.callbacks import (
     GracefulStop,
     PredictionWriter,
     RandomState,
+    RichRunProgressBar,
     RunConfigSaver,
+    RunEarlyStopping,
+    TQDMRunProgressBar,
     best_checkpoint,
     last_checkpoint,
 )
 from lit_cs201.checkpoint_io import AtomicCheckpointIO
+from lit_cs201.checks import check_accelerator, check_fit_settings
 from lit_cs201.data.base import ClassificationDataModule
 from lit_cs201.errors import MAX_SEED, NonFiniteLossError, RunBusyError, StorageError, UserError, check_range
 from lit_cs201.models.classifier import Classifier
+from lit_cs201.restore import (
+    ALIASES,
+    DEFAULT_RUNS_DIR,
+    LINKED_MODEL_ARGS,
+    PINNED,
+    check_classes,
+    check_fits,
+    check_resume,
+    class_config,
+    latest_config,
+    load_checkpoint,
+    read_given,
+    resolve_checkpoint,
+)
 from lit_cs201.runs import STORAGE_ERRNOS, RunLock, create_log_dir, remove_created, remove_stale_partials
-from lit_cs201.torch_files import load_plain
 
-SUBCOMMANDS = ("fit", "validate", "test", "predict")
-DEFAULT_RUNS_DIR = "runs"
-DEFAULT_EXPERIMENT = "default"
+SUBCOMMANDS = {  # name: (what it does, how it is used)
+    "fit": (
+        "Train a model, or continue a stopped run with --ckpt_path last",
+        "lit-cs201 fit --config configs/iris.yaml writes runs/<experiment>/version_N/: best.ckpt (highest val/acc), "
+        "last.ckpt (every epoch), config.yaml and the TensorBoard curves.",
+    ),
+    "validate": (
+        "Score a checkpoint on its validation split",
+        "lit-cs201 validate --ckpt_path best.ckpt logs beside the checkpoint, in <run>/validate/version_N/.",
+    ),
+    "test": (
+        "Score a checkpoint on its test split: accuracy per class, confusion matrix, prediction grid",
+        "lit-cs201 test --ckpt_path best.ckpt logs beside the checkpoint, in <run>/test/version_N/.",
+    ),
+    "predict": (
+        "Classify your files (or the test split) with a checkpoint: predictions.csv and a picture",
+        "lit-cs201 predict --ckpt_path best.ckpt --data.predict_path 'photos/*.jpg' (files, folders, globs or a "
+        "CSV of paths) writes predictions.csv and predictions.png in <run>/predict/version_N/.",
+    ),
+}
+CKPT_PATH_HELP = (
+    "Checkpoint to start from: a .ckpt file, or best / last (also best.ckpt / last.ckpt where no such file is in "
+    "the current folder) for the newest run's under the runs folder, within the config's experiment when --config "
+    "is given. The model and data settings come from the checkpoint; fit continues the run in its own folder."
+)
 TENSORBOARD = "lightning.pytorch.loggers.TensorBoardLogger"
-# Model arguments the CLI links from the datamodule; a restored checkpoint must not set them a second time.
-LINKED_MODEL_ARGS = ("num_classes", "input_shape")
+# Lightning's own progress bars, and the same without the run number (Rich shows it as 0.000; the folder says it).
+PROGRESS_BARS = {RichProgressBar: RichRunProgressBar, TQDMProgressBar: TQDMRunProgressBar}
+
+
+def _classes(base: type, names: list[str]) -> list[type]:
+    """This package's classes deriving from ``base``, imported so that jsonargparse knows them by their short names
+    (``--data MNISTDataModule``) and lists them in ``--help``."""
+    found = [getattr(lit_cs201.data if base is ClassificationDataModule else import_module("lit_cs201.models"), n)
+             for n in names]  # fmt: skip
+    return [c for c in found if isinstance(c, type) and issubclass(c, base) and c is not base]
 
 
 class LitCS201CLI(LightningCLI):
-    """`LightningCLI` with the project's trainer defaults and a fitting final report."""
+    """`LightningCLI` with the project's trainer defaults, checkpoint restore and a fitting final report."""
 
-    def __init__(self, args: list[str] | None = None, **kwargs: Any) -> None:
+    def __init__(self, args: list[str], **kwargs: Any) -> None:
+        self.checkpoint: Path | None = None  # what --ckpt_path resolved to
         self._created: list[Path] = []  # log folders this run created (see _claim_run_folder)
         self._lock: RunLock | None = None
+        self._given: Any = None  # what the command line and its configs said (restore.read_given)
+        # Only the parser of the subcommand being run is built: each takes a noticeable part of a second.
+        self._building = [args[0]] if args and args[0] in SUBCOMMANDS else list(SUBCOMMANDS)
+        self._choices = {
+            "data": _classes(ClassificationDataModule, lit_cs201.data.__all__),
+            "model": _classes(Classifier, ["Classifier"]) or [Classifier],
+        }
         super().__init__(  # parses, then runs the subcommand
             model_class=Classifier,
             datamodule_class=ClassificationDataModule,
@@ -68,23 +125,63 @@ class LitCS201CLI(LightningCLI):
             trainer_defaults={
                 "logger": {
                     "class_path": TENSORBOARD,
-                    "init_args": {"save_dir": DEFAULT_RUNS_DIR, "name": DEFAULT_EXPERIMENT},
+                    "init_args": {"save_dir": DEFAULT_RUNS_DIR, "name": "default", "default_hp_metric": False},
                 },
                 # Inert outside fit (checkpoints) and predict (the CSV), and Lightning wants the checkpoint
                 # callbacks present whenever it restores a checkpoint.
                 "callbacks": [best_checkpoint(), last_checkpoint(), PredictionWriter()],
             },
             # allow_abbrev=False: argparse would otherwise take --trainer.max_epoch as --trainer.max_epochs.
-            parser_kwargs={"exit_on_error": False, "allow_abbrev": False},
+            parser_kwargs={
+                "prog": "lit-cs201",
+                "exit_on_error": False,
+                "allow_abbrev": False,
+                "formatter_class": _HelpFormatter,
+                "description": "Train, test and use image and tabular classifiers. "
+                "Run lit-cs201 <subcommand> --help for one subcommand's options.",
+                **{
+                    name: {
+                        "description": self._description(name),
+                        "usage": f"lit-cs201 {name} [--config FILE] [--ckpt_path FILE|best|last] [options]",
+                    }
+                    for name in self._building
+                },
+            },
             auto_configure_optimizers=False,
             args=args,
             **kwargs,
         )
 
+    def subcommands(self) -> dict[str, set[str]]:  # type: ignore[override]  (a staticmethod in Lightning)
+        return {name: skip for name, skip in super().subcommands().items() if name in self._building}
+
+    def _description(self, subcommand: str) -> str:
+        summary, usage = SUBCOMMANDS[subcommand]
+        text = [f"{summary}.", "", usage]
+        for key, option in (("data", "--data"), ("model", "--model")):
+            text += ["", f"{option} (the short name will do; {option}.help NAME lists its options):"]
+            text += [f"  {cls.__name__}: {_first_line(cls.__doc__)}" for cls in self._choices[key]]
+        return "\n".join(text)
+
+    def setup_parser(self, add_subcommands: bool, main_kwargs: dict, subparser_kwargs: dict) -> None:
+        super().setup_parser(add_subcommands, main_kwargs, subparser_kwargs)
+        # Lightning lists the subcommands with the first lines of Trainer's docstrings, cut mid-sentence.
+        for choice in self.parser._subcommands_action._choices_actions:
+            choice.help = SUBCOMMANDS[choice.dest][0]
+        for parser in self._subcommand_parsers.values():
+            parser._option_string_actions["--ckpt_path"].help = CKPT_PATH_HELP
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.add_lightning_class_args(EarlyStopping, "early_stopping")
+        parser.add_argument(
+            "--log_level",
+            type=Literal["debug", "info", "warning", "error"],
+            default="warning",
+            help="Lightning's messages to show: info adds the seed, the devices and checkpoint restores.",
+        )
+        parser.add_lightning_class_args(RunEarlyStopping, "early_stopping")
         parser.set_defaults(
             {
+                "model": {"class_path": "lit_cs201.models.Classifier"},  # the one model: --data alone will do
                 "early_stopping.monitor": "val/acc",
                 "early_stopping.mode": "max",
                 "early_stopping.patience": 10,
@@ -93,26 +190,77 @@ class LitCS201CLI(LightningCLI):
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         parser.link_arguments("data.input_shape", "model.init_args.input_shape", apply_on="instantiate")
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: list[str]) -> None:
+        subcommand = args[0] if args and args[0] in SUBCOMMANDS else None
+        if subcommand is not None and not {"-h", "--help"} & set(args):
+            subparser = self._subcommand_parsers[subcommand]
+            _check_flags(subparser, args[1:])
+            given = read_given(args[1:])
+            check_classes(given, {k: [f"{c.__module__.rsplit('.', 1)[0]}.{c.__name__}" for c in v]
+                                  for k, v in self._choices.items()})  # fmt: skip
+            if given.ckpt_path is not None:
+                self._restore_defaults(subcommand, subparser, given.ckpt_path, given)
+            elif subcommand != "fit":
+                # Lightning would silently evaluate the freshly initialised, untrained model.
+                raise UserError(f"{subcommand} needs --ckpt_path: a checkpoint file, or best/last for the newest run's")
+        self.config = parser.parse_args(args)
+
     def _parse_ckpt_path(self) -> None:
-        # Lightning would overwrite the model config with the checkpoint's hyper-parameters after parsing, over
-        # whatever the user gave; `restore_args` has already put them in front of the user's arguments instead.
-        pass
+        """Lightning would put the checkpoint's model settings over the parsed ones, flags included (its issue
+        #20801); here they are the parser's defaults instead (`_restore_defaults`)."""
+
+    def _restore_defaults(self, subcommand: str, parser: LightningArgumentParser, value: str, given: Any) -> None:
+        """Make the checkpoint's model and data, and for ``fit`` the run's latest config, the parser's defaults."""
+        path = resolve_checkpoint(value, given.save_dir, given.experiment)
+        self._checkpoint = load_checkpoint(path, mmap=True)  # tensors are read only where compared
+        model = class_config(path, self._checkpoint.get("hyper_parameters", {}), Classifier, LINKED_MODEL_ARGS)
+        data = class_config(path, self._checkpoint.get("datamodule_hyper_parameters", {}), ClassificationDataModule)
+        parser.set_defaults({key: value for key, value in (("model", model), ("data", data)) if value is not None})
+        if subcommand == "fit":
+            saved = latest_config(path.parent)
+            if saved is None and not given.has_config:
+                raise UserError(
+                    f"--ckpt_path {path}: its run folder holds no config.yaml, so the settings to continue with "
+                    "(max_epochs, ...) are unknown; give them with --config FILE"
+                )
+            parser.default_config_files = [saved] if saved else []
+        self.checkpoint, self._given = path, given
+
+    def before_instantiate_classes(self) -> None:
+        if self.checkpoint is None:
+            return
+        config = self.config[self.subcommand]
+        config.ckpt_path = str(self.checkpoint)
+        if config.model.init_args.get("pretrained"):
+            config.model.init_args.pretrained = None  # the weights come from the checkpoint, not from a download
+        logger, run = config.trainer.logger, self.checkpoint.parent
+        if isinstance(logger, Namespace) and logger.class_path == TENSORBOARD:
+            # fit continues in the run's own folder. An evaluation logs beside the checkpoint, <run>/<subcommand>/,
+            # or where --trainer.logger.init_args.save_dir says, unless that flag named where to find best/last.
+            if self.subcommand == "fit":
+                place = {"save_dir": str(run.parent.parent), "name": run.parent.name, "version": run.name}
+            elif self._given.save_dir_flag and self._given.ckpt_path not in ALIASES:
+                place = {"save_dir": self._given.save_dir, "name": self.subcommand}
+            else:
+                place = {"save_dir": str(run), "name": self.subcommand}
+            for key, value in place.items():
+                logger.init_args[key] = value
 
     def _set_seed(self) -> None:
-        # `seed_everything: true` (the default when a config gives no seed) makes Lightning seed 0, every run. A
-        # run gets a seed of its own instead, which Lightning then records in the run's config.yaml, so any run can
-        # be repeated.
         config = self.config[self.subcommand] if self.subcommand else self.config
+        _set_log_level(config.get("log_level") or "warning")
         seed = config.get("seed_everything")
         if seed is True:
-            config["seed_everything"] = _fresh_seed()
+            # `true` (the default when a config gives no seed) makes Lightning draw a seed and print it. A fit gets a
+            # seed of its own, which config.yaml records so that the run can be repeated; an evaluation a fixed one.
+            config["seed_everything"] = _fresh_seed() if self.subcommand == "fit" else 0
         elif isinstance(seed, int) and not isinstance(seed, bool):
             check_range("seed_everything", seed, 0, MAX_SEED, hint="or true for a fresh seed of the run's own")
         super()._set_seed()
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         settings = self._get(self.config_init, "trainer", default={})
-        _check_accelerator(settings.get("accelerator"))
+        check_accelerator(settings.get("accelerator"))
         try:
             trainer = super().instantiate_trainer(**kwargs)
         except (MisconfigurationException, ValueError, TypeError) as err:
@@ -123,6 +271,9 @@ class LitCS201CLI(LightningCLI):
         trainer.callbacks += [RandomState(), GracefulStop()]
         if trainer.loggers:  # LearningRateMonitor refuses to run without a logger
             trainer.callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+        bar = trainer.progress_bar_callback
+        if type(bar) in PROGRESS_BARS and bar not in (settings.get("callbacks") or []):  # Lightning's default
+            trainer.callbacks[trainer.callbacks.index(bar)] = PROGRESS_BARS[type(bar)]()
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # not one the user chose
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         return trainer
@@ -140,12 +291,10 @@ class LitCS201CLI(LightningCLI):
                     raise UserError(f"logger save_dir {folder}: {blocked} is a file; give a folder for the run logs")
         if stage == "fit":
             check_fit_settings(self.trainer, self.model)
-        ckpt_path = self._get(self.config, "ckpt_path")
-        if ckpt_path:
-            checkpoint = load_checkpoint(Path(ckpt_path), mmap=True)  # tensors are read only where compared
-            check_fits(self.model, Path(ckpt_path), checkpoint)
+        if self.checkpoint is not None:
+            check_fits(self.model, self.checkpoint, self._checkpoint)
             if stage == "fit":
-                check_same_optimizer(self.model, Path(ckpt_path), checkpoint)
+                check_resume(self.model, self.checkpoint, self._checkpoint)
         if self.datamodule is not None:
             self.datamodule.prepare_data()
             self.datamodule.setup(stage)
@@ -166,6 +315,8 @@ class LitCS201CLI(LightningCLI):
 
     def _run_subcommand(self, subcommand: str) -> None:
         try:
+            self._preflight(subcommand)
+            self._claim_run_folder(subcommand)
             super()._run_subcommand(subcommand)
         except BaseException as err:
             remove_created(self._created, with_contents=_user_error(err) is not None)
@@ -173,99 +324,55 @@ class LitCS201CLI(LightningCLI):
         finally:
             if self._lock is not None:
                 self._lock.release()
-
-    def before_fit(self) -> None:
-        self._preflight("fit")
-        self._claim_run_folder("fit")
-
-    def before_validate(self) -> None:
-        self._preflight("validate")
-        self._claim_run_folder("validate")
-
-    def before_test(self) -> None:
-        self._preflight("test")
-        self._claim_run_folder("test")
-
-    def before_predict(self) -> None:
-        self._preflight("predict")
-        self._claim_run_folder("predict")
-
-    def after_fit(self) -> None:
-        best = next((cb for cb in self.trainer.checkpoint_callbacks if cb.monitor == "val/acc"), None)
-        if best is None or not best.best_model_path or not self.trainer.is_global_zero:
+        log_dir = self.trainer.log_dir  # a collective call under DDP: every process makes it
+        if not self.trainer.is_global_zero:
             return
-        score = best.best_model_score
-        print(
-            f"\nBest checkpoint: {best.best_model_path} (val/acc {float(score):.4f})\n"
-            f"Test it with:    lit-cs201 test --ckpt_path {shlex.quote(best.best_model_path)}"
-        )
-
-
-ACCELERATORS = {"cuda": CUDAAccelerator, "mps": MPSAccelerator, "tpu": XLAAccelerator}
-
-
-def _check_accelerator(name: Any) -> None:
-    """Refuse an accelerator this machine lacks, saying which it has (Lightning's errors for ``gpu`` and ``tpu``
-    name neither, and suggest installing torch_xla)."""
-    if not isinstance(name, str) or name not in (*ACCELERATORS, "gpu"):
-        return
-    here = [n for n, accelerator in ACCELERATORS.items() if accelerator.is_available()]
-    if name in here or name == "gpu" and {"cuda", "mps"} & set(here):  # Lightning's "gpu" is CUDA or Apple's MPS
-        return
-    raise UserError(
-        f"--trainer.accelerator {name}: this machine has none; use auto or one it has: {', '.join(['cpu', *here])}"
-    )
-
-
-def check_fit_settings(trainer: Trainer, model: Classifier) -> None:
-    """Refuse trainer settings that Lightning accepts but that crash in the middle of ``fit`` or train nothing, before
-    the run folder exists."""
-    check_range("trainer.accumulate_grad_batches", trainer.accumulate_grad_batches, 1)
-    if trainer.check_val_every_n_epoch is not None:  # None: validate every val_check_interval batches instead
-        check_range("trainer.check_val_every_n_epoch", trainer.check_val_every_n_epoch, 1)
-    if trainer.gradient_clip_val is not None:  # a negative bound flips the gradients: the model climbs the loss
-        check_range("trainer.gradient_clip_val", trainer.gradient_clip_val, 0, hint="0 or null for no clipping")
-    interval = trainer.val_check_interval
-    if isinstance(interval, int | float) and interval <= 0:
-        raise UserError(
-            f"trainer.val_check_interval must be a fraction of an epoch in (0, 1] or a batch count of at least 1, "
-            f"got {interval}"
-        )
-    for low, high, unit in (("min_epochs", "max_epochs", "epochs"), ("min_steps", "max_steps", "steps")):
-        least, most = getattr(trainer, low), getattr(trainer, high)
-        if least is not None and most is not None and most >= 0 and least > most:
-            raise UserError(
-                f"trainer.{low} {least} is more than {high} {most}: Lightning would stop after {most} {unit}; "
-                f"raise {high} or lower {low}"
+        best = next((cb for cb in self.trainer.checkpoint_callbacks if cb.monitor == "val/acc"), None)
+        if subcommand != "fit":
+            print(f"\nLogs and results of this {subcommand}: {log_dir}")
+        elif best is not None and best.best_model_path:
+            print(
+                f"\nBest checkpoint: {best.best_model_path} (val/acc {float(best.best_model_score):.4f})\n"
+                f"Test it with:    lit-cs201 test --ckpt_path {shlex.quote(best.best_model_path)}"
             )
-    for key in ("max_epochs", "max_steps", "limit_train_batches"):
-        if getattr(trainer, key) == 0:
-            raise UserError(f"trainer.{key} 0 trains nothing and writes no checkpoint; give at least 1")
-    stoppers = [cb for cb in trainer.callbacks if isinstance(cb, EarlyStopping)]
-    for stopper in stoppers:
-        check_range("early_stopping.patience", stopper.patience, 0, hint="the epochs without improvement to allow")
-    # Early stopping (strict) fails at the first epoch end without its metric; best.ckpt would never be written.
-    on_val = [
-        cb.monitor
-        for cb in [*stoppers, *trainer.checkpoint_callbacks]
-        if isinstance(cb, EarlyStopping | ModelCheckpoint) and str(cb.monitor or "").startswith("val/")
-    ]
-    every = trainer.check_val_every_n_epoch
-    if trainer.limit_val_batches == 0:
-        never = "trainer.limit_val_batches 0 turns validation off"
-        fix = "give a fraction in (0, 1] or a batch count (to hold out fewer samples, lower --data.init_args.val_size)"
-    elif every is not None and every > trainer.max_epochs >= 0:
-        never = f"trainer.check_val_every_n_epoch {every} with max_epochs {trainer.max_epochs} never validates"
-        fix = "give a check_val_every_n_epoch of at most max_epochs"
-    else:
-        never = fix = None
-    if never and on_val:
-        raise UserError(f"{never}, but early stopping and best.ckpt choose epochs by {on_val[0]}; {fix}")
-    if model.cycle_spans_run and trainer.max_epochs == -1 and trainer.max_steps == -1:
-        raise UserError(
-            "the one-cycle schedule (OneCycleLR) is sized to the whole run, but trainer.max_epochs -1 without "
-            "max_steps never ends; give max_epochs or max_steps, or the schedule's own total_steps"
-        )
+
+
+class _HelpFormatter(LightningArgumentParser().formatter_class):
+    """jsonargparse's help, with the subcommand descriptions' lines kept as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        lines = []
+        for line in text.splitlines():
+            hang = indent + " " * (len(line) - len(line.lstrip()) + 2)
+            lines.append(textwrap.fill(line, width, initial_indent=indent, subsequent_indent=hang) or indent)
+        return "\n".join(lines)
+
+
+def _first_line(doc: str | None) -> str:
+    return (doc or "").strip().split("\n\n")[0].replace("\n", " ")
+
+
+def _check_flags(parser: LightningArgumentParser, args: list[str]) -> None:
+    """Refuse a mistyped flag, suggesting the closest valid one (jsonargparse lists the unrecognized arguments)."""
+    options = parser._option_string_actions
+    for arg in args:
+        flag = arg.split("=", 1)[0]
+        if not flag.startswith("--") or flag in options:
+            continue
+        # A nested setting of a class-valued option (--model.init_args.lr, --trainer.logger.init_args.name):
+        # jsonargparse checks it against the class.
+        parents = [flag[:i] for i, c in enumerate(flag) if c == "."]
+        if any(p in options and options[p].metavar != "CONFIG" for p in parents):
+            continue
+        close = difflib.get_close_matches(flag, [o for o in options if o.startswith("--")], n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else f"; see lit-cs201 {parser.prog.split()[-1]} --help"
+        raise UserError(f"unrecognized option {flag}{hint}")
+
+
+def _set_log_level(level: str) -> None:
+    """Lightning announces the seed and the devices on every run; shown from ``--log_level info``."""
+    for name in ("lightning.fabric.utilities.seed", "lightning.pytorch.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(level.upper())
 
 
 def _fresh_seed() -> int:
@@ -295,279 +402,11 @@ def _quiet_known_noise() -> None:
     """Silence messages that are expected in this project's layout and would only confuse a newcomer."""
     # The run folder already holds config.yaml and events when the checkpoints are first written there.
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
-    # restore_args rewrites the command line and passes it on explicitly.
-    warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended to run from within")
     # Emitted by Lightning itself on recent torch; nothing for a user to do.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     # Test and validate runs of a checkpoint log into their own sub-folder, never the training one.
     warnings.filterwarnings("ignore", message=r"The dirpath has changed from")
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropMessages("litlogger", "litmodels"))
-
-
-# --- checkpoint resolution and restoration -------------------------------------------------------------
-
-
-def _option(args: list[str], name: str) -> tuple[int, str | None] | None:
-    """Position and value of the last ``--name VALUE`` / ``--name=VALUE`` in ``args``."""
-    found = None
-    for i, arg in enumerate(args):
-        if arg == name:
-            found = (i, args[i + 1] if i + 1 < len(args) else None)
-        elif arg.startswith(name + "="):
-            found = (i, arg.split("=", 1)[1])
-    return found
-
-
-def read_config(path: Path) -> dict[str, Any]:
-    """A YAML config, or the YAML error with its line (jsonargparse's own report names neither file nor line)."""
-    try:
-        config = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        parts = [
-            f"{text} at line {mark.line + 1}" if mark is not None else text
-            for text, mark in (
-                (getattr(err, "context", None), getattr(err, "context_mark", None)),
-                (getattr(err, "problem", None), getattr(err, "problem_mark", None)),
-            )
-            if text
-        ]
-        raise UserError(f"--config {path}: not valid YAML ({': '.join(parts) or err})") from None
-    if config is not None and not isinstance(config, dict):
-        raise UserError(f"--config {path}: expected a mapping of settings (trainer:, model:, ...), got {config!r}")
-    return config or {}
-
-
-def _logger_location(args: list[str]) -> tuple[str, str | None]:
-    """Runs folder and experiment name the user's configs and flags point at (for ``best``/``last``)."""
-    save_dir, name = DEFAULT_RUNS_DIR, None
-    for i, arg in enumerate(args):
-        if arg in ("--config", "-c") and i + 1 < len(args) and Path(args[i + 1]).is_file():
-            config = read_config(Path(args[i + 1]))
-            logger = (config.get("trainer") or {}).get("logger") or {}
-            init = logger.get("init_args", {}) if isinstance(logger, dict) else {}
-            save_dir, name = init.get("save_dir", save_dir), init.get("name", name)
-    for key in ("save_dir", "name"):
-        found = _option(args, f"--trainer.logger.init_args.{key}") or _option(args, f"--trainer.logger.{key}")
-        if found and found[1] is not None:
-            save_dir, name = (found[1], name) if key == "save_dir" else (save_dir, found[1])
-    return save_dir, name
-
-
-def resolve_checkpoint(value: str, runs_dir: str = DEFAULT_RUNS_DIR, experiment: str | None = None) -> Path:
-    """Turn ``best``/``last`` into the newest run's file, and check that a given path exists."""
-    if value not in ("best", "last"):
-        path = Path(value)
-        if path.is_dir():
-            inside = sorted(str(p) for p in path.glob("*.ckpt")) or ["none"]
-            raise UserError(f"--ckpt_path {value} is a folder; give a checkpoint file (in it: {', '.join(inside)})")
-        if not path.is_file():
-            raise UserError(f"--ckpt_path {value}: no such file")
-        return path
-    pattern = f"{experiment or '*'}/*/{value}.ckpt"
-    candidates = sorted(Path(runs_dir).glob(pattern), key=lambda p: p.stat().st_mtime)
-    if not candidates:
-        where = f"{runs_dir}/{experiment}" if experiment else runs_dir
-        raise UserError(
-            f"--ckpt_path {value}: no {value}.ckpt under {where}/; train first (lit-cs201 fit --config ...) "
-            "or give the checkpoint's path"
-        )
-    chosen = candidates[-1]
-    print(f"--ckpt_path {value}: using {chosen} (the newest of {len(candidates)})", file=sys.stderr)
-    return chosen
-
-
-def load_checkpoint(path: Path, mmap: bool = False) -> dict[str, Any]:
-    """Read a Lightning checkpoint safely (``weights_only``), with a clear error for anything else."""
-    checkpoint = load_plain(path, "--ckpt_path", "checkpoint", mmap=mmap)
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise UserError(f"--ckpt_path {path}: not a Lightning checkpoint (no state_dict)")
-    return checkpoint
-
-
-def check_fits(model: Classifier, path: Path, checkpoint: dict[str, Any]) -> None:
-    """Refuse a checkpoint whose weights do not fit ``model``, naming both models (Lightning's own error lists
-    every mismatching tensor, hundreds of lines for a ResNet)."""
-    model.on_load_checkpoint(checkpoint)  # fills what older checkpoints lack, as loading would
-    saved, expected = checkpoint["state_dict"], model.state_dict()
-    problem = next((f"{k} is missing from the checkpoint" for k in expected if k not in saved), None)
-    problem = problem or next((f"the model has no {k}" for k in saved if k not in expected), None)
-    problem = problem or next(
-        (
-            f"{k} is {list(saved[k].shape)} there and {list(v.shape)} here"
-            for k, v in expected.items()
-            if saved[k].shape != v.shape
-        ),
-        None,
-    )
-    if problem is not None:
-        trained = _describe(checkpoint.get("hyper_parameters", {}))
-        configured = _describe({"_class_path": type(model).__name__, **model.hparams})
-        raise UserError(
-            f"--ckpt_path {path} holds {trained}, which does not fit the configured {configured} ({problem}); "
-            "drop the options that change the model or the data, or give a checkpoint of this model"
-        )
-
-
-def check_same_optimizer(model: Classifier, path: Path, checkpoint: dict[str, Any]) -> None:
-    """Refuse to resume with another optimizer class: Lightning would load the checkpoint's optimizer state into it,
-    and its first step would fail on a setting that state lacks (``KeyError: 'momentum'`` for SGD after Adam)."""
-    saved = checkpoint.get("hyper_parameters", {}).get("optimizer")
-    trained = saved.get("class_path") if isinstance(saved, dict) else None  # absent: passed from Python, unknown
-    configured = model.optimizer_name
-    if trained is not None and trained.rsplit(".", 1)[-1] != configured.rsplit(".", 1)[-1]:
-        raise UserError(
-            f"--ckpt_path {path} was trained with {trained}, not the configured {configured}, and an optimizer's "
-            f"state does not carry over to another class; resume with --model.init_args.optimizer {trained}, or "
-            "start a new run (without --ckpt_path) to train with the other optimizer"
-        )
-
-
-def _describe(hparams: dict[str, Any]) -> str:
-    """A model as its architecture-defining hyper-parameters: ``Classifier(net=mlp, hidden_sizes=[10], ...)``."""
-    name = str(hparams.get("_class_path", "model")).rsplit(".", 1)[-1]
-    keys = ("net", "hidden_sizes" if hparams.get("net") == "mlp" else "stem", "num_classes", "input_shape")
-    values = {k: list(v) if isinstance(v, tuple) else v for k in keys if (v := hparams.get(k)) is not None}
-    return f"{name}({', '.join(f'{k}={v}' for k, v in values.items())})"
-
-
-def _as_config(hparams: dict[str, Any], drop: tuple[str, ...] = ()) -> str | None:
-    """A checkpoint's saved hyper-parameters as a ``{class_path, init_args}`` JSON value for the parser."""
-    hparams = {k: v for k, v in hparams.items() if k != "_instantiator" and k not in drop}
-    class_path = hparams.pop("_class_path", None)
-    if class_path is None:
-        return None
-    return json.dumps({"class_path": class_path, "init_args": hparams})
-
-
-def pin_checkpoint(args: list[str]) -> list[str]:
-    """``args`` with ``--ckpt_path best|last`` replaced by the file it stands for now.
-
-    Lightning starts the other processes of a DDP run by running the same command line again: pinned, they all
-    load the checkpoint the first process chose, even if a newer run appears meanwhile.
-    """
-    if not args or args[0] not in SUBCOMMANDS:
-        return args
-    rest = list(args[1:])
-    found = _option(rest, "--ckpt_path")
-    if found is None or found[1] not in ("best", "last"):
-        return args
-    index, value = found
-    path = str(resolve_checkpoint(value, *_logger_location(rest)))
-    rest[index : index + 2 if rest[index] == "--ckpt_path" else index + 1] = ["--ckpt_path", path]
-    return [args[0], *rest]
-
-
-def restore_args(args: list[str]) -> list[str]:
-    """Resolve ``--ckpt_path`` and put the checkpoint's model and data config in front of the user's arguments.
-
-    Arguments later on the command line win, so an explicit ``--config`` or ``--data.*`` overrides what the
-    checkpoint holds. ``fit`` resumes into the checkpoint's own run folder, so the curves, ``best.ckpt`` and the
-    early-stopping state carry on where they stopped.
-    """
-    if not args or args[0] not in SUBCOMMANDS:
-        return args
-    subcommand, rest = args[0], list(pin_checkpoint(args)[1:])
-    for i, arg in enumerate(rest):
-        config = rest[i + 1] if arg in ("--config", "-c") and i + 1 < len(rest) else arg.partition("--config=")[2]
-        if config and Path(config).is_file():
-            read_config(Path(config))
-    found = _option(rest, "--ckpt_path")
-    if found is None or found[1] in (None, "null"):
-        if subcommand != "fit" and not any(a in ("-h", "--help") for a in rest):
-            # Lightning would silently evaluate the freshly initialised, untrained model.
-            raise UserError(f"{subcommand} needs --ckpt_path: a checkpoint file, or best/last for the newest run's")
-        return args
-    path = resolve_checkpoint(found[1])  # a file: pin_checkpoint has already resolved best/last
-    checkpoint = load_checkpoint(path)
-
-    restored: list[str] = []
-    run_dir = path.parent
-    has_config = any(a in ("--config", "-c") or a.startswith("--config=") for a in rest)
-    if subcommand == "fit" and not has_config and (run_dir / "config.yaml").is_file():
-        restored += ["--config", str(run_dir / "config.yaml")]  # the run's own trainer settings
-    model_hparams = dict(checkpoint.get("hyper_parameters", {}))
-    if model_hparams.get("pretrained"):
-        model_hparams["pretrained"] = None  # the checkpoint holds the weights; don't fetch the originals again
-    model = _as_config(model_hparams, drop=LINKED_MODEL_ARGS)
-    data = _as_config(checkpoint.get("datamodule_hyper_parameters", {}))
-    restored += [f"--model={model}"] if model else []
-    restored += [f"--data={data}"] if data else []
-
-    logger_given = any(a.startswith("--trainer.logger") for a in rest)
-    if subcommand == "fit":
-        # Same folder as the interrupted run; after the user's arguments so a config's logger does not move it.
-        logger = {
-            "save_dir": str(run_dir.parent.parent),
-            "name": run_dir.parent.name,
-            "version": run_dir.name,
-        }
-        after = [] if logger_given else [f"--trainer.logger={_logger_json(logger)}"]
-        return [subcommand, *restored, *rest, *after]
-    # validate/test/predict results sit beside the checkpoint they evaluate: <run>/<subcommand>/version_N.
-    logger = {"save_dir": str(run_dir), "name": subcommand}
-    return [subcommand, *restored, f"--trainer.logger={_logger_json(logger)}", *rest]
-
-
-def _logger_json(init_args: dict[str, str]) -> str:
-    return json.dumps({"class_path": TENSORBOARD, "init_args": init_args})
-
-
-# Lines of jsonargparse's reports that describe its own machinery rather than the user's input.
-_NOISE = re.compile(
-    r"^(Does not validate against any of the Union subtypes|Subtypes: .*|Errors:|Given value.*"
-    r"|Expected a <class 'NoneType'>|Expected a path but .* either not accessible or invalid"
-    r"|Problem with given class_path '[^']*':)$"
-)
-# A class path that does not resolve, for the options whose classes come from torch rather than this project.
-_EXAMPLES = {
-    "optimizer": "e.g. torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW",
-    "lr_scheduler": "e.g. torch.optim.lr_scheduler.StepLR, torch.optim.lr_scheduler.OneCycleLR",
-}
-
-
-def _one_line(message: str) -> str:
-    """jsonargparse's report of a bad value, cut to what a user can act on, on one line."""
-    text = str(message)
-    keys = re.findall(r'Parser key "([^"]+)"', text)
-    lines = [re.sub(r"^- ", "", line.strip()) for line in text.splitlines() if line.strip()]
-    if not keys:
-        return " ".join(lines)
-    key = ".init_args.".join(keys)  # a nested report: model -> optimizer is model.init_args.optimizer
-    got = re.search(r"Got value: (.*)$", text, re.MULTILINE)
-    given = re.search(r"^\s*Given value: (?:NestedArg\(key='[^']*', val='(.*)'\)|(.*))$", text, re.MULTILINE)
-    value = got[1] if got else (given[1] or given[2]) if given else None
-    classes = re.findall(r"Problem with given class_path '([^']*)'", text)
-    details = []
-    for line in lines:
-        line = re.sub(r'^Parser key "[^"]+":\s*', "", line)
-        if not line or _NOISE.match(line):
-            continue
-        if classes:
-            line = re.sub(r"^Option '(\w+)' is not accepted", rf"{classes[-1]} has no option '\1'", line)
-        line = re.sub(r"^Type .*? expects a function or a callable class: ", "", line)
-        line = re.sub(r"\. Got value: .*$", "", line)
-        line = re.sub(r"typing\.Literal\[(.*?)\]", r"one of \1", line)
-        details.append(re.sub(r"<class '([\w.]+)'>", r"\1", line).replace("Expected a ", "expected "))
-    detail = "; ".join(details) or "invalid value"
-    notes = [f"got {value}"] if value is not None else []
-    if "has no attribute" in detail and keys[-1] in ("model", "data"):
-        notes.append(f"available: {', '.join(_available_classes(keys[-1]))}")
-    elif "has no attribute" in detail and keys[-1] in _EXAMPLES:
-        notes.append(_EXAMPLES[keys[-1]])
-    return f"{key}: {detail}" + (f" ({'; '.join(notes)})" if notes else "")
-
-
-def _available_classes(key: str) -> list[str]:
-    import lit_cs201.data
-    import lit_cs201.models
-
-    module, base = (lit_cs201.data, ClassificationDataModule) if key == "data" else (lit_cs201.models, Classifier)
-    classes = (getattr(module, name) for name in module.__all__)
-    return [
-        f"{module.__name__}.{cls.__name__}"
-        for cls in classes
-        if isinstance(cls, type) and issubclass(cls, base) and cls is not ClassificationDataModule
-    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -578,12 +417,10 @@ def main(argv: list[str] | None = None) -> int:
     Ctrl-C, 143 SIGTERM (128 + the signal, as a shell reports a process the signal killed).
     """
     args = list(sys.argv[1:] if argv is None else argv)
+    pinned = os.environ.get(PINNED)
     _quiet_known_noise()
     try:
-        args = pin_checkpoint(args)
-        if argv is None:
-            sys.argv[1:] = args  # what the other processes of a DDP run will read
-        LitCS201CLI(args=restore_args(args))
+        LitCS201CLI(args=args)
     except SIGTERMException:  # Lightning's, raised at a batch boundary after the signal; the report is printed
         return 128 + signal.SIGTERM
     except SystemExit as exit_:
@@ -599,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         cause = _user_error(err)
         if cause is not None:
-            print(f"lit-cs201: error: {_one_line(str(cause))}", file=sys.stderr)
+            print(f"lit-cs201: error: {' '.join(str(cause).split())}", file=sys.stderr)
             return 2
         fault = _environment_fault(err)
         if fault is None:
@@ -607,6 +444,11 @@ def main(argv: list[str] | None = None) -> int:
         status, message = fault
         print(f"lit-cs201: error: {message}", file=sys.stderr)
         return status
+    finally:  # the processes this run started have read it; a next run in this process resolves afresh
+        if pinned is None:
+            os.environ.pop(PINNED, None)
+        else:
+            os.environ[PINNED] = pinned
     return 0
 
 

@@ -146,6 +146,8 @@ class ImageDataModule(ClassificationDataModule):
             self.test_set = TensorBatchDataset(*self.load_split(train=False))
 
     def on_after_batch_transfer(self, batch: tuple[Tensor, ...], dataloader_idx: int) -> tuple[Tensor, ...]:
+        if isinstance(batch, Tensor):  # the model's example input, for the FLOPs of Lightning's model summary
+            return batch
         images, *rest = batch
         training = self.trainer is not None and self.trainer.training
         augment = self.train_augment if training else self.eval_augment

@@ -68,6 +68,7 @@ class Classifier(LightningModule):
         self.save_hyperparameters()
         check_range("label_smoothing", label_smoothing, 0, below=1, hint="0 for none, 0.1 is usual")
         self.net = build_net(net, num_classes, input_shape, hidden_sizes=hidden_sizes, stem=stem, pretrained=pretrained)
+        self.example_input_array = torch.zeros(1, *input_shape)  # for the FLOPs in Lightning's model summary
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
@@ -96,6 +97,7 @@ class Classifier(LightningModule):
         self._grid: list[Tensor] = []  # images, targets, predictions of the first test batch(es)
         self._run_steps: int | None = None  # optimizer steps of the whole run, when a one-cycle schedule uses them
         self.saved_class_names: list[str] | None = None  # from a checkpoint
+        self._resumed_optimizer: Any = None  # the optimizer settings of the checkpoint a fit continues
 
     @property
     def class_names(self) -> list[str]:
@@ -272,6 +274,7 @@ class Classifier(LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": config}
 
     def on_train_start(self) -> None:
+        self._apply_new_optimizer_settings()
         # After a resume, the schedule is the checkpoint's: a cycle sized for the run as it was first started.
         cycle = getattr(self.lr_schedulers(), "total_steps", None) if self._run_steps else None
         if cycle is not None and cycle != self._run_steps:
@@ -281,7 +284,20 @@ class Classifier(LightningModule):
                 "started with"
             )
 
+    def _apply_new_optimizer_settings(self) -> None:
+        """After a resume, set what the config changes of the optimizer's settings (a new ``lr``, ``momentum``,
+        ``weight_decay``): Lightning has just loaded the checkpoint's, which would otherwise train on as before. (The
+        CLI refuses a new ``lr`` under a schedule, which sets the rate from the run's start.)"""
+        saved, configured = (_init_args(value) for value in (self._resumed_optimizer, self.hparams.get("optimizer")))
+        changed = {key: value for key, value in configured.items() if key in saved and saved[key] != value}
+        for optimizer in self.trainer.optimizers if changed else []:
+            for group in optimizer.param_groups:
+                for key, value in changed.items():
+                    if key in group:
+                        group[key] = tuple(value) if isinstance(group[key], tuple) else value
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._resumed_optimizer = checkpoint.get("hyper_parameters", {}).get("optimizer")
         # Checkpoints written before the best validation score was kept in them.
         checkpoint["state_dict"].setdefault("val_acc_best.max_value", self.val_acc_best.max_value)
         names = checkpoint.get(CLASS_NAMES_KEY)
@@ -296,3 +312,8 @@ class Classifier(LightningModule):
         for key in ("optimizer", "lr_scheduler"):
             if callable(hparams.get(key)):
                 del hparams[key]
+
+
+def _init_args(value: Any) -> dict[str, Any]:
+    """The settings of a ``{class_path, init_args}`` hyper-parameter; none for a callable passed from Python."""
+    return dict(value.get("init_args") or {}) if isinstance(value, dict) else {}

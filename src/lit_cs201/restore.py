@@ -1,0 +1,250 @@
+"""What a checkpoint brings back: which file ``--ckpt_path`` means, the model and data it was trained with, the run
+it belongs to, and whether the configured model and settings can continue from it."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lit_cs201.errors import UserError
+from lit_cs201.torch_files import load_plain
+
+DEFAULT_RUNS_DIR = "runs"
+# ``--ckpt_path best`` (or ``best.ckpt`` where no such file is) means the newest run's best.ckpt.
+ALIASES = {"best": "best.ckpt", "last": "last.ckpt", "best.ckpt": "best.ckpt", "last.ckpt": "last.ckpt"}
+# The file the first process of a run chose for an alias: the processes it starts (DDP) load the same one, even if a
+# newer run appears meanwhile. Set by the CLI for as long as it runs.
+PINNED = "LIT_CS201_PINNED_CHECKPOINT"
+# Model arguments the CLI links from the datamodule; restored from the checkpoint, they would be set twice.
+LINKED_MODEL_ARGS = ("num_classes", "input_shape")
+# Class-valued settings a pre-check resolves, for an error that lists the choices; jsonargparse checks the rest.
+CLASS_KEYS = {"--data": "data", "--model": "model", "--model.init_args.optimizer": "optimizer"}
+OPTIMIZER_EXAMPLES = "e.g. torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW"
+
+
+@dataclass
+class Given:
+    """What the command line and its ``--config`` files say about the checkpoint, the runs folder and the classes,
+    read before the full parse because the checkpoint supplies that parse's defaults. Later values win, as in the
+    parse itself."""
+
+    ckpt_path: str | None = None
+    save_dir: str = DEFAULT_RUNS_DIR
+    experiment: str | None = None
+    classes: dict[str, str] = field(default_factory=dict)  # "data", "model", "optimizer" -> the class path given
+    has_config: bool = False
+    save_dir_flag: bool = False  # --trainer.logger.init_args.save_dir given on the command line
+
+
+def read_given(args: list[str]) -> Given:
+    given = Given()
+    for i, arg in enumerate(args):
+        name, has_value, value = arg.partition("=")
+        value = value if has_value else (args[i + 1] if i + 1 < len(args) else "")
+        if name in ("--config", "-c") and Path(value).is_file():
+            given.has_config = True
+            _take_config(given, read_config(Path(value)))
+        elif name == "--ckpt_path":
+            given.ckpt_path = None if value in ("", "null") else value
+        elif name == "--trainer.logger.init_args.save_dir":
+            given.save_dir, given.save_dir_flag = value, True
+        elif name == "--trainer.logger.init_args.name":
+            given.experiment = value
+        elif name in CLASS_KEYS:
+            given.classes[CLASS_KEYS[name]] = value
+    return given
+
+
+def _take_config(given: Given, config: dict[str, Any]) -> None:
+    if config.get("ckpt_path"):
+        given.ckpt_path = str(config["ckpt_path"])
+    logger = (config.get("trainer") or {}).get("logger")
+    settings = (logger.get("init_args") or {}) if isinstance(logger, dict) else {}
+    given.save_dir = str(settings.get("save_dir", given.save_dir))
+    given.experiment = str(settings["name"]) if settings.get("name") else given.experiment
+    model = config.get("model")
+    optimizer = ((model.get("init_args") or {}) if isinstance(model, dict) else {}).get("optimizer")
+    for key, value in (("data", config.get("data")), ("model", model), ("optimizer", optimizer)):
+        class_path = value.get("class_path") if isinstance(value, dict) else value
+        if isinstance(class_path, str):
+            given.classes[key] = class_path
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """A YAML config, or the YAML error with its line (jsonargparse's own report names neither file nor line)."""
+    try:
+        config = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        parts = [
+            f"{text} at line {mark.line + 1}" if mark is not None else text
+            for text, mark in (
+                (getattr(err, "context", None), getattr(err, "context_mark", None)),
+                (getattr(err, "problem", None), getattr(err, "problem_mark", None)),
+            )
+            if text
+        ]
+        raise UserError(f"--config {path}: not valid YAML ({': '.join(parts) or err})") from None
+    if config is not None and not isinstance(config, dict):
+        raise UserError(f"--config {path}: expected a mapping of settings (trainer:, model:, ...), got {config!r}")
+    return config or {}
+
+
+def check_classes(given: Given, choices: dict[str, list[str]]) -> None:
+    """Refuse a data, model or optimizer class that does not exist, listing the ones that do."""
+    for key, class_path in given.classes.items():
+        if key in choices and class_path in {c.rsplit(".", 1)[-1] for c in choices[key]}:
+            continue  # a short name of one of this package's classes
+        module, _, name = class_path.rpartition(".")
+        try:
+            found = hasattr(importlib.import_module(module), name) if module else False
+        except ImportError:
+            found = False
+        if not found:
+            hint = f"available: {', '.join(choices[key])}" if key in choices else OPTIMIZER_EXAMPLES
+            option = {"optimizer": "model.init_args.optimizer"}.get(key, key)
+            raise UserError(f"{option}: no class {class_path} ({hint})")
+
+
+def resolve_checkpoint(value: str, save_dir: str = DEFAULT_RUNS_DIR, experiment: str | None = None) -> Path:
+    """The checkpoint file ``--ckpt_path value`` means: a file, or for ``best``/``last`` the newest run's."""
+    path = Path(value)
+    if value not in ALIASES or path.is_file():
+        if path.is_dir():
+            inside = sorted(str(p) for p in path.glob("*.ckpt")) or ["none"]
+            raise UserError(f"--ckpt_path {value} is a folder; give a checkpoint file (in it: {', '.join(inside)})")
+        if not path.is_file():
+            raise UserError(f"--ckpt_path {value}: no such file")
+        return path
+    pinned = os.environ.get(PINNED, "").split(os.pathsep, 1)
+    if len(pinned) == 2 and pinned[0] == value:
+        return Path(pinned[1])
+    name, root = ALIASES[value], Path(save_dir)
+    # Listed, not globbed: an experiment called "exp[1]" is a name, not a pattern.
+    experiments = [root / experiment] if experiment else sorted(root.iterdir()) if root.is_dir() else []
+    candidates = [
+        run / name for folder in experiments if folder.is_dir() for run in folder.iterdir() if (run / name).is_file()
+    ]
+    if not candidates:
+        where = root / experiment if experiment else root
+        raise UserError(
+            f"--ckpt_path {value}: no {name} under {where}/; train first (lit-cs201 fit --config ...) or give the "
+            "checkpoint's path"
+        )
+    chosen = max(candidates, key=lambda p: p.stat().st_mtime)
+    print(f"--ckpt_path {value}: using {chosen} (the newest of {len(candidates)})", file=sys.stderr)
+    os.environ[PINNED] = os.pathsep.join([value, str(chosen)])
+    return chosen
+
+
+def load_checkpoint(path: Path, mmap: bool = False) -> dict[str, Any]:
+    """Read a Lightning checkpoint safely (``weights_only``), with a clear error for anything else."""
+    checkpoint = load_plain(path, "--ckpt_path", "checkpoint", mmap=mmap)
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise UserError(f"--ckpt_path {path}: not a Lightning checkpoint (no state_dict)")
+    return checkpoint
+
+
+def class_config(path: Path, hparams: dict[str, Any], base: type, drop: tuple[str, ...] = ()) -> dict[str, Any] | None:
+    """A checkpoint's saved hyper-parameters as ``{class_path, init_args}`` for the parser, if they name a class of
+    this package that derives from ``base``. A checkpoint is data: a class it names elsewhere is not even imported."""
+    settings = {k: v for k, v in hparams.items() if k != "_instantiator" and k not in drop}
+    class_path = settings.pop("_class_path", None)
+    if class_path is None:
+        return None
+    module, _, name = str(class_path).rpartition(".")
+    cls = getattr(importlib.import_module(module), name, None) if module.startswith("lit_cs201.") else None
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise UserError(f"--ckpt_path {path}: names the class {class_path}, which is not one of lit_cs201's")
+    return {"class_path": class_path, "init_args": settings}
+
+
+def latest_config(run: Path) -> Path | None:
+    """The run's newest saved config: ``config.yaml``, then ``config-1.yaml``, ... for each resume."""
+    found = {0: run / "config.yaml"} if (run / "config.yaml").is_file() else {}
+    for path in run.glob("config-*.yaml"):
+        if (number := path.stem.removeprefix("config-")).isdigit():
+            found[int(number)] = path
+    return found[max(found)] if found else None
+
+
+def check_fits(model: Any, path: Path, checkpoint: dict[str, Any]) -> None:
+    """Refuse a checkpoint whose weights do not fit ``model``, naming both models (Lightning's own error lists
+    every mismatching tensor, hundreds of lines for a ResNet)."""
+    model.on_load_checkpoint(checkpoint)  # fills what older checkpoints lack, as loading would
+    saved, expected = checkpoint["state_dict"], model.state_dict()
+    problem = next((f"{k} is missing from the checkpoint" for k in expected if k not in saved), None)
+    problem = problem or next((f"the model has no {k}" for k in saved if k not in expected), None)
+    problem = problem or next(
+        (f"{k} is {list(saved[k].shape)} there and {list(v.shape)} here" for k, v in expected.items()
+         if saved[k].shape != v.shape),
+        None,
+    )  # fmt: skip
+    if problem is not None:
+        trained = _describe(checkpoint.get("hyper_parameters", {}))
+        configured = _describe({"_class_path": type(model).__name__, **model.hparams})
+        raise UserError(
+            f"--ckpt_path {path} holds {trained}, which does not fit the configured {configured} ({problem}); "
+            "drop the options that change the model or the data, or give a checkpoint of this model"
+        )
+
+
+def check_resume(model: Any, path: Path, checkpoint: dict[str, Any]) -> None:
+    """Refuse settings that a resumed fit could not apply: Lightning restores the optimizer's and the schedule's
+    state from the checkpoint, over what the config builds.
+
+    Another optimizer class would fail on its first step (``KeyError: 'momentum'`` for SGD after Adam); a changed
+    schedule would be replaced by the saved one; a new learning rate under a schedule would be replaced by the
+    schedule's next value. New settings of the same optimizer without a schedule are applied (`Classifier`).
+    """
+    saved = checkpoint.get("hyper_parameters", {})
+    trained = _class_path(saved.get("optimizer"))
+    configured = model.optimizer_name
+    if trained is not None and trained.rsplit(".", 1)[-1] != configured.rsplit(".", 1)[-1]:
+        raise UserError(
+            f"--ckpt_path {path} was trained with {trained}, not the configured {configured}, and an optimizer's "
+            f"state does not carry over to another class; resume with --model.init_args.optimizer {trained}, or "
+            "start a new run (without --ckpt_path) to train with the other optimizer"
+        )
+    schedule, was = model.hparams.get("lr_scheduler"), saved.get("lr_scheduler")
+    if isinstance(was, dict) and schedule != was:
+        raise UserError(
+            f"--ckpt_path {path} continues the schedule it was saved with ({_short(was)}), not the configured "
+            f"{_short(schedule)}; resume without changing lr_scheduler, or start a new run to train with another"
+        )
+    if was is not None:
+        lr = _init_args(model.hparams.get("optimizer")).get("lr")
+        old = _init_args(saved.get("optimizer")).get("lr")
+        if lr is not None and old is not None and lr != old:
+            raise UserError(
+                f"--ckpt_path {path}: the run's schedule ({_short(was)}) sets the learning rate from its start "
+                f"value {old}, so a new lr {lr} cannot take effect on resume; resume without it, or start a new run"
+            )
+
+
+def _class_path(value: Any) -> str | None:
+    return value.get("class_path") if isinstance(value, dict) else None  # absent: passed from Python, unknown
+
+
+def _init_args(value: Any) -> dict[str, Any]:
+    return (value.get("init_args") or {}) if isinstance(value, dict) else {}
+
+
+def _short(schedule: Any) -> str:
+    if not isinstance(schedule, dict):
+        return "none"
+    settings = ", ".join(f"{k}={v}" for k, v in _init_args(schedule).items() if v is not None)
+    return f"{str(schedule.get('class_path')).rsplit('.', 1)[-1]}({settings})"
+
+
+def _describe(hparams: dict[str, Any]) -> str:
+    """A model as its architecture-defining hyper-parameters: ``Classifier(net=mlp, hidden_sizes=[10], ...)``."""
+    name = str(hparams.get("_class_path", "model")).rsplit(".", 1)[-1]
+    keys = ("net", "hidden_sizes" if hparams.get("net") == "mlp" else "stem", "num_classes", "input_shape")
+    values = {k: list(v) if isinstance(v, tuple) else v for k in keys if (v := hparams.get(k)) is not None}
+    return f"{name}({', '.join(f'{k}={v}' for k, v in values.items())})"
