@@ -9,18 +9,13 @@ its own folder, from the run's latest saved config.
 
 from __future__ import annotations
 
-import difflib
-import errno
 import logging
 import os
 import random
 import shlex
 import signal
 import sys
-import textwrap
 import warnings
-from argparse import ArgumentError
-from importlib import import_module
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,7 +41,7 @@ from lit_cs201.callbacks import (
 from lit_cs201.checkpoint_io import AtomicCheckpointIO
 from lit_cs201.checks import check_accelerator, check_fit_settings
 from lit_cs201.data.base import ClassificationDataModule
-from lit_cs201.errors import MAX_SEED, NonFiniteLossError, RunBusyError, StorageError, UserError, check_range
+from lit_cs201.errors import EXIT_BAD_INPUT, MAX_SEED, UserError, check_range, report
 from lit_cs201.models.classifier import Classifier
 from lit_cs201.restore import (
     ALIASES,
@@ -62,44 +57,19 @@ from lit_cs201.restore import (
     read_given,
     resolve_checkpoint,
 )
-from lit_cs201.runs import STORAGE_ERRNOS, RunLock, create_log_dir, remove_created, remove_stale_partials
+from lit_cs201.runs import RunLock, create_log_dir, remove_created, remove_stale_partials
+from lit_cs201.usage import CKPT_PATH_HELP, SUBCOMMANDS, HelpFormatter, check_flags, description
 
-SUBCOMMANDS = {  # name: (what it does, how it is used)
-    "fit": (
-        "Train a model, or continue a stopped run with --ckpt_path last",
-        "lit-cs201 fit --config configs/iris.yaml writes runs/<experiment>/version_N/: best.ckpt (highest val/acc), "
-        "last.ckpt (every epoch), config.yaml and the TensorBoard curves.",
-    ),
-    "validate": (
-        "Score a checkpoint on its validation split",
-        "lit-cs201 validate --ckpt_path best.ckpt logs beside the checkpoint, in <run>/validate/version_N/.",
-    ),
-    "test": (
-        "Score a checkpoint on its test split: accuracy per class, confusion matrix, prediction grid",
-        "lit-cs201 test --ckpt_path best.ckpt logs beside the checkpoint, in <run>/test/version_N/.",
-    ),
-    "predict": (
-        "Classify your files (or the test split) with a checkpoint: predictions.csv and a picture",
-        "lit-cs201 predict --ckpt_path best.ckpt --data.predict_path 'photos/*.jpg' (files, folders, globs or a "
-        "CSV of paths) writes predictions.csv and predictions.png in <run>/predict/version_N/.",
-    ),
-}
-CKPT_PATH_HELP = (
-    "Checkpoint to start from: a .ckpt file, or best / last (also best.ckpt / last.ckpt where no such file is in "
-    "the current folder) for the newest run's under the runs folder, within the config's experiment when --config "
-    "is given. The model and data settings come from the checkpoint; fit continues the run in its own folder."
-)
 TENSORBOARD = "lightning.pytorch.loggers.TensorBoardLogger"
 # Lightning's own progress bars, and the same without the run number (Rich shows it as 0.000; the folder says it).
 PROGRESS_BARS = {RichProgressBar: RichRunProgressBar, TQDMProgressBar: TQDMRunProgressBar}
 
 
-def _classes(base: type, names: list[str]) -> list[type]:
-    """This package's classes deriving from ``base``, imported so that jsonargparse knows them by their short names
-    (``--data MNISTDataModule``) and lists them in ``--help``."""
-    found = [getattr(lit_cs201.data if base is ClassificationDataModule else import_module("lit_cs201.models"), n)
-             for n in names]  # fmt: skip
-    return [c for c in found if isinstance(c, type) and issubclass(c, base) and c is not base]
+def _choices() -> dict[str, list[type]]:
+    """This package's datamodules and models, imported so that jsonargparse knows them by their short names
+    (``--data MNISTDataModule``) and ``--help`` lists them."""
+    data = [getattr(lit_cs201.data, name) for name in lit_cs201.data.__all__ if name != "ClassificationDataModule"]
+    return {"data": data, "model": [Classifier]}
 
 
 class LitCS201CLI(LightningCLI):
@@ -112,10 +82,7 @@ class LitCS201CLI(LightningCLI):
         self._given: Any = None  # what the command line and its configs said (restore.read_given)
         # Only the parser of the subcommand being run is built: each takes a noticeable part of a second.
         self._building = [args[0]] if args and args[0] in SUBCOMMANDS else list(SUBCOMMANDS)
-        self._choices = {
-            "data": _classes(ClassificationDataModule, lit_cs201.data.__all__),
-            "model": _classes(Classifier, ["Classifier"]) or [Classifier],
-        }
+        self._choices = _choices()
         super().__init__(  # parses, then runs the subcommand
             model_class=Classifier,
             datamodule_class=ClassificationDataModule,
@@ -136,12 +103,12 @@ class LitCS201CLI(LightningCLI):
                 "prog": "lit-cs201",
                 "exit_on_error": False,
                 "allow_abbrev": False,
-                "formatter_class": _HelpFormatter,
+                "formatter_class": HelpFormatter,
                 "description": "Train, test and use image and tabular classifiers. "
                 "Run lit-cs201 <subcommand> --help for one subcommand's options.",
                 **{
                     name: {
-                        "description": self._description(name),
+                        "description": description(name, self._choices),
                         "usage": f"lit-cs201 {name} [--config FILE] [--ckpt_path FILE|best|last] [options]",
                     }
                     for name in self._building
@@ -154,14 +121,6 @@ class LitCS201CLI(LightningCLI):
 
     def subcommands(self) -> dict[str, set[str]]:  # type: ignore[override]  (a staticmethod in Lightning)
         return {name: skip for name, skip in super().subcommands().items() if name in self._building}
-
-    def _description(self, subcommand: str) -> str:
-        summary, usage = SUBCOMMANDS[subcommand]
-        text = [f"{summary}.", "", usage]
-        for key, option in (("data", "--data"), ("model", "--model")):
-            text += ["", f"{option} (the short name will do; {option}.help NAME lists its options):"]
-            text += [f"  {cls.__name__}: {_first_line(cls.__doc__)}" for cls in self._choices[key]]
-        return "\n".join(text)
 
     def setup_parser(self, add_subcommands: bool, main_kwargs: dict, subparser_kwargs: dict) -> None:
         super().setup_parser(add_subcommands, main_kwargs, subparser_kwargs)
@@ -194,10 +153,9 @@ class LitCS201CLI(LightningCLI):
         subcommand = args[0] if args and args[0] in SUBCOMMANDS else None
         if subcommand is not None and not {"-h", "--help"} & set(args):
             subparser = self._subcommand_parsers[subcommand]
-            _check_flags(subparser, args[1:])
+            check_flags(subparser, args[1:])
             given = read_given(args[1:])
-            check_classes(given, {k: [f"{c.__module__.rsplit('.', 1)[0]}.{c.__name__}" for c in v]
-                                  for k, v in self._choices.items()})  # fmt: skip
+            check_classes(given, self._choices)
             if given.ckpt_path is not None:
                 self._restore_defaults(subcommand, subparser, given.ckpt_path, given)
             elif subcommand != "fit":
@@ -319,7 +277,7 @@ class LitCS201CLI(LightningCLI):
             self._claim_run_folder(subcommand)
             super()._run_subcommand(subcommand)
         except BaseException as err:
-            remove_created(self._created, with_contents=_user_error(err) is not None)
+            remove_created(self._created, with_contents=(report(err) or (None,))[0] == EXIT_BAD_INPUT)
             raise
         finally:
             if self._lock is not None:
@@ -335,38 +293,6 @@ class LitCS201CLI(LightningCLI):
                 f"\nBest checkpoint: {best.best_model_path} (val/acc {float(best.best_model_score):.4f})\n"
                 f"Test it with:    lit-cs201 test --ckpt_path {shlex.quote(best.best_model_path)}"
             )
-
-
-class _HelpFormatter(LightningArgumentParser().formatter_class):
-    """jsonargparse's help, with the subcommand descriptions' lines kept as written."""
-
-    def _fill_text(self, text: str, width: int, indent: str) -> str:
-        lines = []
-        for line in text.splitlines():
-            hang = indent + " " * (len(line) - len(line.lstrip()) + 2)
-            lines.append(textwrap.fill(line, width, initial_indent=indent, subsequent_indent=hang) or indent)
-        return "\n".join(lines)
-
-
-def _first_line(doc: str | None) -> str:
-    return (doc or "").strip().split("\n\n")[0].replace("\n", " ")
-
-
-def _check_flags(parser: LightningArgumentParser, args: list[str]) -> None:
-    """Refuse a mistyped flag, suggesting the closest valid one (jsonargparse lists the unrecognized arguments)."""
-    options = parser._option_string_actions
-    for arg in args:
-        flag = arg.split("=", 1)[0]
-        if not flag.startswith("--") or flag in options:
-            continue
-        # A nested setting of a class-valued option (--model.init_args.lr, --trainer.logger.init_args.name):
-        # jsonargparse checks it against the class.
-        parents = [flag[:i] for i, c in enumerate(flag) if c == "."]
-        if any(p in options and options[p].metavar != "CONFIG" for p in parents):
-            continue
-        close = difflib.get_close_matches(flag, [o for o in options if o.startswith("--")], n=1, cutoff=0.6)
-        hint = f"; did you mean {close[0]}?" if close else f"; see lit-cs201 {parser.prog.split()[-1]} --help"
-        raise UserError(f"unrecognized option {flag}{hint}")
 
 
 def _set_log_level(level: str) -> None:
@@ -431,18 +357,11 @@ def main(argv: list[str] | None = None) -> int:
         print("\nInterrupted.", file=sys.stderr)
         return 128 + signal.SIGINT
     except Exception as err:
-        if isinstance(err, NonFiniteLossError):
-            print(f"lit-cs201: {err}", file=sys.stderr)
-            return 1
-        cause = _user_error(err)
-        if cause is not None:
-            print(f"lit-cs201: error: {' '.join(str(cause).split())}", file=sys.stderr)
-            return 2
-        fault = _environment_fault(err)
-        if fault is None:
+        reported = report(err)
+        if reported is None:
             raise
-        status, message = fault
-        print(f"lit-cs201: error: {message}", file=sys.stderr)
+        status, message = reported
+        print(f"lit-cs201: {message}", file=sys.stderr)
         return status
     finally:  # the processes this run started have read it; a next run in this process resolves afresh
         if pinned is None:
@@ -450,39 +369,6 @@ def main(argv: list[str] | None = None) -> int:
         else:
             os.environ[PINNED] = pinned
     return 0
-
-
-def _user_error(err: BaseException | None) -> BaseException | None:
-    """The bad-input error behind ``err`` (jsonargparse wraps errors raised while instantiating), if any."""
-    while err is not None:
-        if isinstance(err, (UserError, ArgumentError)):
-            return err
-        err = err.__cause__ or err.__context__
-    return None
-
-
-EXIT_STORAGE, EXIT_BUSY = 74, 75  # sysexits.h: EX_IOERR, EX_TEMPFAIL
-
-
-def _environment_fault(err: BaseException | None) -> tuple[int, str] | None:
-    """Exit status and one line for a failure of the machine rather than of the input: a full disk, a read-only
-    folder, a run that another process holds. The project's own report wins over an ``OSError`` raised while
-    cleaning up after it (a full disk fails the event files' flush too)."""
-    chain = []
-    while err is not None:
-        chain.append(err)
-        err = err.__cause__ or err.__context__
-    for link in chain:
-        if isinstance(link, StorageError):
-            return EXIT_STORAGE, str(link)
-        if isinstance(link, RunBusyError):
-            return EXIT_BUSY, str(link)
-    for link in chain:
-        if isinstance(link, OSError) and link.errno in STORAGE_ERRNOS:
-            where = f" ({link.filename})" if link.filename else ""
-            todo = "free space on that disk" if link.errno in (errno.ENOSPC, errno.EDQUOT) else "use a writable folder"
-            return EXIT_STORAGE, f"{link.strerror}{where}; {todo} (--trainer.logger.init_args.save_dir moves the logs)"
-    return None
 
 
 if __name__ == "__main__":

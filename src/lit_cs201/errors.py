@@ -1,11 +1,18 @@
-"""Errors a user can act on. The CLI prints each as one line, with its own exit status (see ``cli.main``)."""
+"""Errors a user can act on, and the one line and exit status each command reports them with."""
 
 from __future__ import annotations
 
+import errno
+from argparse import ArgumentError
 from collections.abc import Iterable
 
 #: Largest seed numpy and scikit-learn accept (Lightning's ``seed_everything`` seeds numpy too).
 MAX_SEED = 2**32 - 1
+# Exit statuses: bad input; training diverged; sysexits.h's EX_IOERR (the file system failed) and EX_TEMPFAIL (the run
+# is busy: try again later).
+EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_STORAGE, EXIT_BUSY = 2, 1, 74, 75
+# errno values that mean the file system, not the input, failed: the user frees space or picks another folder.
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES}
 
 
 class UserError(ValueError):
@@ -44,3 +51,31 @@ def first_few(items: Iterable[object], limit: int = 5) -> str:
     items = [str(i) for i in items]
     shown = ", ".join(items[:limit])
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def report(err: BaseException) -> tuple[int, str] | None:
+    """The exit status and the one line for ``err``, if it is one a user can act on (else ``None``: a bug, shown as
+    a traceback). Bad input may be wrapped (jsonargparse wraps what a class raises while it is built); the project's
+    own report wins over an ``OSError`` raised while cleaning up after it (a full disk fails the event files too)."""
+    chain = []
+    while err is not None:
+        chain.append(err)
+        err = err.__cause__ or err.__context__
+    for link in chain:
+        if isinstance(link, UserError | ArgumentError):
+            return EXIT_BAD_INPUT, "error: " + " ".join(str(link).split())
+        if isinstance(link, NonFiniteLossError):
+            return EXIT_DIVERGED, str(link)
+        if isinstance(link, StorageError):
+            return EXIT_STORAGE, f"error: {link}"
+        if isinstance(link, RunBusyError):
+            return EXIT_BUSY, f"error: {link}"
+    for link in chain:
+        if isinstance(link, OSError) and link.errno in STORAGE_ERRNOS:
+            where = f" ({link.filename})" if link.filename else ""
+            todo = "free space on that disk" if link.errno in (errno.ENOSPC, errno.EDQUOT) else "use a writable folder"
+            return (
+                EXIT_STORAGE,
+                f"error: {link.strerror}{where}; {todo} (--trainer.logger.init_args.save_dir moves the logs)",
+            )
+    return None

@@ -95,18 +95,20 @@ def read_config(path: Path) -> dict[str, Any]:
     return config or {}
 
 
-def check_classes(given: Given, choices: dict[str, list[str]]) -> None:
-    """Refuse a data, model or optimizer class that does not exist, listing the ones that do."""
+def check_classes(given: Given, choices: dict[str, list[type]]) -> None:
+    """Refuse a data, model or optimizer class that does not exist, listing this package's (by the import path its
+    package exports them under: ``lit_cs201.data.MNISTDataModule``)."""
     for key, class_path in given.classes.items():
-        if key in choices and class_path in {c.rsplit(".", 1)[-1] for c in choices[key]}:
-            continue  # a short name of one of this package's classes
+        names = [f"{cls.__module__.rpartition('.')[0]}.{cls.__name__}" for cls in choices.get(key, [])]
+        if class_path in {name.rpartition(".")[2] for name in names}:
+            continue  # a short name of one of them
         module, _, name = class_path.rpartition(".")
         try:
             found = hasattr(importlib.import_module(module), name) if module else False
         except ImportError:
             found = False
         if not found:
-            hint = f"available: {', '.join(choices[key])}" if key in choices else OPTIMIZER_EXAMPLES
+            hint = f"available: {', '.join(names)}" if names else OPTIMIZER_EXAMPLES
             option = {"optimizer": "model.init_args.optimizer"}.get(key, key)
             raise UserError(f"{option}: no class {class_path} ({hint})")
 

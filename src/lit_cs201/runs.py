@@ -3,7 +3,6 @@ trains, and the clean-up of checkpoint files a killed writer left behind."""
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 import shutil
@@ -13,7 +12,7 @@ from typing import IO, Any
 from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from lit_cs201.errors import RunBusyError, StorageError
+from lit_cs201.errors import STORAGE_ERRNOS, RunBusyError, StorageError
 
 try:
     import fcntl
@@ -23,8 +22,6 @@ except ImportError:  # Windows
 LOCK_NAME = ".lit-cs201.lock"
 # What AtomicCheckpointIO writes before the rename: ``.best.ckpt.<pid>.partial`` (``.best.ckpt.partial`` before).
 PARTIAL = re.compile(r"^\..+\.ckpt(\.\d+)?\.partial$")
-# errno values that mean the file system, not the input, failed: the user frees space or picks another folder.
-STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES}
 
 
 def create_log_dir(logger: Any, subcommand: str) -> list[Path]:
