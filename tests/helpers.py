@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import torch
@@ -13,11 +17,33 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
 
 
-def run_cli(*args: str, cwd: Path, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run ``python -m lit_cs201 ARGS`` in ``cwd`` (a fresh process, as a user would)."""
-    result = subprocess.run(
-        [sys.executable, "-m", "lit_cs201", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
-    )
+def run_cli(
+    *args: str, cwd: Path, check: bool = True, timeout: float = 600, process: bool = False
+) -> subprocess.CompletedProcess:
+    """Run ``lit-cs201 ARGS`` in ``cwd``: its entry point ``main`` in this process (a fresh process first spends
+    seconds importing what this one has loaded), or with ``process`` ``python -m lit_cs201`` in a fresh process,
+    where the process boundary is what a test is about (signals, DDP, the console command itself)."""
+    if process:
+        result = subprocess.run(
+            [sys.executable, "-m", "lit_cs201", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+        )
+    else:
+        from lit_cs201.cli import main
+
+        out, err, before = io.StringIO(), io.StringIO(), os.getcwd()
+        os.chdir(cwd)
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                try:
+                    status = main(list(args))
+                except SystemExit as exit_:
+                    status = exit_.code if isinstance(exit_.code, int) else 1
+                except Exception:  # a bug: a fresh process would print the traceback and exit with 1
+                    traceback.print_exc(file=err)
+                    status = 1
+        finally:
+            os.chdir(before)
+        result = subprocess.CompletedProcess(["lit-cs201", *args], status, out.getvalue(), err.getvalue())
     if check and result.returncode != 0:
         raise AssertionError(f"lit-cs201 {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-4000:]}")
     return result

@@ -187,8 +187,8 @@ CASES: dict[str, tuple[list[str], tuple[str, ...]]] = {
         ("batch_size must be at least 1", "got -3"),
     ),
     "unknown net": (
-        ["fit", "--config", IRIS, "--model.init_args.net", "resnet9"],
-        ("net", "resnet9", "mlp", "resnet18"),
+        ["fit", "--config", IRIS, "--model.init_args.net", "resnet_9"],
+        ("net", "resnet_9", "did you mean resnet9", "mlp", "resnet18"),
     ),
     "unknown stem": (
         ["fit", "--config", IRIS, "--model.init_args.stem", "nope"],
@@ -621,7 +621,7 @@ def test_the_console_command_refuses_the_same_way(workdir):
     """``python -m lit_cs201``, as a user runs it: same status, same line, nothing written."""
     args, expected = CASES["MNIST missing offline"]
     before = snapshot(workdir), folders(workdir)
-    result = run_cli(*args, cwd=workdir, check=False)
+    result = run_cli(*args, cwd=workdir, check=False, process=True)
     assert result.returncode == 2, result.stderr[-4000:]
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("lit-cs201: error: train-images-idx3-ubyte not found in nothing_here/MNIST/raw")

@@ -45,7 +45,7 @@ def trained(tmp_path_factory):
     """One DDP fit, shared by the tests that evaluate it."""
     work = tmp_path_factory.mktemp("ddp")
     args = ["--config", str(CONFIGS / "iris.yaml"), f"--data.init_args.test_size={TEST_SIZE}"]
-    result = run_cli("fit", *args, *DDP, f"--trainer.max_epochs={EPOCHS}", cwd=work, timeout=TIMEOUT)
+    result = run_cli("fit", *args, *DDP, f"--trainer.max_epochs={EPOCHS}", cwd=work, timeout=TIMEOUT, process=True)
     return work / "runs" / "iris" / "version_0", result
 
 
@@ -61,6 +61,7 @@ def evaluate(subcommand: str, run: Path) -> tuple[Path, Path]:
                 *[subcommand, "--ckpt_path", str(run / "best.ckpt"), *args, f"--trainer.logger.version={name}"],
                 cwd=run.parents[2],
                 timeout=TIMEOUT,
+                process=True,
             )
             for name, args in (("ddp", DDP), ("single", SINGLE))
         ]

@@ -49,6 +49,9 @@ def start_fit(args: list[str], cwd) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A shell starts a background job (pytest ... &) with Ctrl-C ignored, and the ignoring is inherited: the
+        # run would never see the SIGINT this test sends.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
@@ -61,7 +64,7 @@ def test_interrupted_fit_continues_exactly_from_last(tmp_path, signum, config, e
         folder.mkdir()
         if config == "cifar10":
             write_cifar10(folder / "data", per_batch=16, n_test=16)
-    run_cli("fit", *args, cwd=straight)
+    run_cli("fit", *args, cwd=straight, process=True)  # DDP starts its processes from the command line
 
     process = start_fit(args, cwd=stopped)
     last = stopped / "runs" / config / "version_0" / "last.ckpt"
@@ -79,7 +82,7 @@ def test_interrupted_fit_continues_exactly_from_last(tmp_path, signum, config, e
     assert interrupted_at < epochs - 1
     assert not list(last.parent.glob(".*.partial"))
 
-    run_cli("fit", "--ckpt_path", "last", cwd=stopped)
+    run_cli("fit", "--ckpt_path", "last", cwd=stopped, process=True)
     for name in ("last.ckpt", "best.ckpt"):
         a, b = (
             torch.load(folder / "runs" / config / "version_0" / name, weights_only=True)

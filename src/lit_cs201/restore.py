@@ -57,7 +57,7 @@ def read_given(args: list[str]) -> Given:
         elif name == "--trainer.logger.init_args.name":
             given.experiment = value
         elif name in CLASS_KEYS:
-            given.classes[CLASS_KEYS[name]] = value
+            _take_class(given, CLASS_KEYS[name], _inline(value))
     return given
 
 
@@ -71,9 +71,21 @@ def _take_config(given: Given, config: dict[str, Any]) -> None:
     model = config.get("model")
     optimizer = ((model.get("init_args") or {}) if isinstance(model, dict) else {}).get("optimizer")
     for key, value in (("data", config.get("data")), ("model", model), ("optimizer", optimizer)):
-        class_path = value.get("class_path") if isinstance(value, dict) else value
-        if isinstance(class_path, str):
-            given.classes[key] = class_path
+        _take_class(given, key, value)
+
+
+def _inline(value: str) -> Any:
+    """A flag's value as jsonargparse reads it: ``{"class_path": ...}`` is a mapping, anything else a name."""
+    try:
+        return yaml.safe_load(value) if value.lstrip().startswith("{") else value
+    except yaml.YAMLError:
+        return value  # jsonargparse reports it
+
+
+def _take_class(given: Given, key: str, value: Any) -> None:
+    class_path = value.get("class_path") if isinstance(value, dict) else value
+    if isinstance(class_path, str):
+        given.classes[key] = class_path
 
 
 def read_config(path: Path) -> dict[str, Any]:
