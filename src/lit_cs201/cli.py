@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from jsonargparse import Namespace
 from lightning.pytorch import Trainer
-from lightning.pytorch.callbacks import LearningRateMonitor, RichProgressBar, TQDMProgressBar
+from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
@@ -29,11 +29,13 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException, SI
 import lit_cs201.data
 from lit_cs201.callbacks import (
     GracefulStop,
+    LearningRateLogger,
     PredictionWriter,
     RandomState,
     RichRunProgressBar,
     RunConfigSaver,
     RunEarlyStopping,
+    TensorBoardHparams,
     TQDMRunProgressBar,
     best_checkpoint,
     last_checkpoint,
@@ -60,7 +62,9 @@ from lit_cs201.restore import (
 from lit_cs201.runs import RunLock, create_log_dir, remove_created, remove_stale_partials
 from lit_cs201.usage import CKPT_PATH_HELP, SUBCOMMANDS, HelpFormatter, check_flags, description
 
-TENSORBOARD = "lightning.pytorch.loggers.TensorBoardLogger"
+# The runs' logger: Lightning's, with an event file only once there is something to show (a predict of Iris has not).
+TENSORBOARD = "lit_cs201.loggers.TensorBoardLogger"
+TENSORBOARDS = (TENSORBOARD, "lightning.pytorch.loggers.TensorBoardLogger")  # the configs name Lightning's
 # Lightning's own progress bars, and the same without the run number (Rich shows it as 0.000; the folder says it).
 PROGRESS_BARS = {RichProgressBar: RichRunProgressBar, TQDMProgressBar: TQDMRunProgressBar}
 
@@ -92,7 +96,7 @@ class LitCS201CLI(LightningCLI):
             trainer_defaults={
                 "logger": {
                     "class_path": TENSORBOARD,
-                    "init_args": {"save_dir": DEFAULT_RUNS_DIR, "name": "default", "default_hp_metric": False},
+                    "init_args": {"save_dir": DEFAULT_RUNS_DIR, "name": "default"},
                 },
                 # Inert outside fit (checkpoints) and predict (the CSV), and Lightning wants the checkpoint
                 # callbacks present whenever it restores a checkpoint.
@@ -185,13 +189,16 @@ class LitCS201CLI(LightningCLI):
         self.checkpoint, self._given = path, given
 
     def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand]
+        logger = config.trainer.logger
+        if isinstance(logger, Namespace) and logger.class_path in TENSORBOARDS:
+            logger.class_path = TENSORBOARD
         if self.checkpoint is None:
             return
-        config = self.config[self.subcommand]
         config.ckpt_path = str(self.checkpoint)
         if config.model.init_args.get("pretrained"):
             config.model.init_args.pretrained = None  # the weights come from the checkpoint, not from a download
-        logger, run = config.trainer.logger, self.checkpoint.parent
+        run = self.checkpoint.parent
         if isinstance(logger, Namespace) and logger.class_path == TENSORBOARD:
             # fit continues in the run's own folder. An evaluation logs beside the checkpoint, <run>/<subcommand>/,
             # or where --trainer.logger.init_args.save_dir says, unless that flag named where to find best/last.
@@ -226,9 +233,7 @@ class LitCS201CLI(LightningCLI):
             chosen = ", ".join(f"{k}={settings.get(k)}" for k in ("accelerator", "devices", "strategy", "precision"))
             raise UserError(f"trainer ({chosen}): {err}") from None
         # Added here rather than as trainer defaults, so that a config listing its own callbacks keeps them.
-        trainer.callbacks += [RandomState(), GracefulStop()]
-        if trainer.loggers:  # LearningRateMonitor refuses to run without a logger
-            trainer.callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+        trainer.callbacks += [RandomState(), GracefulStop(), LearningRateLogger(), TensorBoardHparams()]
         bar = trainer.progress_bar_callback
         if type(bar) in PROGRESS_BARS and bar not in (settings.get("callbacks") or []):  # Lightning's default
             trainer.callbacks[trainer.callbacks.index(bar)] = PROGRESS_BARS[type(bar)]()

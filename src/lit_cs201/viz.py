@@ -1,5 +1,11 @@
-"""Figures logged at the end of `test`: a grid of test images titled ``true → predicted``, and the confusion
-matrix; the grid of predicted images `predict` writes; and the per-class accuracy table the course prints."""
+"""Figures logged at the end of `test`: a grid of test images titled with their class (and, when wrong, what it was
+taken for), and the confusion matrix; the grid of predicted images `predict` writes; and the per-class accuracy table
+the course prints.
+
+TensorBoard shows a figure in a card scaled to fit about 310 x 215 pixels, until "actual image size" is toggled: the
+figures are small in inches (matplotlib draws 100 pixels to the inch) and large in points, so that their titles stay
+readable in the card.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +20,14 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-#: Images in a grid (8x8).
-GRID_SIZE = 64
+#: Images in a grid, in rows of `GRID_COLUMNS`: three rows of five have the shape of a TensorBoard card, and few
+#: enough cells for each title to be read in it.
+GRID_SIZE = 15
+GRID_COLUMNS = 5
+#: Classes up to which the confusion matrix names the classes and writes the count in each cell.
+LABELLED_CLASSES = 30
+#: Characters of a title line in a grid cell; longer class names are cut with an ellipsis.
+LINE_LENGTH = 11
 
 
 def _displayable(image: Tensor) -> np.ndarray:
@@ -32,53 +44,85 @@ def _displayable(image: Tensor) -> np.ndarray:
     return array[..., 0] if array.shape[-1] == 1 else array
 
 
-def image_grid(images: Tensor, titles: Sequence[str], colors: Sequence[str] | None = None, columns: int = 8) -> Figure:
-    """Images in a grid of ``columns``, each under its title."""
+def caption(name: str, detail: str = "", length: int = LINE_LENGTH) -> str:
+    """The title of a grid cell: ``name`` cut to ``length`` characters with an ellipsis, then ``detail`` on the same
+    line where both fit, else on a second one."""
+    name = name if len(name) <= length else name[: length - 1] + "…"
+    if not detail:
+        return name
+    return f"{name} {detail}" if len(name) + 1 + len(detail) <= LINE_LENGTH else f"{name}\n{detail}"
+
+
+def image_grid(
+    images: Tensor, titles: Sequence[str], colors: Sequence[str] | None = None, columns: int | None = None
+) -> Figure:
+    """Images in a grid of ``columns`` (`GRID_COLUMNS` by default), each under its title (`caption`)."""
     n = len(images)
+    columns = max(1, min(columns or GRID_COLUMNS, n))
     rows = max(1, -(-n // columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(columns * 1.6, rows * 1.8), squeeze=False)
+    # Cells of 1.4 x 1.65 inches with titles of up to two 16-point lines: 3 rows are 495 pixels high, shown 215
+    # pixels high in a card, where a title is then 9 pixels high.
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(columns * 1.4, rows * 1.65), squeeze=False, layout="constrained"
+    )
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:
             ax.imshow(_displayable(images[i]), cmap="gray", vmin=0, vmax=1)
-            ax.set_title(titles[i], fontsize=7, color=colors[i] if colors else "black")
-    figure.tight_layout()
+            ax.set_title(titles[i], fontsize=16, color=colors[i] if colors else "black", linespacing=1.1)
     return figure
 
 
 def prediction_grid(
-    images: Tensor, targets: Tensor, predictions: Tensor, class_names: Sequence[str], columns: int = 8
+    images: Tensor, targets: Tensor, predictions: Tensor, class_names: Sequence[str], columns: int | None = None
 ) -> Figure:
-    """Images in a grid (8x8 for 64), each titled ``true → predicted``; wrong predictions in red."""
+    """Images in a grid (3 rows of 5 for 15), each titled with its class; a wrong prediction in red, with the class
+    it was taken for (``cat → dog``)."""
     pairs = [(int(t), int(p)) for t, p in zip(targets, predictions, strict=True)]
-    titles = [f"{class_names[t]} → {class_names[p]}" for t, p in pairs]
+    titles = [
+        caption(class_names[t], "" if t == p else f"→ {caption(class_names[p], length=LINE_LENGTH - 2)}")
+        for t, p in pairs
+    ]
     return image_grid(images, titles, ["black" if t == p else "red" for t, p in pairs], columns)
 
 
 def confusion_figure(matrix: Tensor, class_names: Sequence[str]) -> Figure:
-    """Confusion matrix (rows: true class, columns: predicted), counts written in the cells when they fit."""
+    """Confusion matrix (rows: true class, columns: predicted), coloured by the fraction of each true class, with the
+    counts written in the cells when there are at most `LABELLED_CLASSES` classes, and the accuracy in the title.
+
+    Normalising each row makes a rare class's errors as visible as a frequent one's; the counts say how many images
+    a fraction stands for. In a TensorBoard card the title stays readable, and the counts up to five classes; the
+    card's full-size view shows every count.
+    """
     counts = matrix.detach().cpu().numpy()
     k = len(class_names)
-    size = min(4 + 0.45 * k, 40)
-    figure, ax = plt.subplots(figsize=(size, size))
-    ax.imshow(counts, cmap="Blues")
-    if k <= 30:
-        ax.set_xticks(range(k), class_names, rotation=90, fontsize=8)
-        ax.set_yticks(range(k), class_names, fontsize=8)
-        threshold = counts.max() / 2
+    support = counts.sum(axis=1, keepdims=True)
+    fractions = np.divide(counts, support, out=np.zeros(counts.shape), where=support > 0)  # a class with no image: 0
+    labelled = k <= LABELLED_CLASSES
+    # Inches a cell and points of its count and class names: a four-digit count fits its cell.
+    cell, font = (0.8, 14) if k <= 5 else (0.55, 12) if k <= 10 else (0.4, 8)
+    side = cell * k if labelled else 6.0
+    figure, ax = plt.subplots(figsize=(side + 2.6, side + 2.0), layout="constrained")
+    image = ax.imshow(fractions, cmap="Blues", vmin=0, vmax=1)
+    colorbar = figure.colorbar(image, ax=ax, shrink=0.9)
+    colorbar.set_label("fraction of the true class", fontsize=12)
+    colorbar.ax.tick_params(labelsize=10)
+    if labelled:
+        names = [caption(name) for name in class_names]
+        turn = max(len(name) for name in names) > 3
+        ax.set_xticks(range(k), names, fontsize=font, rotation=45 if turn else 0, ha="right" if turn else "center")
+        ax.set_yticks(range(k), names, fontsize=font)
         for (r, c), value in np.ndenumerate(counts):
-            ax.text(
-                c,
-                r,
-                int(value),
-                ha="center",
-                va="center",
-                fontsize=7,
-                color="white" if value > threshold else "black",
-            )
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    figure.tight_layout()
+            color = "white" if fractions[r, c] > 0.5 else "black"
+            ax.text(c, r, int(value), ha="center", va="center", fontsize=font, color=color)
+    else:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    total = int(counts.sum())
+    accuracy = f"\n{100 * np.trace(counts) / total:.1f} % of {total} correct" if total else ""
+    ax.set_title(f"Confusion matrix{accuracy}", fontsize=20)
+    ax.set_xlabel("predicted", fontsize=14)
+    ax.set_ylabel("true", fontsize=14)
     return figure
 
 

@@ -94,7 +94,9 @@ class Classifier(LightningModule):
         self.test_acc_per_class = MulticlassAccuracy(num_classes, average=None)
         self.test_acc_top5 = MulticlassAccuracy(num_classes, top_k=5, average="micro") if num_classes > 5 else None
         self.test_confusion = MulticlassConfusionMatrix(num_classes)
-        self._grid: list[Tensor] = []  # images, targets, predictions of the first test batch(es)
+        self._grid: list[Tensor] = []  # images, targets, predictions of the test images the grid shows
+        self._grid_step = 1  # the grid shows every n-th test image...
+        self._grid_seen = 0  # ...counting the test images seen so far
         self._run_steps: int | None = None  # optimizer steps of the whole run, when a one-cycle schedule uses them
         self.saved_class_names: list[str] | None = None  # from a checkpoint
         self._resumed_optimizer: Any = None  # the optimizer settings of the checkpoint a fit continues
@@ -162,21 +164,31 @@ class Classifier(LightningModule):
         self.test_acc(logits, y)
         self.test_acc_per_class.update(logits, y)
         self.test_confusion.update(logits, y)
-        if x.dim() == 4 and (not self._grid or len(self._grid[0]) < viz.GRID_SIZE):
-            self._keep_for_grid(x, y, logits.argmax(dim=-1))
+        if x.dim() == 4:
+            self._keep_for_grid(x, y, logits.argmax(dim=-1), batch_idx)
         self.log("test/loss", self.test_loss)
         self.log("test/acc", self.test_acc)
         if self.test_acc_top5 is not None:
             self.test_acc_top5(logits, y)
             self.log("test/acc_top5", self.test_acc_top5)
 
-    def _keep_for_grid(self, x: Tensor, y: Tensor, predicted: Tensor) -> None:
-        new = [t.detach().cpu() for t in (x, y, predicted)]
+    def _keep_for_grid(self, x: Tensor, y: Tensor, predicted: Tensor, batch_idx: int) -> None:
+        """Keep every n-th test image, n such that the grid spans the test set: an image folder lists its test images
+        class by class, and the first ones would all be of the first class."""
+        if batch_idx == 0:
+            batches = self.trainer.num_test_batches[0]  # this process's, after limit_test_batches
+            # At least this many images (the last batch may be short), so that the grid is always filled.
+            images = (batches - 1) * len(x) + 1 if batches != float("inf") else viz.GRID_SIZE
+            self._grid_step = max(1, int(images) // viz.GRID_SIZE)
+        positions = torch.arange(self._grid_seen, self._grid_seen + len(x), device=x.device)
+        self._grid_seen += len(x)
+        kept = positions % self._grid_step == 0
+        new = [t[kept].detach().cpu() for t in (x, y, predicted)]
         self._grid = new if not self._grid else [torch.cat([a, b]) for a, b in zip(self._grid, new, strict=True)]
         self._grid = [t[: viz.GRID_SIZE] for t in self._grid]
 
     def on_test_epoch_start(self) -> None:
-        self._grid = []
+        self._grid, self._grid_seen = [], 0
 
     def on_test_epoch_end(self) -> None:
         per_class = self.test_acc_per_class.compute()
