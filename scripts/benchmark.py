@@ -6,10 +6,14 @@
 (b) overhead:  wall time of N training epochs (with their validation passes) through lit-cs201 against an
                equivalent plain PyTorch loop: same network, data, augmentation, optimizer and batches;
 (c) gpu:       with CUDA, training images/s of ResNet18 (CIFAR stem, 32 px) and ResNet50 (224 px) with bf16
-               autocast and channels-last memory on and off.
+               autocast and channels-last memory on and off;
+(d) recipes:   training images/s of whole configs through `lit-cs201 fit` (each with its own network, batch size,
+               augmentation, precision and memory format): configs/cifar10_fast.yaml against configs/cifar10.yaml,
+               the same number of timed batches each, after warm-up batches.
 
     python scripts/benchmark.py --out benchmark.json                # everything this machine can do
     python scripts/benchmark.py --only input --presets cifar_course  # one part
+    python scripts/benchmark.py --only recipes                       # (d) on this CPU
 
 Synthetic data is used throughout (random pixels cost these transforms the same as real ones; part (b) writes
 CIFAR-10 files in the official format so the real loading code runs).
@@ -29,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torchvision.transforms as T
+from lightning.pytorch import Callback, LightningModule, Trainer
 from PIL import Image
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
@@ -37,6 +42,7 @@ from lit_cs201.augment import AUGMENT_NAMES, build_augment
 from lit_cs201.data.base import TensorBatchDataset, collate_batch
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+PARTS = ("input", "overhead", "gpu", "recipes")
 
 
 # --- (a) input pipeline ---------------------------------------------------------------------------------
@@ -56,13 +62,18 @@ class PILDataset(Dataset):
 
 
 class TensorCutout:
-    """DeVries & Taylor's Cutout on a normalised (C, H, W) tensor, as in their code (one hole)."""
+    """Cutout on a normalised (C, H, W) tensor: DeVries & Taylor's code (one hole, its centre anywhere, clipped at
+    the border), or with ``inside`` Page's ResNet-9 code (a corner where the whole square fits)."""
 
-    def __init__(self, length: int) -> None:
-        self.length = length
+    def __init__(self, length: int, inside: bool = False) -> None:
+        self.length, self.inside = length, inside
 
     def __call__(self, img: Tensor) -> Tensor:
         h, w = img.shape[-2:]
+        if self.inside:
+            y, x = np.random.randint(h + 1 - self.length), np.random.randint(w + 1 - self.length)
+            img[:, y : y + self.length, x : x + self.length] = 0
+            return img
         y, x = np.random.randint(h), np.random.randint(w)
         y1, y2 = np.clip(y - self.length // 2, 0, h), np.clip(y + self.length // 2, 0, h)
         x1, x2 = np.clip(x - self.length // 2, 0, w), np.clip(x + self.length // 2, 0, w)
@@ -81,6 +92,12 @@ def torchvision_transform(name: str, mean: tuple[float, ...], std: tuple[float, 
             "cifar_course": [*crop_flip, T.RandomRotation(10), T.ColorJitter(0.2, 0.2, 0.2, 0.2), *tail],
             "cifar_crop_flip": [*crop_flip, *tail],
             "cifar_crop_flip_cutout": [*crop_flip, *tail, TensorCutout(16)],
+            "cifar_resnet9": [
+                T.RandomCrop(32, padding=4, padding_mode="reflect"),
+                T.RandomHorizontalFlip(),
+                *tail,
+                TensorCutout(8, inside=True),
+            ],
             "imagenet_course": [T.RandomResizedCrop(224), T.RandomHorizontalFlip(), *tail],
             "imagenet_eval": [T.Resize(256), T.CenterCrop(224), *tail],
             "tiny_crop_flip": [T.RandomCrop(64, padding=8), T.RandomHorizontalFlip(), *tail],
@@ -261,20 +278,116 @@ def bench_gpu(steps: int) -> list[dict]:
     return rows
 
 
+# --- (d) recipe throughput --------------------------------------------------------------------------------
+
+RECIPES = ("cifar10_fast", "cifar10")
+#: Images/s measured by each `TrainingRate`, by its key: the callback is built by the CLI, so it reports here.
+_RATES: dict[str, float] = {}
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class TrainingRate(Callback):
+    """Images/s over training batches ``warmup`` to ``warmup + batches - 1`` of a fit, into ``_RATES[key]``.
+
+    The clock runs from the end of the last warm-up batch to the end of the last timed one, so each timed batch
+    counts whole: loading, augmentation on the device, forward, backward, optimizer step and the hooks between.
+    """
+
+    def __init__(self, key: str, warmup: int = 3, batches: int = 20) -> None:
+        if warmup < 1 or batches < 1:
+            raise ValueError(f"warmup and batches must be at least 1, got {warmup} and {batches}")
+        self.key, self.warmup, self.batches = key, warmup, batches
+        self.images, self.start = 0, 0.0
+
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: object, batch: tuple[Tensor, ...], batch_idx: int
+    ) -> None:
+        if batch_idx < self.warmup - 1:
+            return
+        _synchronize(pl_module.device)
+        if batch_idx == self.warmup - 1:
+            self.start = time.perf_counter()
+            return
+        self.images += len(batch[0])
+        if batch_idx == self.warmup + self.batches - 1:
+            _RATES[self.key] = self.images / (time.perf_counter() - self.start)
+
+
+def _recipe_rate(config: str, root: Path, warmup: int, batches: int, accelerator: str) -> float:
+    """Training images/s of ``lit-cs201 fit --config configs/<config>.yaml`` on the synthetic files in ``root``."""
+    from lit_cs201.cli import main as lit_cs201
+
+    key = f"{config}-{time.perf_counter_ns()}"
+    timer = {"class_path": f"{__name__}.TrainingRate", "init_args": {"key": key, "warmup": warmup, "batches": batches}}
+    status = lit_cs201(
+        [
+            "fit", "--config", str(CONFIGS / f"{config}.yaml"),
+            f"--data.init_args.data_dir={root / 'data'}",
+            "--data.init_args.verify_md5=false",  # synthetic files
+            "--data.init_args.val_size=64",  # validation is not timed: one small batch of it
+            "--trainer.limit_val_batches=1",
+            f"--trainer.limit_train_batches={warmup + batches}",
+            "--trainer.max_epochs=1",
+            f"--trainer.accelerator={accelerator}",
+            "--trainer.enable_progress_bar=false",
+            "--trainer.enable_model_summary=false",
+            f"--trainer.logger.init_args.save_dir={root / 'runs'}",
+            f"--trainer.callbacks+={json.dumps(timer)}",
+        ]
+    )  # fmt: skip
+    if status != 0 or key not in _RATES:
+        raise RuntimeError(f"lit-cs201 fit --config configs/{config}.yaml failed (exit status {status})")
+    return _RATES.pop(key)
+
+
+def bench_recipes(recipes: list[str], warmup: int, batches: int, repeats: int, accelerator: str) -> list[dict]:
+    """Each config's training images/s with its own batch size, the best of ``repeats`` runs (interleaved)."""
+    import yaml
+
+    from lit_cs201.data.synthetic import write_cifar10
+
+    configs = {name: yaml.safe_load((CONFIGS / f"{name}.yaml").read_text()) for name in recipes}
+    batch_sizes = {name: config["data"]["init_args"]["batch_size"] for name, config in configs.items()}
+    rates: dict[str, list[float]] = {name: [] for name in recipes}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        images = (warmup + batches) * max(batch_sizes.values()) + 64  # full batches for all, plus validation
+        write_cifar10(root / "data", per_batch=-(-images // 5), n_test=64)
+        for _ in range(repeats):  # interleaved, so drifts in machine speed hit every recipe alike
+            for name in recipes:
+                rates[name].append(_recipe_rate(name, root, warmup, batches, accelerator))
+                print(f"  {name:16s} batch {batch_sizes[name]:4d}   {rates[name][-1]:9,.1f} img/s", flush=True)
+    rows = [
+        {"config": f"configs/{name}.yaml", "batch_size": batch_sizes[name], "timed_batches": batches,
+         "warmup_batches": warmup, "accelerator": accelerator, "images_per_s": max(rates[name])}
+        for name in recipes
+    ]  # fmt: skip
+    print(f"  best of {repeats}: " + ", ".join(f"{row['config']} {row['images_per_s']:,.1f} img/s" for row in rows))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=("input", "overhead", "gpu"), action="append", help="parts to run")
+    parser.add_argument("--only", choices=PARTS, action="append", help="parts to run")
     parser.add_argument("--presets", nargs="+", default=list(AUGMENT_NAMES), choices=AUGMENT_NAMES)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--batches", type=int, default=100, help="(a) timed batches per preset")
     parser.add_argument("--workers", type=int, default=2, help="(a) DataLoader workers of the PIL pipeline")
     parser.add_argument("--epochs", type=int, default=2, help="(b) training epochs")
     parser.add_argument("--images", type=int, default=12000, help="(b) training images per epoch")
-    parser.add_argument("--repeats", type=int, default=2, help="(b) runs of each side; the best counts")
+    parser.add_argument("--repeats", type=int, default=2, help="(b, d) runs of each side or recipe; the best counts")
     parser.add_argument("--steps", type=int, default=30, help="(c) timed training steps")
+    parser.add_argument("--recipes", nargs="+", default=list(RECIPES), help="(d) configs/<name>.yaml to compare")
+    parser.add_argument("--recipe-batches", type=int, default=20, help="(d) timed training batches per recipe")
+    parser.add_argument("--recipe-warmup", type=int, default=3, help="(d) untimed training batches before them")
+    parser.add_argument("--accelerator", default="cpu", help="(d) where the recipes train: cpu, cuda, mps, auto")
     parser.add_argument("--out", type=Path, default=Path("benchmark.json"))
     args = parser.parse_args(argv)
-    parts = args.only or ["input", "overhead", "gpu"]
+    parts = args.only or list(PARTS)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     machine = {
         "python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
@@ -292,6 +405,11 @@ def main(argv: list[str] | None = None) -> int:
     if "gpu" in parts and torch.cuda.is_available():
         print("(c) GPU training throughput")
         results["gpu"] = bench_gpu(args.steps)
+    if "recipes" in parts:
+        print(f"(d) training throughput of {', '.join(args.recipes)} through lit-cs201 fit, {args.accelerator}")
+        results["recipes"] = bench_recipes(
+            args.recipes, args.recipe_warmup, args.recipe_batches, args.repeats, args.accelerator
+        )
     args.out.write_text(json.dumps(results, indent=2))
     print(f"wrote {args.out}")
     return 0

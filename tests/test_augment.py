@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -42,6 +43,7 @@ NATIVE = {
     "cifar_course": (3, 32),
     "cifar_crop_flip": (3, 32),
     "cifar_crop_flip_cutout": (3, 32),
+    "cifar_resnet9": (3, 32),
     "imagenet_course": (3, 64),
     "imagenet_eval": (3, 64),
     "tiny_crop_flip": (3, 64),
@@ -208,6 +210,20 @@ def test_padded_crop_is_pad_then_slice_at_the_drawn_offsets(size, padding, shape
         assert 0 <= top <= shape[0] + 2 * padding - out_h and 0 <= left <= shape[1] + 2 * padding - out_w
         assert torch.equal(out[i], padded[i, :, top : top + out_h, left : left + out_w])
     assert len({(int(t), int(left)) for t, left in zip(params.top, params.left, strict=True)}) > 4
+
+
+def test_reflect_padded_crop_is_numpys_reflect_pad_then_slice():
+    # Page's ResNet-9 pads with np.pad(mode="reflect"): the border mirrored without repeating the edge pixel.
+    x = images(16, 3, 32)
+    crop = RandomCrop(32, padding=4, padding_mode="reflect", generator=generator())
+    params = crop.draw(x)
+    out = crop.apply(x, params)
+    padded = torch.from_numpy(np.pad(x.numpy(), [(0, 0), (0, 0), (4, 4), (4, 4)], mode="reflect"))
+    for i in range(len(x)):
+        top, left = int(params.top[i]), int(params.left[i])
+        assert torch.equal(out[i], padded[i, :, top : top + 32, left : left + 32])
+    corner = crop.apply(x, params._replace(top=torch.zeros(16), left=torch.zeros(16)))
+    assert torch.equal(corner[:, :, 0, 0], x[:, :, 4, 4])  # a mirror image, not zeros
 
 
 def test_crop_larger_than_the_padded_input_is_refused():
@@ -386,6 +402,32 @@ def test_cutout_zeroes_exactly_one_clipped_square_per_sample():
     assert (areas <= 256).all() and (areas == 256).any() and (areas < 256).any()  # clipped at the border
 
 
+def test_cutout_inside_zeroes_one_whole_square_anywhere_it_fits():
+    x = torch.ones(512, 3, 32, 32)
+    cutout = Cutout(8, inside=True, generator=generator())
+    params = cutout.draw(x)
+    out = cutout.apply(x, params)
+    assert ((out[:, 0] == 0).sum(dim=(1, 2)) == 64).all()  # never clipped
+    for i in range(0, len(x), 37):
+        top, left = int(params.top[i]), int(params.left[i])
+        expected = torch.zeros(32, 32, dtype=torch.bool)
+        expected[top : top + 8, left : left + 8] = True
+        assert torch.equal(out[i, 0] == 0, expected)
+    # Every corner position 0..24 is drawn, as in the source's choice among the 25 x 25 places.
+    assert set(params.top.long().tolist()) == set(range(25)) == set(params.left.long().tolist())
+
+
+def test_resnet9_preset_is_reflect_crop_flip_normalise_then_an_inside_cutout():
+    x = images(64)
+    augment = build_augment("cifar_resnet9", MEAN, STD, generator=generator())
+    geometry, cutout = augment[0], augment[-1]
+    assert (geometry.padding, geometry.padding_mode, geometry.flip_p) == (4, "reflect", 0.5)
+    assert (cutout.size, cutout.inside) == (8, True)
+    out = augment(x)
+    # One whole 8x8 square per sample, cut after normalising: zero is the mean colour (no pixel normalises to it).
+    assert ((out == 0).all(dim=1).sum(dim=(1, 2)) == 64).all()
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Resampling
 # --------------------------------------------------------------------------------------------------------------
@@ -454,6 +496,9 @@ def test_resize_with_crop_is_resize_then_center_crop_as_torchvision_does_them():
         (lambda: ColorJitter(hue=0.6), "hue"),
         (lambda: ColorJitter(brightness=-0.1), "brightness"),
         (lambda: Cutout(0), "size"),
+        (lambda: Cutout(40, inside=True)(images()), "cannot lie inside 32x32"),
+        (lambda: RandomCrop(32, padding=4, padding_mode="edge"), "padding_mode must be one of zeros, reflect"),
+        (lambda: RandomCrop(4, padding=4, padding_mode="reflect")(images(2, 3, 4)), "reflect padding of 4"),
         (lambda: RandomResizedCrop(224, scale=(0.5, 0.1)), "scale"),
     ],
 )

@@ -1,11 +1,13 @@
-"""Network builders: shapes, stems, channels, and the pretrained-weights path."""
+"""Network builders: shapes, stems, channels, the pretrained-weights path, and ResNet-9 against its source."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from lit_cs201.errors import UserError
 from lit_cs201.models import Classifier, build_net
@@ -128,12 +130,16 @@ def test_weights_of_another_net_are_refused_naming_a_tensor(tmp_path):
 @pytest.mark.parametrize(
     "name, shape, options, expected",
     [
-        ("resnet9", (3, 32, 32), {}, r"unknown net 'resnet9'; did you mean .*resnet18.*mlp.*efficientnet_b0"),
+        ("resnet_9", (3, 32, 32), {}, r"unknown net 'resnet_9'; did you mean resnet9, .*Choose mlp, resnet9 or"),
         ("mobilenet_v3_smal", (3, 32, 32), {}, "did you mean mobilenet_v3_small"),
         ("maxvit_t", (3, 64, 64), {}, r"maxvit_t cannot take images of shape \[3, 64, 64\]"),
         ("resnet18", (4,), {}, r"resnet18 needs image inputs .* \[4\]"),
         ("efficientnet_b0", (3, 32, 32), {"stem": "cifar"}, "stem cifar is for ResNet-style nets"),
         ("mlp", (4,), {"pretrained": "DEFAULT"}, "pretrained weights are for torchvision nets"),
+        ("resnet9", (3, 32, 32), {"pretrained": "DEFAULT"}, "net resnet9 starts from random weights"),
+        ("resnet9", (3, 32, 32), {"stem": "cifar"}, "resnet9 has its own stem"),
+        ("resnet9", (3, 6, 32), {}, r"resnet9 halves the image three times and needs at least 8x8 pixels, got 6x32"),
+        ("resnet9", (3072,), {}, r"resnet9 needs image inputs .* \[3072\]"),
     ],
 )
 def test_nets_that_cannot_be_built_are_refused_with_what_to_do(name, shape, options, expected):
@@ -148,3 +154,68 @@ def test_any_nets_weights_by_name_come_from_the_hub_cache(tmp_path, monkeypatch)
         build_net("mobilenet_v3_small", 10, (3, 64, 64), pretrained="DEFAULT")  # offline: the guard refuses
     assert url in str(err.value) and url.rsplit("/", 1)[1] in str(err.value)
     assert str(tmp_path / "torch" / "hub" / "checkpoints") in str(err.value)
+
+
+# Page's ResNet-9 (dawn.py of github.com/davidcpage/cifar10-fast, its net() in dawn_utils.py) measured with the
+# source's own code: Network(net()) built on the CPU (torch 2.14), its parameter count and the forward FLOPs of one
+# 32x32 image under torch.utils.flop_counter.FlopCounterMode. Loaded with that network's weights, ours gives the
+# same logits to the last bit, in training and in evaluation mode.
+SOURCE_RESNET9_PARAMETERS = 6_573_120
+SOURCE_RESNET9_FLOPS = 758_523_904
+#: (in, out) channels of its 3x3 convolutions in order, and the side of the map each one runs on at 32 px.
+RESNET9_CONVS = [(3, 64), (64, 128), (128, 128), (128, 128), (128, 256), (256, 512), (512, 512), (512, 512)]
+RESNET9_SIDES = [32, 32, 16, 16, 16, 8, 4, 4]
+
+
+def test_resnet9_has_the_sources_parameter_count_and_flops():
+    net = build_net("resnet9", 10, (3, 32, 32)).eval()
+    # By hand from the layer list: bias-free convolutions with a batch norm each (scale and shift), and a bias-free
+    # linear layer 512 -> 10.
+    by_hand = sum(9 * c_in * c_out + 2 * c_out for c_in, c_out in RESNET9_CONVS) + 512 * 10
+    assert sum(p.numel() for p in net.parameters()) == by_hand == SOURCE_RESNET9_PARAMETERS
+    # Two FLOPs per multiply-add; only convolutions and the linear layer count, as in FlopCounterMode.
+    flops = sum(
+        2 * 9 * c_in * c_out * side**2 for (c_in, c_out), side in zip(RESNET9_CONVS, RESNET9_SIDES, strict=True)
+    )
+    assert flops + 2 * 512 * 10 == SOURCE_RESNET9_FLOPS
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        logits = net(torch.rand(2, 3, 32, 32))
+    assert logits.shape == (2, 10)
+    assert counter.get_total_flops() == 2 * SOURCE_RESNET9_FLOPS
+
+
+def source_resnet9(x: torch.Tensor, parameters: list[torch.Tensor]) -> torch.Tensor:
+    """The source's graph in training mode, as functional ops over a parameter list: each unit is conv, batch
+    norm, ReLU, then a 2x2 max-pool in the units that widen to 128, 256 and 512; a residual adds its input to its
+    second unit's output; the logits are 0.125 x a bias-free linear layer of the 4x4 map's maximum."""
+    weights = iter(parameters)
+
+    def unit(x: torch.Tensor, pool: bool = False) -> torch.Tensor:
+        conv, scale, shift = next(weights), next(weights), next(weights)
+        x = F.relu(F.batch_norm(F.conv2d(x, conv, padding=1), None, None, scale, shift, training=True))
+        return F.max_pool2d(x, 2) if pool else x
+
+    x = unit(x)
+    x = unit(x, pool=True)
+    x = x + unit(unit(x))
+    x = unit(x, pool=True)
+    x = unit(x, pool=True)
+    x = x + unit(unit(x))
+    x = F.max_pool2d(x, 4).flatten(1)
+    return 0.125 * F.linear(x, next(weights))
+
+
+def test_resnet9_computes_the_sources_graph():
+    net = build_net("resnet9", 10, (3, 32, 32))
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), source_resnet9(x, list(net.parameters())))
+
+
+@pytest.mark.parametrize("shape, classes", [((3, 32, 32), 10), ((1, 28, 28), 7), ((3, 64, 64), 200), ((3, 8, 8), 2)])
+def test_resnet9_in_the_classifier_takes_the_input_shape_and_class_count(shape, classes):
+    model = Classifier(num_classes=classes, input_shape=list(shape), net="resnet9")
+    out = model(torch.rand(2, *shape))
+    assert out.shape == (2, classes)
+    out.sum().backward()
+    assert model.net.prep[0].weight.grad is not None

@@ -32,6 +32,7 @@ from lit_cs201.errors import UserError
 __all__ = [
     "AUGMENT_NAMES",
     "EVAL_PRESET",
+    "PADDING_MODES",
     "PRESETS",
     "CenterCrop",
     "ColorJitter",
@@ -58,6 +59,8 @@ __all__ = [
 ]
 
 Size = int | tuple[int, int]
+#: How `CropFlipRotate` fills the border it pads.
+PADDING_MODES = ("zeros", "reflect")
 
 
 def _pair(size: Size, name: str) -> tuple[int, int]:
@@ -150,16 +153,18 @@ class GeometryParams(NamedTuple):
 
 
 class CropFlipRotate(nn.Module):
-    """Zero-padded random crop, then random horizontal flip, then random rotation: one gather for all three.
+    """Padded random crop, then random horizontal flip, then random rotation: one gather for all three.
 
-    The result is the pixels of torchvision's ``RandomCrop(size, padding)``, ``RandomHorizontalFlip(flip_p)`` and
-    ``RandomRotation(degrees)`` (nearest, zero fill) applied in that order, with parameters drawn per sample.
-    Pixels are only moved, never mixed, so it works on uint8 batches as well as float ones; presets run it before
-    the conversion to float so that the gather moves a quarter of the bytes.
+    The result is the pixels of torchvision's ``RandomCrop(size, padding, padding_mode=padding_mode)``,
+    ``RandomHorizontalFlip(flip_p)`` and ``RandomRotation(degrees)`` (nearest, zero fill) applied in that order,
+    with parameters drawn per sample. Pixels are only moved, never mixed, so it works on uint8 batches as well as
+    float ones; presets run it before the conversion to float so that the gather moves a quarter of the bytes.
 
     Args:
         size: Output (crop) size ``h`` or ``(h, w)``; None keeps the input size.
-        padding: Zeros added on every side before cropping.
+        padding: Pixels added on every side before cropping.
+        padding_mode: ``zeros``, or ``reflect``: the image mirrored at its border without repeating the edge pixel
+            (torchvision's and numpy's ``reflect``), which needs ``padding`` smaller than the image.
         flip_p: Probability of a horizontal flip.
         degrees: Rotation angles are uniform in ``[-degrees, degrees]``, or in ``(min, max)``; 0 rotates nothing.
         generator: Source of randomness (tests); None uses torch's global generator of the batch's device.
@@ -172,10 +177,13 @@ class CropFlipRotate(nn.Module):
         flip_p: float = 0.0,
         degrees: float | tuple[float, float] = 0.0,
         generator: torch.Generator | None = None,
+        padding_mode: str = "zeros",
     ) -> None:
         super().__init__()
         if padding < 0:
             raise ValueError(f"padding must be at least 0, got {padding}")
+        if padding_mode not in PADDING_MODES:
+            raise ValueError(f"padding_mode must be one of {', '.join(PADDING_MODES)}, got {padding_mode!r}")
         if not 0.0 <= flip_p <= 1.0:
             raise ValueError(f"flip_p must be a probability, got {flip_p}")
         low, high = (-degrees, degrees) if isinstance(degrees, int | float) else degrees
@@ -184,6 +192,7 @@ class CropFlipRotate(nn.Module):
             raise ValueError(f"degrees must be a non-negative number or (min, max), got {degrees!r}")
         self.size = None if size is None else _pair(size, "size")
         self.padding = int(padding)
+        self.padding_mode = padding_mode
         self.flip_p = float(flip_p)
         self.degrees = (low, high)
         self.generator = generator
@@ -215,7 +224,11 @@ class CropFlipRotate(nn.Module):
         batch, channels, height, width = x.shape
         out_h, out_w = self._out_size(x)
         pad = self.padding
-        if pad:
+        if pad and self.padding_mode == "reflect":
+            if pad >= min(height, width):
+                raise ValueError(f"reflect padding of {pad} needs images larger than that, got {height}x{width}")
+            x = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+        elif pad:
             x = F.pad(x, (pad, pad, pad, pad))
         pad_h, pad_w = height + 2 * pad, width + 2 * pad
 
@@ -258,21 +271,25 @@ class CropFlipRotate(nn.Module):
 
     def extra_repr(self) -> str:
         parts = {"size": self.size, "padding": self.padding, "flip_p": self.flip_p}
+        parts["padding_mode"] = None if self.padding_mode == "zeros" else self.padding_mode
         parts["degrees"] = None if self.degrees == (0.0, 0.0) else self.degrees
         return ", ".join(f"{key}={value}" for key, value in parts.items() if value)
 
 
 class RandomCrop(CropFlipRotate):
-    """torchvision's ``RandomCrop(size, padding)`` with zero padding, an offset per sample.
+    """torchvision's ``RandomCrop(size, padding, padding_mode=padding_mode)``, an offset per sample.
 
     Args:
         size: Crop size ``h`` or ``(h, w)``; None keeps the input size (a padded crop is then a random shift).
-        padding: Zeros added on every side before cropping.
+        padding: Pixels added on every side before cropping.
         generator: Source of randomness (tests); None uses torch's global generator.
+        padding_mode: ``zeros`` or ``reflect`` (see `CropFlipRotate`).
     """
 
-    def __init__(self, size: Size | None, padding: int = 0, generator: torch.Generator | None = None) -> None:
-        super().__init__(size=size, padding=padding, generator=generator)
+    def __init__(
+        self, size: Size | None, padding: int = 0, generator: torch.Generator | None = None, padding_mode: str = "zeros"
+    ) -> None:
+        super().__init__(size=size, padding=padding, generator=generator, padding_mode=padding_mode)
 
 
 class RandomHorizontalFlip(CropFlipRotate):
@@ -489,27 +506,38 @@ class CutoutParams(NamedTuple):
 
 
 class Cutout(nn.Module):
-    """One ``size`` x ``size`` square of zeros per sample (DeVries & Taylor, 2017), clipped at the border.
+    """One ``size`` x ``size`` square of zeros per sample (DeVries & Taylor, 2017).
 
-    The centre is uniform over all pixels, so squares near the border are partly outside. Placed after
-    ``Normalize``, as in the paper's code, zero is the dataset's mean colour.
+    By default the centre is uniform over all pixels, as in the paper's code, so squares near the border are
+    clipped: partly outside. With ``inside``, the square lies wholly inside the image, its corner uniform over the
+    positions where it fits, as in Page's ResNet-9 recipe. Placed after ``Normalize``, zero is the dataset's mean
+    colour.
 
     Args:
         size: Side of the square in pixels.
         inplace: Overwrite the input batch instead of copying it.
         generator: Source of randomness (tests); None uses torch's global generator.
+        inside: Keep every square wholly inside the image (images must be at least ``size`` on each side).
     """
 
-    def __init__(self, size: int, inplace: bool = False, generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self, size: int, inplace: bool = False, generator: torch.Generator | None = None, inside: bool = False
+    ) -> None:
         super().__init__()
         if size < 1:
             raise ValueError(f"size must be at least 1, got {size}")
         self.size = int(size)
         self.inplace = inplace
         self.generator = generator
+        self.inside = inside
 
     def draw(self, x: Tensor) -> CutoutParams:
         height, width = x.shape[-2:]
+        if self.inside:
+            if self.size > min(height, width):
+                raise ValueError(f"a {self.size}-px square cannot lie inside {height}x{width} images")
+            top = _randint(height - self.size + 1, x, self.generator)
+            return CutoutParams(top, _randint(width - self.size + 1, x, self.generator))
         half = self.size // 2
         return CutoutParams(_randint(height, x, self.generator) - half, _randint(width, x, self.generator) - half)
 
@@ -527,7 +555,7 @@ class Cutout(nn.Module):
         return self.apply(x, self.draw(x))
 
     def extra_repr(self) -> str:
-        return f"size={self.size}"
+        return f"size={self.size}" + (", inside=True" if self.inside else "")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -741,6 +769,7 @@ PRESETS: dict[str, str] = {
     "cifar_course": "4-px padded crop, flip, rotation +-10 degrees, colour jitter 0.2 (the course's CIFAR-10 program)",
     "cifar_crop_flip": "4-px padded crop and flip (the standard CIFAR baseline)",
     "cifar_crop_flip_cutout": "4-px padded crop and flip, then a 16-px Cutout square (DeVries & Taylor's CIFAR-10)",
+    "cifar_resnet9": "4-px reflect-padded crop and flip, then an 8-px Cutout square inside the image (Page's ResNet-9)",
     "imagenet_course": "RandomResizedCrop(224) and flip (the course's Tiny ImageNet program)",
     "imagenet_eval": "resize 256, centre crop 224 (the course's Tiny ImageNet evaluation)",
     "tiny_crop_flip": "8-px padded crop and flip at the native 64 px of Tiny ImageNet",
@@ -781,6 +810,14 @@ def _preset_ops(name: str, mean: Sequence[float], std: Sequence[float], gen: tor
         case "cifar_crop_flip_cutout":
             # After Normalize, as in DeVries & Taylor's code: the square is the dataset's mean colour.
             return [*_preset_ops("cifar_crop_flip", mean, std, gen), Cutout(16, inplace=True, generator=gen)]
+        case "cifar_resnet9":
+            # dawn.py of github.com/davidcpage/cifar10-fast: reflect-pads the normalised images (the same pixels as
+            # padding the uint8 ones), crops, flips, then zeroes an 8x8 square that always fits in the image.
+            return [
+                CropFlipRotate(padding=4, flip_p=0.5, padding_mode="reflect", generator=gen),
+                *convert,
+                Cutout(8, inplace=True, generator=gen, inside=True),
+            ]
         case "imagenet_course":
             # Flipping the small input before the crop has the same distribution as flipping after it (the box
             # distribution is mirror-symmetric), and normalising before resampling is exact (weights sum to 1):

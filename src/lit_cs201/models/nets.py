@@ -2,6 +2,9 @@
 
 Every builder takes the class count and the shape of one input sample (without the batch dimension), so the
 same `Classifier` serves Iris feature vectors, 28x28 digits and 224-px photos.
+
+Besides torchvision's models there are two of our own: ``mlp`` and ``resnet9``, David Page's ResNet-9 from "How to
+train your ResNet" (the network of ``configs/cifar10_fast.yaml``).
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import math
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlparse
@@ -23,6 +27,8 @@ from lit_cs201.torch_files import load_plain
 #: Every classification model torchvision builds (``resnet18``, ``mobilenet_v3_small``, ``vit_b_16``, ...).
 TORCHVISION_NETS = tuple(torchvision.models.list_models(module=torchvision.models))
 STEMS = ("imagenet", "cifar")
+#: The nets built here rather than by torchvision.
+OWN_NETS = ("mlp", "resnet9")
 
 
 def build_mlp(num_classes: int, input_shape: Sequence[int], hidden_sizes: Sequence[int] = (10,)) -> nn.Module:
@@ -36,6 +42,84 @@ def build_mlp(num_classes: int, input_shape: Sequence[int], hidden_sizes: Sequen
         in_features = width
     layers.append(nn.Linear(in_features, num_classes))
     return nn.Sequential(*layers)
+
+
+def conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
+    """ResNet-9's unit: 3x3 convolution (no bias: the batch norm's shift takes its place), batch norm, ReLU."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+class Residual(nn.Module):
+    """``x + body(x)``, with nothing after the sum (ResNet-9 adds after its units' ReLUs)."""
+
+    def __init__(self, body: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class Scale(nn.Module):
+    """Multiply by a constant: ResNet-9's logits are its linear layer's output times a fixed 0.125."""
+
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.factor
+
+    def extra_repr(self) -> str:
+        return f"factor={self.factor}"
+
+
+#: ResNet-9 halves its feature maps three times, so smaller images would vanish before the last pooling.
+RESNET9_MIN_SIDE = 8
+
+
+def build_resnet9(num_classes: int, input_shape: Sequence[int]) -> nn.Sequential:
+    """David Page's ResNet-9 (Myrtle.ai, "How to train your ResNet", 2018; the DAWNBench CIFAR-10 entry
+    ``dawn.py`` of github.com/davidcpage/cifar10-fast), 6.57 M parameters for 10 classes.
+
+    Widths 64-128-256-512, a max-pool after each of the last three widenings, residual pairs of units at 128 and
+    512 channels, a global max-pool and a bias-free linear layer whose output is scaled by 0.125. The shapes in the
+    comments are for a 32x32 CIFAR-10 image. The source's last pooling is ``MaxPool2d(4)``, the whole 4x4 map there;
+    a global max-pool is the same at 32 px and lets other sizes through (28-px digits, 64-px Tiny ImageNet).
+    Initialisation is torch's default, as in the source (batch-norm scales 1, shifts 0).
+    """
+    if len(input_shape) != 3:
+        raise UserError(f"resnet9 needs image inputs (channels, height, width), got shape {list(input_shape)}")
+    channels, height, width = input_shape
+    if min(height, width) < RESNET9_MIN_SIDE:
+        raise UserError(
+            f"resnet9 halves the image three times and needs at least {RESNET9_MIN_SIDE}x{RESNET9_MIN_SIDE} "
+            f"pixels, got {height}x{width}; resize the images or choose another net"
+        )
+    return nn.Sequential(
+        OrderedDict(
+            prep=conv_bn_relu(channels, 64),  # (B, 64, 32, 32)
+            layer1=nn.Sequential(
+                conv_bn_relu(64, 128),  # (B, 128, 32, 32)
+                nn.MaxPool2d(2),  # (B, 128, 16, 16)
+                Residual(nn.Sequential(conv_bn_relu(128, 128), conv_bn_relu(128, 128))),  # (B, 128, 16, 16)
+            ),
+            layer2=nn.Sequential(conv_bn_relu(128, 256), nn.MaxPool2d(2)),  # (B, 256, 8, 8)
+            layer3=nn.Sequential(
+                conv_bn_relu(256, 512),  # (B, 512, 8, 8)
+                nn.MaxPool2d(2),  # (B, 512, 4, 4)
+                Residual(nn.Sequential(conv_bn_relu(512, 512), conv_bn_relu(512, 512))),  # (B, 512, 4, 4)
+            ),
+            pool=nn.AdaptiveMaxPool2d(1),  # (B, 512, 1, 1)
+            flatten=nn.Flatten(),  # (B, 512)
+            linear=nn.Linear(512, num_classes, bias=False),  # (B, num_classes)
+            scale=Scale(0.125),
+        )
+    )
 
 
 def load_weights(path: Path, what: str = "pretrained weights") -> dict[str, torch.Tensor]:
@@ -195,19 +279,23 @@ def build_net(
     stem: str = "imagenet",
     pretrained: str | None = None,
 ) -> nn.Module:
-    """Build the network called ``name``: ``mlp`` or any of `TORCHVISION_NETS`."""
+    """Build the network called ``name``: one of `OWN_NETS` or of `TORCHVISION_NETS`."""
     if num_classes < 2:
         raise UserError(f"num_classes must be at least 2, got {num_classes}")
+    if name in OWN_NETS and pretrained:
+        raise UserError(f"pretrained weights are for torchvision nets; net {name} starts from random weights")
     if name == "mlp":
-        if pretrained:
-            raise UserError("pretrained weights are for torchvision nets; net mlp starts from random weights")
         return build_mlp(num_classes, input_shape, hidden_sizes)
+    if name == "resnet9":
+        if stem != "imagenet":
+            raise UserError(f"stem {stem} is for torchvision's ResNets; resnet9 has its own stem, made for 32 px")
+        return build_resnet9(num_classes, input_shape)
     if name in TORCHVISION_NETS:
         return build_torchvision_net(name, num_classes, input_shape, stem=stem, pretrained=pretrained)
-    close = difflib.get_close_matches(name, ("mlp", *TORCHVISION_NETS), n=4, cutoff=0.5)
+    close = difflib.get_close_matches(name, (*OWN_NETS, *TORCHVISION_NETS), n=4, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}? " if close else ""
     raise UserError(
-        f"unknown net {name!r}; {hint}Choose mlp or one of torchvision's {len(TORCHVISION_NETS)} classification "
-        "models (torchvision.models.list_models(module=torchvision.models): resnet18, resnet50, mobilenet_v3_small, "
-        "efficientnet_b0, convnext_tiny, ...)"
+        f"unknown net {name!r}; {hint}Choose mlp, resnet9 or one of torchvision's {len(TORCHVISION_NETS)} "
+        "classification models (torchvision.models.list_models(module=torchvision.models): resnet18, resnet50, "
+        "mobilenet_v3_small, efficientnet_b0, convnext_tiny, ...)"
     )
