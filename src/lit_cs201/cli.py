@@ -128,6 +128,8 @@ class LitCS201CLI(LightningCLI):
 
     def setup_parser(self, add_subcommands: bool, main_kwargs: dict, subparser_kwargs: dict) -> None:
         super().setup_parser(add_subcommands, main_kwargs, subparser_kwargs)
+        if not add_subcommands:
+            return  # LitCS201CLI(args, run=False): the classes only, for Python
         # Lightning lists the subcommands with the first lines of Trainer's docstrings, cut mid-sentence.
         for choice in self.parser._subcommands_action._choices_actions:
             choice.help = SUBCOMMANDS[choice.dest][0]
@@ -189,7 +191,7 @@ class LitCS201CLI(LightningCLI):
         self.checkpoint, self._given = path, given
 
     def before_instantiate_classes(self) -> None:
-        config = self.config[self.subcommand]
+        config = self.config.get(str(self.subcommand), self.config)
         logger = config.trainer.logger
         if isinstance(logger, Namespace) and logger.class_path in TENSORBOARDS:
             logger.class_path = TENSORBOARD
