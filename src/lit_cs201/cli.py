@@ -19,6 +19,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
 from jsonargparse import Namespace
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
@@ -289,9 +290,12 @@ class LitCS201CLI(LightningCLI):
         finally:
             if self._lock is not None:
                 self._lock.release()
-        log_dir = self.trainer.log_dir  # a collective call under DDP: every process makes it
+        _leave_process_group()
         if not self.trainer.is_global_zero:
             return
+        # The logger's own folder, not trainer.log_dir: that broadcasts, and a collective call after the run has
+        # ended races the other processes' exit (gloo then aborts the process).
+        log_dir = self.trainer.loggers[0].log_dir if self.trainer.loggers else None
         best = next((cb for cb in self.trainer.checkpoint_callbacks if cb.monitor == "val/acc"), None)
         if subcommand != "fit":
             print(f"\nLogs and results of this {subcommand}: {log_dir}")
@@ -306,6 +310,15 @@ def _set_log_level(level: str) -> None:
     """Lightning announces the seed and the devices on every run; shown from ``--log_level info``."""
     for name in ("lightning.fabric.utilities.seed", "lightning.pytorch.utilities.rank_zero"):
         logging.getLogger(name).setLevel(level.upper())
+
+
+def _leave_process_group() -> None:
+    """End a multi-process run together, as torch asks (``destroy_process_group`` before exit): a process group left
+    to the interpreter's exit can abort a process whose peer has already gone (gloo: "terminate called without an
+    active exception")."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 def _fresh_seed() -> int:
