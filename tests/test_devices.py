@@ -103,3 +103,51 @@ def test_cli_rejects_unknown_arguments(capsys: pytest.CaptureFixture[str]) -> No
         devices.main(["--gpu"])
     assert exc.value.code == 2
     assert "--gpu" in capsys.readouterr().err.splitlines()[-1]
+
+
+# -- the precision a fit trains in when its config gives none --------------------------------------------------------
+
+CPU_FEATURES = {"none": {}, "AVX512-BF16": {"AVX512-BF16": True}, "AMX": {"AMX": True, "AVX512-BF16": True}}
+
+
+@pytest.mark.parametrize(
+    "machine, expected",
+    [
+        ("CPU without native bfloat16 (most laptops)", "32-true"),
+        ("CPU with AVX512-BF16", "bf16-mixed"),
+        ("CPU with AMX", "bf16-mixed"),
+        ("CUDA GPU with bfloat16", "bf16-mixed"),
+        ("CUDA GPU without bfloat16", "16-mixed"),
+        ("Apple MPS", "32-true"),
+    ],
+)
+def test_each_kind_of_machine_trains_in_its_native_precision(monkeypatch, machine, expected):
+    features = next((f for name, f in CPU_FEATURES.items() if name in machine), {})
+    monkeypatch.setattr(devices, "_cpu_bf16_features", lambda: {"AMX": False, "AVX512-BF16": False, **features})
+    monkeypatch.setattr(devices, "_cuda_bf16", lambda: "with bfloat16" in machine)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *_: "a GPU")
+    accelerator = "cuda" if "CUDA" in machine else "mps" if "MPS" in machine else "cpu"
+    precision, why = devices.native_precision(accelerator)
+    assert precision == expected and why
+
+
+@pytest.mark.parametrize("native", [False, True], ids=["CPU without bf16", "CPU with bf16"])
+def test_a_fit_without_a_precision_records_the_machines_and_an_explicit_one_wins(native, tmp_path, monkeypatch, capsys):
+    import yaml
+
+    from lit_cs201.cli import main
+
+    monkeypatch.setattr(devices, "_cpu_bf16_features", lambda: {"AVX512-BF16": native})
+    monkeypatch.chdir(tmp_path)
+    quick = ["--data", "IrisDataModule", "--trainer.max_epochs=1", "--trainer.accelerator=cpu"]
+    assert main(["fit", *quick, "--trainer.enable_progress_bar=false"]) == 0
+    expected = "bf16-mixed" if native else "32-true"
+    config = yaml.safe_load((tmp_path / "runs/default/version_0/config.yaml").read_text())
+    assert config["trainer"]["precision"] == expected
+    assert f"Precision: {expected} (this CPU" in capsys.readouterr().out
+
+    chosen = "32-true" if native else "bf16-mixed"
+    assert main(["fit", *quick, f"--trainer.precision={chosen}", "--trainer.enable_progress_bar=false"]) == 0
+    config = yaml.safe_load((tmp_path / "runs/default/version_1/config.yaml").read_text())
+    assert config["trainer"]["precision"] == chosen
+    assert "Precision:" not in capsys.readouterr().out

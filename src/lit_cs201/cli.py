@@ -44,6 +44,7 @@ from lit_cs201.callbacks import (
 from lit_cs201.checkpoint_io import AtomicCheckpointIO
 from lit_cs201.checks import check_accelerator, check_fit_settings
 from lit_cs201.data.base import ClassificationDataModule
+from lit_cs201.devices import training_precision
 from lit_cs201.errors import EXIT_BAD_INPUT, MAX_SEED, UserError, check_range, report
 from lit_cs201.models.classifier import Classifier
 from lit_cs201.restore import (
@@ -193,6 +194,13 @@ class LitCS201CLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config.get(str(self.subcommand), self.config)
+        if self.subcommand == "fit" and config.trainer.get("precision") is None:
+            # No precision given: the one this machine computes fastest. config.yaml records it, so that a resume
+            # or a repeat of the run uses the same. (Evaluations keep float32, as lit_cs201.predict computes.)
+            accelerator = config.trainer.get("accelerator")
+            config.trainer.precision, why = training_precision(accelerator if isinstance(accelerator, str) else None)
+            if os.environ.get("LOCAL_RANK", "0") == "0":
+                print(f"Precision: {config.trainer.precision} ({why}; --trainer.precision chooses)", flush=True)
         logger = config.trainer.logger
         if isinstance(logger, Namespace) and logger.class_path in TENSORBOARDS:
             logger.class_path = TENSORBOARD

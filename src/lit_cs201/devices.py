@@ -21,7 +21,15 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["CudaDevice", "DeviceInfo", "device_info", "format_device_info", "main"]
+__all__ = [
+    "CudaDevice",
+    "DeviceInfo",
+    "device_info",
+    "format_device_info",
+    "main",
+    "native_precision",
+    "training_precision",
+]
 
 
 @dataclass(frozen=True)
@@ -146,6 +154,56 @@ def device_info() -> DeviceInfo:
         auto_devices=devices,
         resolved_by=resolved_by,
     )
+
+
+def training_precision(accelerator: str | None) -> tuple[str, str]:
+    """`native_precision` for a Trainer's ``accelerator`` setting: ``auto`` (or none) is what Lightning picks here,
+    ``gpu`` is CUDA or else Apple's MPS, as in Lightning."""
+    if accelerator in (None, "auto"):
+        accelerator = _auto_accelerator()[0]
+    elif accelerator == "gpu":
+        import torch
+
+        accelerator = "cuda" if torch.cuda.is_available() else "mps"
+    return native_precision(str(accelerator))
+
+
+def native_precision(accelerator: str) -> tuple[str, str]:
+    """The precision a run on ``accelerator`` trains fastest in here, judged by what the hardware computes natively,
+    and why: ``bf16-mixed`` on a CUDA GPU with bfloat16 and on a CPU with AMX or AVX512-BF16, ``16-mixed`` on an
+    older CUDA GPU, ``32-true`` elsewhere (a CPU without native bfloat16 emulates it, slower than float32, and mixed
+    precision on Apple's MPS is not measured faster)."""
+    import torch
+
+    if accelerator == "cuda":
+        name = torch.cuda.get_device_name()
+        if _cuda_bf16():
+            return "bf16-mixed", f"{name} computes bfloat16"
+        return "16-mixed", f"{name} has no bfloat16, float16 instead"
+    if accelerator == "cpu":
+        features = [name for name, supported in _cpu_bf16_features().items() if supported]
+        if features:
+            return "bf16-mixed", f"this CPU computes bfloat16 natively ({' and '.join(features)})"
+        return "32-true", "this CPU has no native bfloat16, which autocast would emulate, slower than float32"
+    return "32-true", f"mixed precision is not measured faster on {accelerator}"
+
+
+def _cuda_bf16() -> bool:
+    import torch
+
+    try:
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    except TypeError:  # torch before 2.3 counts no emulation
+        return bool(torch.cuda.is_bf16_supported())
+
+
+def _cpu_bf16_features() -> dict[str, bool]:
+    """Which of the x86 instruction sets that compute bfloat16 this CPU has, as torch's own checks see it (private
+    functions, hence the fallback to none)."""
+    import torch
+
+    checks = {"AMX": "_is_amx_tile_supported", "AVX512-BF16": "_is_avx512_bf16_supported"}
+    return {name: bool(getattr(torch.cpu, check, lambda: False)()) for name, check in checks.items()}
 
 
 def format_device_info(info: DeviceInfo) -> str:
