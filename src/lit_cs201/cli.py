@@ -9,13 +9,11 @@ its own folder, from the run's latest saved config.
 
 from __future__ import annotations
 
-import logging
 import os
 import random
 import shlex
 import signal
 import sys
-import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -52,6 +50,7 @@ from lit_cs201.restore import (
     DEFAULT_RUNS_DIR,
     LINKED_MODEL_ARGS,
     PINNED,
+    Given,
     check_classes,
     check_fits,
     check_resume,
@@ -62,7 +61,15 @@ from lit_cs201.restore import (
     resolve_checkpoint,
 )
 from lit_cs201.runs import RunLock, create_log_dir, remove_created, remove_stale_partials
-from lit_cs201.usage import CKPT_PATH_HELP, SUBCOMMANDS, HelpFormatter, check_flags, description
+from lit_cs201.usage import (
+    CKPT_PATH_HELP,
+    SUBCOMMANDS,
+    HelpFormatter,
+    check_flags,
+    description,
+    quiet_known_noise,
+    set_log_level,
+)
 
 # The runs' logger: Lightning's, with an event file only once there is something to show (a predict of Iris has not).
 TENSORBOARD = "lit_cs201.loggers.TensorBoardLogger"
@@ -85,7 +92,7 @@ class LitCS201CLI(LightningCLI):
         self.checkpoint: Path | None = None  # what --ckpt_path resolved to
         self._created: list[Path] = []  # log folders this run created (see _claim_run_folder)
         self._lock: RunLock | None = None
-        self._given: Any = None  # what the command line and its configs said (restore.read_given)
+        self._given = Given()  # what the command line and its configs said (restore.read_given)
         # Only the parser of the subcommand being run is built: each takes a noticeable part of a second.
         self._building = [args[0]] if args and args[0] in SUBCOMMANDS else list(SUBCOMMANDS)
         self._choices = _choices()
@@ -165,7 +172,7 @@ class LitCS201CLI(LightningCLI):
             given = read_given(args[1:])
             check_classes(given, self._choices)
             if given.ckpt_path is not None:
-                self._restore_defaults(subcommand, subparser, given.ckpt_path, given)
+                self._restore_defaults(subcommand, subparser, given)
             elif subcommand != "fit":
                 # Lightning would silently evaluate the freshly initialised, untrained model.
                 raise UserError(f"{subcommand} needs --ckpt_path: a checkpoint file, or best/last for the newest run's")
@@ -175,9 +182,9 @@ class LitCS201CLI(LightningCLI):
         """Lightning would put the checkpoint's model settings over the parsed ones, flags included (its issue
         #20801); here they are the parser's defaults instead (`_restore_defaults`)."""
 
-    def _restore_defaults(self, subcommand: str, parser: LightningArgumentParser, value: str, given: Any) -> None:
+    def _restore_defaults(self, subcommand: str, parser: LightningArgumentParser, given: Given) -> None:
         """Make the checkpoint's model and data, and for ``fit`` the run's latest config, the parser's defaults."""
-        path = resolve_checkpoint(value, given.save_dir, given.experiment)
+        path = resolve_checkpoint(given.ckpt_path, given.save_dir, given.experiment)
         self._checkpoint = load_checkpoint(path, mmap=True)  # tensors are read only where compared
         model = class_config(path, self._checkpoint.get("hyper_parameters", {}), Classifier, LINKED_MODEL_ARGS)
         data = class_config(path, self._checkpoint.get("datamodule_hyper_parameters", {}), ClassificationDataModule)
@@ -224,7 +231,7 @@ class LitCS201CLI(LightningCLI):
 
     def _set_seed(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
-        _set_log_level(config.get("log_level") or "warning")
+        set_log_level(config.get("log_level") or "warning")
         seed = config.get("seed_everything")
         if seed is True:
             # `true` (the default when a config gives no seed) makes Lightning draw a seed and print it. A fit gets a
@@ -314,12 +321,6 @@ class LitCS201CLI(LightningCLI):
             )
 
 
-def _set_log_level(level: str) -> None:
-    """Lightning announces the seed and the devices on every run; shown from ``--log_level info``."""
-    for name in ("lightning.fabric.utilities.seed", "lightning.pytorch.utilities.rank_zero"):
-        logging.getLogger(name).setLevel(level.upper())
-
-
 def _leave_process_group() -> None:
     """End a multi-process run together, as torch asks (``destroy_process_group`` before exit): a process group left
     to the interpreter's exit can abort a process whose peer has already gone (gloo: "terminate called without an
@@ -343,26 +344,6 @@ def _fresh_seed() -> int:
     return random.SystemRandom().randrange(2**31)
 
 
-class _DropMessages(logging.Filter):
-    def __init__(self, *fragments: str) -> None:
-        super().__init__()
-        self.fragments = fragments
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not any(fragment in record.getMessage() for fragment in self.fragments)
-
-
-def _quiet_known_noise() -> None:
-    """Silence messages that are expected in this project's layout and would only confuse a newcomer."""
-    # The run folder already holds config.yaml and events when the checkpoints are first written there.
-    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
-    # Emitted by Lightning itself on recent torch; nothing for a user to do.
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
-    # Test and validate runs of a checkpoint log into their own sub-folder, never the training one.
-    warnings.filterwarnings("ignore", message=r"The dirpath has changed from")
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropMessages("litlogger", "litmodels"))
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``lit-cs201`` and ``python -m lit_cs201``.
 
@@ -372,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = list(sys.argv[1:] if argv is None else argv)
     pinned = os.environ.get(PINNED)
-    _quiet_known_noise()
+    quiet_known_noise()
     try:
         LitCS201CLI(args=args)
     except SIGTERMException:  # Lightning's, raised at a batch boundary after the signal; the report is printed

@@ -1,10 +1,12 @@
-"""What ``lit-cs201`` says about itself: the subcommands, the ``--ckpt_path`` option, the help layout, and the
-closest valid flag to a mistyped one."""
+"""What ``lit-cs201`` says: about itself (the subcommands, the ``--ckpt_path`` option, the help layout, the closest
+valid flag to a mistyped one) and what it lets through of Lightning's own messages."""
 
 from __future__ import annotations
 
 import difflib
+import logging
 import textwrap
+import warnings
 
 from lightning.pytorch.cli import LightningArgumentParser
 
@@ -77,3 +79,29 @@ def check_flags(parser: LightningArgumentParser, args: list[str]) -> None:
         close = difflib.get_close_matches(flag, [o for o in options if o.startswith("--")], n=1, cutoff=0.6)
         hint = f"; did you mean {close[0]}?" if close else f"; see lit-cs201 {parser.prog.split()[-1]} --help"
         raise UserError(f"unrecognized option {flag}{hint}")
+
+
+def set_log_level(level: str) -> None:
+    """Lightning announces the seed and the devices on every run; shown from ``--log_level info``."""
+    for name in ("lightning.fabric.utilities.seed", "lightning.pytorch.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(level.upper())
+
+
+class _DropMessages(logging.Filter):
+    def __init__(self, *fragments: str) -> None:
+        super().__init__()
+        self.fragments = fragments
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(fragment in record.getMessage() for fragment in self.fragments)
+
+
+def quiet_known_noise() -> None:
+    """Silence messages that are expected in this project's layout and would only confuse a newcomer."""
+    # The run folder already holds config.yaml and events when the checkpoints are first written there.
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+    # Emitted by Lightning itself on recent torch; nothing for a user to do.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    # Test and validate runs of a checkpoint log into their own sub-folder, never the training one.
+    warnings.filterwarnings("ignore", message=r"The dirpath has changed from")
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropMessages("litlogger", "litmodels"))
