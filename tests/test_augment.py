@@ -40,6 +40,7 @@ MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
 NATIVE = {
     "none": (3, 32),
     "mnist_course": (1, 28),
+    "mnist_shift_rotate": (1, 28),
     "cifar_course": (3, 32),
     "cifar_crop_flip": (3, 32),
     "cifar_crop_flip_cutout": (3, 32),
@@ -415,6 +416,19 @@ def test_cutout_inside_zeroes_one_whole_square_anywhere_it_fits():
         assert torch.equal(out[i, 0] == 0, expected)
     # Every corner position 0..24 is drawn, as in the source's choice among the 25 x 25 places.
     assert set(params.top.long().tolist()) == set(range(25)) == set(params.left.long().tolist())
+
+
+def test_mnist_shift_rotate_shifts_digits_up_to_3_px_and_turns_them_up_to_15_degrees_without_mirroring():
+    augment = build_augment("mnist_shift_rotate", (0.1307,), (0.3081,), generator=generator())
+    geometry = augment[0]
+    assert (geometry.padding, geometry.padding_mode, geometry.size) == (3, "zeros", None)  # black, as MNIST's border
+    x = images(512, channels=1, height=28)
+    params = geometry.draw(x)
+    # A 28x28 window in the 34x34 padded digit: its corner at 0..6 is a shift of -3..3 px, each drawn.
+    assert set(params.top.long().tolist()) == set(range(7)) == set(params.left.long().tolist())
+    assert params.angle.abs().max() <= 15 and params.angle.abs().max() > 14
+    assert not params.flip.any()  # a mirrored 2 or 7 is no digit
+    assert augment(x).shape == (512, 1, 28, 28)
 
 
 def test_resnet9_preset_is_reflect_crop_flip_normalise_then_an_inside_cutout():

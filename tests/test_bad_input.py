@@ -27,6 +27,7 @@ IRIS, MNIST, MNIST_SEED, CIFAR10, TINY, IMAGES = (
     str(CONFIGS / f"{name}.yaml")
     for name in ("iris", "mnist", "mnist_seed", "cifar10", "tiny_imagenet", "image_folder")
 )
+MNIST_RESNET18 = str(CONFIGS / "mnist_resnet18.yaml")  # a torchvision net: it takes pretrained weights
 PREFIX = "lit-cs201: error: "
 # A real one-epoch Iris run: outside runs/, so that `best`/`last` still find no checkpoint there.
 RUN = "trained/iris/version_0"
@@ -303,11 +304,11 @@ CASES: dict[str, tuple[list[str], tuple[str, ...]]] = {
         ("resnet50-11ad3fa6.pth", "https://download.pytorch.org/models/resnet50-11ad3fa6.pth", "hub/checkpoints"),
     ),
     "unknown pretrained weights": (
-        ["fit", "--config", MNIST, "--model.init_args.pretrained", "IMAGENET1K_V9"],
+        ["fit", "--config", MNIST_RESNET18, "--model.init_args.pretrained", "IMAGENET1K_V9"],
         ("IMAGENET1K_V9", "IMAGENET1K_V1"),
     ),
     "pretrained weights file missing": (
-        ["fit", "--config", MNIST, "--model.init_args.pretrained", "weights/r18.pth"],
+        ["fit", "--config", MNIST_RESNET18, "--model.init_args.pretrained", "weights/r18.pth"],
         ("weights/r18.pth", "no such file"),
     ),
     "val_size not a count or fraction": (
@@ -414,7 +415,7 @@ CASES: dict[str, tuple[list[str], tuple[str, ...]]] = {
     ),
     "checkpoint of another model: config": (
         ["test", "--ckpt_path", BEST, "--config", MNIST, "--data.init_args.data_dir=mnist"],
-        ("does not fit", "net=mlp", "net=resnet18", "input_shape=[1, 28, 28]"),
+        ("does not fit", "net=mlp", "net=mnist_cnn", "input_shape=[1, 28, 28]"),
     ),
     "checkpoint of another model: hidden_sizes": (
         ["test", "--ckpt_path", BEST, "--model.init_args.hidden_sizes", "[32]"],

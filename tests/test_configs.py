@@ -1,15 +1,17 @@
-"""configs/cifar10_fast.yaml: Page's ResNet-9 recipe runs through the real command, on the source's schedule."""
+"""The recipes run through the real command on their data in the real file format: configs/cifar10_fast.yaml (Page's
+ResNet-9, on the source's schedule), configs/mnist.yaml and configs/mnist_resnet18.yaml."""
 
 from __future__ import annotations
 
 import importlib
 
 import numpy as np
+import pytest
 import torch
 import yaml
 
 from helpers import CONFIGS, run_cli, scalars
-from lit_cs201.data.synthetic import write_cifar10
+from lit_cs201.data.synthetic import write_cifar10, write_mnist
 
 FAST = CONFIGS / "cifar10_fast.yaml"
 
@@ -63,3 +65,24 @@ def test_cifar10_fast_has_the_sources_rate_at_every_step():
     np.testing.assert_allclose(rates, source, rtol=0, atol=1e-12)
     group = optimizer.param_groups[0]
     assert (group["nesterov"], group["weight_decay"]) == (True, 5e-4)
+
+
+@pytest.mark.parametrize("name, net", [("mnist", "mnist_cnn"), ("mnist_resnet18", "resnet18")])
+def test_mnist_recipes_train_a_step_on_mnist_files_and_test_the_best_checkpoint(tmp_path, name, net):
+    write_mnist(tmp_path / "data", n_train=48, n_test=20)  # the official IDX files, where data_dir points
+    tiny = [
+        "--data.init_args.batch_size=16",
+        "--data.init_args.val_size=16",
+        "--trainer.max_epochs=1",
+        "--trainer.limit_train_batches=1",
+        "--trainer.log_every_n_steps=1",
+    ]
+    run_cli("fit", "--config", str(CONFIGS / f"{name}.yaml"), *tiny, cwd=tmp_path)
+    run = tmp_path / "runs" / name / "version_0"
+    assert {"train/loss", "val/acc"} <= set(scalars(run))
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["model"]["init_args"]["net"] == net
+
+    test = run_cli("test", "--ckpt_path", str(run / "best.ckpt"), cwd=tmp_path)  # the header's command
+    assert "Per-class test accuracy" in test.stdout
+    assert "test/acc" in scalars(run / "test" / "version_0")

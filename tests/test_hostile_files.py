@@ -88,7 +88,8 @@ def test_cached_weights_whose_hash_differs_from_their_name_are_refused_unread(ma
     """The file name a config's ``pretrained: IMAGENET1K_V1`` looks for in the cache, holding a payload."""
     _hub_file("resnet18-f37072fd.pth", _saved({"fc.weight": Payload(marker)}))
     last = refused(
-        ["fit", "--config", str(CONFIGS / "mnist.yaml"), "--model.init_args.pretrained", "IMAGENET1K_V1"], capsys
+        ["fit", "--config", str(CONFIGS / "mnist_resnet18.yaml"), "--model.init_args.pretrained", "IMAGENET1K_V1"],
+        capsys,
     )
     assert "hub/checkpoints/resnet18-f37072fd.pth is not the published file" in last
     assert "the name says f37072fd" in last
@@ -121,7 +122,9 @@ def test_cached_weights_placed_by_hand_with_the_right_hash_load(tmp_path, monkey
 
 def test_a_local_weight_file_holding_code_is_refused_unread(marker, capsys):
     Path("r18.pth").write_bytes(_saved({"fc.weight": Payload(marker)}))
-    last = refused(["fit", "--config", str(CONFIGS / "mnist.yaml"), "--model.init_args.pretrained", "r18.pth"], capsys)
+    last = refused(
+        ["fit", "--config", str(CONFIGS / "mnist_resnet18.yaml"), "--model.init_args.pretrained", "r18.pth"], capsys
+    )
     assert "pretrained weights r18.pth: holds objects that are not plain data (exec)" in last
     assert not marker.exists()
 

@@ -130,7 +130,12 @@ def test_weights_of_another_net_are_refused_naming_a_tensor(tmp_path):
 @pytest.mark.parametrize(
     "name, shape, options, expected",
     [
-        ("resnet_9", (3, 32, 32), {}, r"unknown net 'resnet_9'; did you mean resnet9, .*Choose mlp, resnet9 or"),
+        (
+            "resnet_9",
+            (3, 32, 32),
+            {},
+            r"unknown net 'resnet_9'; did you mean resnet9, .*Choose mlp, mnist_cnn, resnet9 or",
+        ),
         ("mobilenet_v3_smal", (3, 32, 32), {}, "did you mean mobilenet_v3_small"),
         ("maxvit_t", (3, 64, 64), {}, r"maxvit_t cannot take images of shape \[3, 64, 64\]"),
         ("resnet18", (4,), {}, r"resnet18 needs image inputs .* \[4\]"),
@@ -140,6 +145,10 @@ def test_weights_of_another_net_are_refused_naming_a_tensor(tmp_path):
         ("resnet9", (3, 32, 32), {"stem": "cifar"}, "resnet9 has its own stem"),
         ("resnet9", (3, 6, 32), {}, r"resnet9 halves the image three times and needs at least 8x8 pixels, got 6x32"),
         ("resnet9", (3072,), {}, r"resnet9 needs image inputs .* \[3072\]"),
+        ("mnist_cnn", (1, 28, 28), {"pretrained": "DEFAULT"}, "net mnist_cnn starts from random weights"),
+        ("mnist_cnn", (1, 28, 28), {"stem": "cifar"}, "mnist_cnn has its own first layer"),
+        ("mnist_cnn", (1, 3, 28), {}, r"mnist_cnn halves the image twice and needs at least 4x4 pixels, got 3x28"),
+        ("mnist_cnn", (784,), {}, r"mnist_cnn needs image inputs .* \[784\]"),
     ],
 )
 def test_nets_that_cannot_be_built_are_refused_with_what_to_do(name, shape, options, expected):
@@ -219,3 +228,34 @@ def test_resnet9_in_the_classifier_takes_the_input_shape_and_class_count(shape, 
     assert out.shape == (2, classes)
     out.sum().backward()
     assert model.net.prep[0].weight.grad is not None
+
+
+#: (in, out) channels of mnist_cnn's 3x3 convolutions for one-channel digits, and the side of the map each one runs on.
+MNIST_CNN_CONVS = [(1, 32), (32, 64), (64, 64), (64, 128), (128, 128)]
+MNIST_CNN_SIDES = [28, 14, 14, 7, 7]
+
+
+def test_mnist_cnn_has_the_parameters_and_flops_of_its_layer_list():
+    net = build_net("mnist_cnn", 10, (1, 28, 28)).eval()
+    # By hand: bias-free convolutions with a batch norm each (scale and shift), a linear layer 128 -> 10 with bias.
+    by_hand = sum(9 * c_in * c_out + 2 * c_out for c_in, c_out in MNIST_CNN_CONVS) + 128 * 10 + 10
+    assert sum(p.numel() for p in net.parameters()) == by_hand == 278_890
+    # The docstring's 22 M multiply-adds an image: convolutions and the linear layer, as FlopCounterMode counts.
+    multiply_adds = sum(
+        9 * c_in * c_out * side**2 for (c_in, c_out), side in zip(MNIST_CNN_CONVS, MNIST_CNN_SIDES, strict=True)
+    )
+    multiply_adds += 128 * 10
+    assert round(multiply_adds / 1e6) == 22
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        logits = net(torch.rand(2, 1, 28, 28))
+    assert logits.shape == (2, 10)
+    assert counter.get_total_flops() == 2 * 2 * multiply_adds  # two images, two FLOPs per multiply-add
+
+
+@pytest.mark.parametrize("shape, classes", [((1, 28, 28), 10), ((3, 32, 32), 7), ((1, 4, 4), 2)])
+def test_mnist_cnn_in_the_classifier_takes_the_input_shape_and_class_count(shape, classes):
+    model = Classifier(num_classes=classes, input_shape=list(shape), net="mnist_cnn", channels_last=True)
+    out = model(torch.rand(2, *shape))
+    assert out.shape == (2, classes)
+    out.sum().backward()
+    assert model.net.layer1[0][0].weight.grad is not None

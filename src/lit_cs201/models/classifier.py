@@ -33,10 +33,10 @@ class Classifier(LightningModule):
         num_classes: Number of classes; linked from the datamodule by the CLI.
         input_shape: Shape of one input sample without the batch dimension, e.g. ``[4]`` or ``[3, 32, 32]``;
             linked from the datamodule by the CLI.
-        net: Network: ``mlp``, ``resnet9`` (Page's fast CIFAR-10 ResNet-9), or any torchvision classification model
-            (``resnet18``, ``mobilenet_v3_small``, ``efficientnet_b0``, ``convnext_tiny``, ...:
-            ``torchvision.models.list_models()``), with its head sized to the classes and its first convolution to
-            the input's channels.
+        net: Network: ``mlp``, ``mnist_cnn`` (a small plain CNN for 28x28 digits), ``resnet9`` (Page's fast CIFAR-10
+            ResNet-9), or any torchvision classification model (``resnet18``, ``mobilenet_v3_small``,
+            ``efficientnet_b0``, ``convnext_tiny``, ...: ``torchvision.models.list_models()``), with its head sized to
+            the classes and its first convolution to the input's channels.
         hidden_sizes: Widths of the hidden layers of ``mlp``.
         stem: ResNet stem: ``imagenet`` (7x7/2 conv + max-pool) or ``cifar`` (3x3/1 conv, no max-pool).
         pretrained: Weights to start from (all but the head): a torchvision weight name of the net (``DEFAULT``,
