@@ -80,6 +80,19 @@ class Scale(nn.Module):
         return f"factor={self.factor}"
 
 
+def _image_channels(net: str, input_shape: Sequence[int], halvings: str, min_side: int) -> int:
+    """The channels of an image input a net that halves its maps ``halvings`` can take, or why it cannot."""
+    if len(input_shape) != 3:
+        raise UserError(f"{net} needs image inputs (channels, height, width), got shape {list(input_shape)}")
+    channels, height, width = input_shape
+    if min(height, width) < min_side:
+        raise UserError(
+            f"{net} halves the image {halvings} and needs at least {min_side}x{min_side} pixels, got "
+            f"{height}x{width}; resize the images or choose another net"
+        )
+    return channels
+
+
 #: mnist_cnn halves its feature maps twice.
 MNIST_CNN_MIN_SIDE = 4
 
@@ -97,14 +110,7 @@ def build_mnist_cnn(num_classes: int, input_shape: Sequence[int]) -> nn.Sequenti
     7x7 to 1x1 maps), and on a CPU the number of layers costs as much as the arithmetic. The head is a global
     max-pool and a linear layer, as in ResNet-9, so that other image sizes pass too.
     """
-    if len(input_shape) != 3:
-        raise UserError(f"mnist_cnn needs image inputs (channels, height, width), got shape {list(input_shape)}")
-    channels, height, width = input_shape
-    if min(height, width) < MNIST_CNN_MIN_SIDE:
-        raise UserError(
-            f"mnist_cnn halves the image twice and needs at least {MNIST_CNN_MIN_SIDE}x{MNIST_CNN_MIN_SIDE} "
-            f"pixels, got {height}x{width}; resize the images or choose another net"
-        )
+    channels = _image_channels("mnist_cnn", input_shape, "twice", MNIST_CNN_MIN_SIDE)
     return nn.Sequential(
         OrderedDict(
             layer1=nn.Sequential(conv_bn_relu(channels, 32), nn.MaxPool2d(2)),  # (B, 32, 14, 14)
@@ -131,14 +137,7 @@ def build_resnet9(num_classes: int, input_shape: Sequence[int]) -> nn.Sequential
     a global max-pool is the same at 32 px and lets other sizes through (28-px digits, 64-px Tiny ImageNet).
     Initialisation is torch's default, as in the source (batch-norm scales 1, shifts 0).
     """
-    if len(input_shape) != 3:
-        raise UserError(f"resnet9 needs image inputs (channels, height, width), got shape {list(input_shape)}")
-    channels, height, width = input_shape
-    if min(height, width) < RESNET9_MIN_SIDE:
-        raise UserError(
-            f"resnet9 halves the image three times and needs at least {RESNET9_MIN_SIDE}x{RESNET9_MIN_SIDE} "
-            f"pixels, got {height}x{width}; resize the images or choose another net"
-        )
+    channels = _image_channels("resnet9", input_shape, "three times", RESNET9_MIN_SIDE)
     return nn.Sequential(
         OrderedDict(
             prep=conv_bn_relu(channels, 64),  # (B, 64, 32, 32)
