@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from lit_cs201.errors import UserError
+from lit_cs201.models.classifier import init_args
 from lit_cs201.torch_files import load_plain
 
 DEFAULT_RUNS_DIR = "runs"
@@ -232,8 +233,8 @@ def check_resume(model: Any, path: Path, checkpoint: dict[str, Any]) -> None:
             f"{_short(schedule)}; resume without changing lr_scheduler, or start a new run to train with another"
         )
     if was is not None:
-        lr = _init_args(model.hparams.get("optimizer")).get("lr")
-        old = _init_args(saved.get("optimizer")).get("lr")
+        lr = init_args(model.hparams.get("optimizer")).get("lr")
+        old = init_args(saved.get("optimizer")).get("lr")
         if lr is not None and old is not None and lr != old:
             raise UserError(
                 f"--ckpt_path {path}: the run's schedule ({_short(was)}) sets the learning rate from its start "
@@ -245,14 +246,10 @@ def _class_path(value: Any) -> str | None:
     return value.get("class_path") if isinstance(value, dict) else None  # absent: passed from Python, unknown
 
 
-def _init_args(value: Any) -> dict[str, Any]:
-    return (value.get("init_args") or {}) if isinstance(value, dict) else {}
-
-
 def _short(schedule: Any) -> str:
     if not isinstance(schedule, dict):
         return "none"
-    settings = ", ".join(f"{k}={v}" for k, v in _init_args(schedule).items() if v is not None)
+    settings = ", ".join(f"{k}={v}" for k, v in init_args(schedule).items() if v is not None)
     return f"{str(schedule.get('class_path')).rsplit('.', 1)[-1]}({settings})"
 
 

@@ -301,7 +301,7 @@ class Classifier(LightningModule):
         """After a resume, set what the config changes of the optimizer's settings (a new ``lr``, ``momentum``,
         ``weight_decay``): Lightning has just loaded the checkpoint's, which would otherwise train on as before. (The
         CLI refuses a new ``lr`` under a schedule, which sets the rate from the run's start.)"""
-        saved, configured = (_init_args(value) for value in (self._resumed_optimizer, self.hparams.get("optimizer")))
+        saved, configured = (init_args(value) for value in (self._resumed_optimizer, self.hparams.get("optimizer")))
         changed = {key: value for key, value in configured.items() if key in saved and saved[key] != value}
         for optimizer in self.trainer.optimizers if changed else []:
             for group in optimizer.param_groups:
@@ -327,6 +327,6 @@ class Classifier(LightningModule):
                 del hparams[key]
 
 
-def _init_args(value: Any) -> dict[str, Any]:
+def init_args(value: Any) -> dict[str, Any]:
     """The settings of a ``{class_path, init_args}`` hyper-parameter; none for a callable passed from Python."""
     return dict(value.get("init_args") or {}) if isinstance(value, dict) else {}
