@@ -47,7 +47,9 @@ from torch.utils.data import DataLoader, Dataset
 from lit_cs201.augment import AUGMENT_NAMES, build_augment
 from lit_cs201.data.base import TensorBatchDataset, collate_batch
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+sys.path.insert(0, str(ROOT / "tests"))  # the tests' writers of synthetic MNIST and CIFAR-10 files
 PARTS = ("input", "overhead", "gpu", "recipes", "mnist")
 
 
@@ -219,7 +221,7 @@ def _fit_plain(data_dir: Path, epochs: int, batch_size: int, val_size: int) -> f
 
 def bench_overhead(epochs: int, images: int, batch_size: int, repeats: int) -> dict:
     """lit-cs201 (configs/cifar10_seed.yaml, all its callbacks and logging) vs the plain loop, best of ``repeats``."""
-    from lit_cs201.data.synthetic import write_cifar10
+    from synthetic import write_cifar10
 
     val_size = images // 10
     with tempfile.TemporaryDirectory() as tmp:
@@ -355,7 +357,7 @@ def _recipe_rate(config: str, data: list[str], warmup: int, batches: int, accele
 def _synthetic_data(config: dict, root: Path, images: int) -> list[str]:
     """Write ``images`` training images (and a few test ones) in the real format of the config's dataset; return the
     flags that point the datamodule at them."""
-    from lit_cs201.data.synthetic import write_cifar10, write_mnist
+    from synthetic import write_cifar10, write_mnist
 
     dataset = config["data"]["class_path"].rsplit(".", 1)[-1]
     if dataset == "MNISTDataModule":

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lit_cs201.data.synthetic import write_idx
+from lit_cs201.data.mnist import write_idx
 
 
 def main(argv: list[str] | None = None) -> int:

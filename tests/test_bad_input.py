@@ -21,7 +21,8 @@ from fake_image_folder import write_image, write_image_folder
 from fake_tiny_imagenet import make_fake_tiny_imagenet
 from helpers import CONFIGS, run_cli, snapshot
 from lit_cs201.cli import main
-from lit_cs201.data.synthetic import write_cifar10, write_idx, write_mnist
+from lit_cs201.data.mnist import write_idx
+from synthetic import write_cifar10, write_mnist
 
 IRIS, MNIST, MNIST_SEED, CIFAR10, TINY, IMAGES = (
     str(CONFIGS / f"{name}.yaml")

@@ -6,7 +6,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from helpers import CONFIGS, run_cli, scalars
-from lit_cs201.data.synthetic import write_cifar10, write_mnist
+from synthetic import write_cifar10, write_mnist
 
 TINY = [
     "--data.init_args.data_dir=data",

@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from helpers import CONFIGS, run_cli, scalars
-from lit_cs201.data.synthetic import write_cifar10, write_mnist
+from synthetic import write_cifar10, write_mnist
 
 FAST = CONFIGS / "cifar10_fast.yaml"
 

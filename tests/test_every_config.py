@@ -12,7 +12,7 @@ from fake_image_folder import write_image_folder
 from fake_tiny_imagenet import make_fake_tiny_imagenet
 from helpers import CONFIGS, run_cli, scalars
 from lit_cs201.data import tiny_imagenet_prepare
-from lit_cs201.data.synthetic import write_cifar10, write_mnist
+from synthetic import write_cifar10, write_mnist
 
 ONE_STEP = [
     "--trainer.max_epochs=1",

@@ -15,9 +15,9 @@ import torch
 
 from helpers import CONFIGS
 from lit_cs201.cli import main
-from lit_cs201.data.synthetic import write_cifar10
 from lit_cs201.errors import UserError
 from lit_cs201.models.nets import hub_weights
+from synthetic import write_cifar10
 
 PREFIX = "lit-cs201: error: "
 

@@ -14,8 +14,8 @@ from lit_cs201.data import CIFAR10DataModule, MNISTDataModule
 from lit_cs201.data import cifar10 as cifar10_module
 from lit_cs201.data import mnist as mnist_module
 from lit_cs201.data.download import Archive
-from lit_cs201.data.synthetic import CIFAR_NAMES, write_cifar10, write_mnist
 from lit_cs201.errors import UserError
+from synthetic import CIFAR_NAMES, write_cifar10, write_mnist
 
 
 def test_mnist_reads_idx_files_into_uint8_tensors(tmp_path):

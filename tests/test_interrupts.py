@@ -15,7 +15,7 @@ import torch
 
 from helpers import CONFIGS, assert_same, curves_by_step, run_cli, snapshot
 from lit_cs201.checkpoint_io import AtomicCheckpointIO
-from lit_cs201.data.synthetic import write_cifar10
+from synthetic import write_cifar10
 
 IMAGES = [
     "--data.init_args.data_dir=data",

@@ -17,8 +17,8 @@ import lit_cs201
 from helpers import CONFIGS
 from lit_cs201.cli import main
 from lit_cs201.data.mnist import read_idx
-from lit_cs201.data.synthetic import write_cifar10, write_mnist
 from lit_cs201.prediction import light_background
+from synthetic import write_cifar10, write_mnist
 
 PREFIX = "lit-cs201: error: "
 QUIET = ["--trainer.enable_progress_bar=false"]

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from helpers import CONFIGS, assert_same, run_cli, scalars
-from lit_cs201.data.synthetic import write_cifar10
+from synthetic import write_cifar10
 
 STEP_LR = {"class_path": "torch.optim.lr_scheduler.StepLR", "init_args": {"step_size": 2, "gamma": 0.5}}
 

@@ -48,6 +48,13 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(shape)
 
 
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write uint8 images (N, rows, cols) or labels (N,) as an IDX file, the format :func:`read_idx` reads."""
+    magic = 2051 if array.ndim == 3 else 2049
+    header = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
 class MNISTDataModule(ImageDataModule):
     """MNIST handwritten digits: 60,000 training (validation held out of them) and 10,000 test images, 28x28."""
 

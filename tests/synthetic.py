@@ -1,7 +1,7 @@
 """Synthetic MNIST and CIFAR-10 sets written in the official raw formats and file names.
 
-For tests and benchmarks on machines without the real data: the real loading code reads these files exactly as
-it reads the downloaded ones. The images are learnable (each class has its own pattern plus noise), so a few
+For the tests and scripts/benchmark.py, on machines without the real data: the real loading code reads these files
+exactly as it reads the downloaded ones. The images are learnable (each class has its own pattern plus noise), so a few
 training steps already move accuracy.
 """
 
@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lit_cs201.data.mnist import write_idx
+
 
 def class_images(labels: np.ndarray, shape: tuple[int, ...], seed: int) -> np.ndarray:
     """uint8 images whose mean brightness pattern depends on the label."""
@@ -20,13 +22,6 @@ def class_images(labels: np.ndarray, shape: tuple[int, ...], seed: int) -> np.nd
     noise = rng.integers(0, 60, size=(n, *shape))
     patterns = np.random.default_rng(1234).integers(0, 196, size=(10, *shape))
     return np.clip(patterns[labels] + noise, 0, 255).astype(np.uint8)
-
-
-def write_idx(path: Path, array: np.ndarray) -> None:
-    """Write uint8 images (N, rows, cols) or labels (N,) as an MNIST IDX file."""
-    magic = 2051 if array.ndim == 3 else 2049
-    header = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    path.write_bytes(header + array.astype(np.uint8).tobytes())
 
 
 def write_mnist(data_dir: Path, n_train: int = 200, n_test: int = 50, seed: int = 0) -> Path:
