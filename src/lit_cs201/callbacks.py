@@ -357,6 +357,10 @@ def _flatten(hparams: Mapping[str, Any], prefix: str = "") -> dict[str, int | fl
     return flat
 
 
+#: A prediction: (index in the dataset, true label or None, top classes, their probabilities).
+Row = tuple[int, int | None, list[int], list[float]]
+
+
 class PredictionWriter(BasePredictionWriter):
     """Write ``predictions.csv`` and ``predictions.png`` (the first images, titled with their prediction) to the
     run folder, log the picture to TensorBoard, and show the first rows.
@@ -373,58 +377,39 @@ class PredictionWriter(BasePredictionWriter):
         self.filename = filename
         self.shown = shown
 
-    def write_on_epoch_end(
-        self,
-        trainer: Trainer,
-        pl_module: LightningModule,
-        predictions: Any,
-        batch_indices: Any,
-    ) -> None:
-        # trainer.log_dir broadcasts rank zero's folder: every process has to ask, or rank zero waits forever.
-        log_dir = trainer.log_dir
-        if predictions and not isinstance(predictions[0], list):  # one predict dataloader
-            predictions = [predictions]
-        rank = trainer.global_rank
-        # (dataloader, sample, rank, true label or None, top classes, their probabilities). The sample is its index
-        # in the dataset: under DDP each process predicts its own share, and rank zero writes them all in order.
-        rows: list[tuple[int, int, int, int | None, list[int], list[float]]] = []
-        for loader, batches in enumerate(predictions):
-            indices = batch_indices[loader] if loader < len(batch_indices) else []
-            position = 0
-            for b, batch in enumerate(batches):
-                probs = batch["probs"].detach().float().cpu()
-                top_probs, top = probs.topk(min(TOP_K, probs.shape[-1]), dim=-1)
-                target = batch.get("target")
-                target = None if target is None else target.cpu()
-                for i in range(len(probs)):
-                    sample = indices[b][i] if b < len(indices) else position  # indices only lack for non-DataLoaders
-                    label = None if target is None else int(target[i])
-                    rows.append((loader, int(sample), rank, label, top[i].tolist(), top_probs[i].tolist()))
-                    position += 1
+    def write_on_epoch_end(self, trainer: Trainer, pl_module: LightningModule, predictions: Any, indices: Any) -> None:
+        log_dir = trainer.log_dir  # broadcasts rank zero's folder: every process has to ask, or rank zero waits forever
+        # One row per sample: (its index in the dataset, true label or None, top classes, their probabilities). Under
+        # DDP each process predicts its own share of the dataset (without repeats); rank zero writes them all in order.
+        rows: list[Row] = []
+        for batch, batch_indices in zip(predictions, indices[0], strict=True):
+            probs = batch["probs"].detach().float().cpu()
+            top_probs, top = probs.topk(min(TOP_K, probs.shape[-1]), dim=-1)
+            target = batch.get("target")
+            labels = [None] * len(probs) if target is None else target.tolist()
+            rows += zip(batch_indices, labels, top.tolist(), top_probs.tolist(), strict=True)
         if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
             gathered: list[Any] = [None] * torch.distributed.get_world_size()
             torch.distributed.all_gather_object(gathered, rows)
             rows = [row for shard in gathered for row in shard]
         if not trainer.is_global_zero or log_dir is None:
             return
-        rows.sort(key=lambda row: row[:3])
+        rows.sort(key=lambda row: row[0])
         names = list(getattr(pl_module, "class_names", [])) or None
         datamodule = trainer.datamodule
         files = getattr(datamodule, "predict_files", []) if getattr(datamodule, "predict_path", None) else []
-        path = Path(log_dir) / self.filename
-        path.parent.mkdir(parents=True, exist_ok=True)
         if files:
             header, table = self._file_rows(rows, files, datamodule.predict_errors, names)
         else:
             header = ["index", "true_label", "predicted", "probability"]
             table = [
                 [index, "" if label is None else _name(label, names), _name(top[0], names), f"{probs[0]:.4f}"]
-                for index, (_, _, _, label, top, probs) in enumerate(rows)
+                for index, (_, label, top, probs) in enumerate(rows)
             ]
+        path = Path(log_dir) / self.filename
+        path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(header)
-            writer.writerows(table)
+            csv.writer(f).writerows([header, *table])
         failed = len(datamodule.predict_errors) if files else 0
         summary = f"Wrote {len(rows)} predictions to {path}" + (f"; {failed} files could not be read" if failed else "")
         shown = "\n".join(",".join(map(str, row)) for row in [header, *table[: self.shown]])
@@ -433,29 +418,20 @@ class PredictionWriter(BasePredictionWriter):
 
     @staticmethod
     def _file_rows(
-        rows: list[tuple[int, int, int, int | None, list[int], list[float]]],
-        files: list[str],
-        errors: list[tuple[str, str]],
-        names: list[str] | None,
+        rows: list[Row], files: list[str], errors: list[tuple[str, str]], names: list[str] | None
     ) -> tuple[list[str], list[list[Any]]]:
-        k = max((len(row[4]) for row in rows), default=1)
+        k = max((len(row[2]) for row in rows), default=1)
         header = ["path", "predicted", "probability"]
         header += [column for j in range(1, k + 1) for column in (f"top{j}", f"top{j}_probability")]
         table: list[list[Any]] = []
-        for _, sample, _, _, top, probs in rows:
+        for sample, _, top, probs in rows:
             ranked = [cell for c, p in zip(top, probs, strict=True) for cell in (_name(c, names), f"{p:.4f}")]
             table.append([files[sample], _name(top[0], names), f"{probs[0]:.4f}", *ranked, ""])
         table += [[file, "", "", *[""] * (2 * k), reason] for file, reason in errors]
         return [*header, "error"], table
 
     @staticmethod
-    def _draw(
-        trainer: Trainer,
-        datamodule: Any,
-        rows: list[tuple[int, int, int, int | None, list[int], list[float]]],
-        names: list[str] | None,
-        log_dir: Path,
-    ) -> None:
+    def _draw(trainer: Trainer, datamodule: Any, rows: list[Row], names: list[str] | None, log_dir: Path) -> None:
         """``predictions.png``: the first images, each titled with its predicted class and probability."""
         dataset = datamodule.predict_set if getattr(datamodule, "predict_path", None) else datamodule.test_set
         images = getattr(dataset, "tensors", (None,))[0]
@@ -463,9 +439,9 @@ class PredictionWriter(BasePredictionWriter):
             return  # not images (Iris)
         first = rows[: viz.GRID_SIZE]
         titles = [viz.caption(_name(top[0], names), f"({probs[0]:.2f})") for *_, top, probs in first]
-        figure = viz.image_grid(images[[row[1] for row in first]], titles)
+        figure = viz.image_grid(images[[row[0] for row in first]], titles)
         figure.savefig(log_dir / "predictions.png", dpi=120)
-        tensorboard = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
+        tensorboard = next(iter(_tensorboards(trainer)), None)
         if tensorboard is not None:
             tensorboard.experiment.add_figure("predict/predictions", figure, close=True)
 
