@@ -14,6 +14,7 @@ import torch
 
 from lit_cs201 import devices
 from lit_cs201.devices import DeviceInfo, device_info
+from lit_cs201.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +97,28 @@ def test_cli_prints_the_report(info: DeviceInfo, tmp_path) -> None:
 def test_cli_json(info: DeviceInfo, capsys: pytest.CaptureFixture[str]) -> None:
     assert devices.main(["--json"]) == 0
     assert json.loads(capsys.readouterr().out) == info.as_dict()
+
+
+def test_resolve_device_picks_cuda_then_mps_then_cpu_and_refuses_others(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert devices.resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(UserError, match="unknown device 'nonsense'"):
+        devices.resolve_device("nonsense")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert devices.resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(UserError, match="device 'cuda:1' requested but CUDA is not available"):
+        devices.resolve_device("cuda:1")
+    with pytest.raises(UserError, match="device 'mps' requested but MPS is not available"):
+        devices.resolve_device("mps")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert devices.resolve_device("auto") == torch.device("mps")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert devices.resolve_device("auto") == torch.device("cuda")
+
+
+def test_import_leaves_torch_unloaded() -> None:
+    code = "import sys, lit_cs201.devices; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
 
 
 def test_cli_rejects_unknown_arguments(capsys: pytest.CaptureFixture[str]) -> None:

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import pytest
@@ -20,14 +21,15 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from transformers import BertConfig, BertForQuestionAnswering, BertModel, BertTokenizerFast
 from transformers.modeling_outputs import QuestionAnsweringModelOutput
 
+from lit_cs201.errors import UserError
 from lit_cs201.qa import (
-    QAError,
+    QAOptions,
     QuestionAnswerer,
     best_spans,
+    build_parser,
     evaluate_squad,
     load_squad,
     main,
-    resolve_device,
     validate_model_folder,
 )
 
@@ -260,22 +262,26 @@ def test_answer_batch_matches_single_calls(qa: QuestionAnswerer) -> None:
     ],
 )
 def test_bad_options_are_refused(qa: QuestionAnswerer, options: dict[str, int], message: str) -> None:
-    with pytest.raises(QAError, match=message):
+    with pytest.raises(UserError, match=message):
         qa(EN_QUESTION, EN_CONTEXT, **options)
+
+
+def test_options_object_and_keywords_agree(qa: QuestionAnswerer) -> None:
+    options = QAOptions(top_k=3, max_answer_len=2)
+    assert qa(ZH_QUESTION, ZH_CONTEXT, options) == qa(ZH_QUESTION, ZH_CONTEXT, top_k=3, max_answer_len=2)
+    assert qa(ZH_QUESTION, ZH_CONTEXT, options, top_k=1) == qa(ZH_QUESTION, ZH_CONTEXT, max_answer_len=2)
+
+
+def test_command_line_options_are_the_qa_options() -> None:
+    args = build_parser().parse_args(["--model", "m", "--top-k", "3", "--no-align-to-words"])
+    expected = replace(QAOptions(), top_k=3, align_to_words=False)
+    assert {option.name: getattr(args, option.name) for option in fields(QAOptions)} == asdict(expected)
 
 
 @pytest.mark.parametrize(("question", "context"), [("", EN_CONTEXT), (EN_QUESTION, "  ")])
 def test_empty_question_or_context_is_refused(qa: QuestionAnswerer, question: str, context: str) -> None:
-    with pytest.raises(QAError, match="empty"):
+    with pytest.raises(UserError, match="empty"):
         qa(question, context)
-
-
-def test_device_choice() -> None:
-    assert resolve_device("cpu") == torch.device("cpu")
-    assert resolve_device("auto").type in {"cpu", "cuda", "mps"}
-    if not torch.cuda.is_available():
-        with pytest.raises(QAError, match="CUDA is not available"):
-            resolve_device("cuda")
 
 
 def test_best_spans_masks_non_context_tokens() -> None:
@@ -347,14 +353,14 @@ def _break(case: str, folder: Path) -> None:
 def test_broken_model_folder_is_named_and_explained(model_dir: Path, tmp_path: Path, case: str, message: str) -> None:
     folder = _copy(model_dir, tmp_path)
     _break(case, folder)
-    with pytest.raises(QAError, match=message) as error:
+    with pytest.raises(UserError, match=message) as error:
         QuestionAnswerer.from_folder(folder)
     assert str(folder) in str(error.value)
     assert "\n" not in str(error.value)
 
 
 def test_course_model_folder_error_names_the_hub_id(tmp_path: Path) -> None:
-    with pytest.raises(QAError, match="hf download uer/roberta-base-chinese-extractive-qa --local-dir"):
+    with pytest.raises(UserError, match="hf download uer/roberta-base-chinese-extractive-qa --local-dir"):
         validate_model_folder(tmp_path / "roberta-chinese-qa")
 
 
@@ -362,7 +368,7 @@ def test_base_model_without_qa_head_is_refused(model_dir: Path, tmp_path: Path) 
     folder = _copy(model_dir, tmp_path)
     (folder / "model.safetensors").unlink()
     BertModel(_tiny_config(len(BertTokenizerFast.from_pretrained(folder)))).save_pretrained(folder)
-    with pytest.raises(QAError, match="no trained question-answering head .*qa_outputs"):
+    with pytest.raises(UserError, match="no trained question-answering head .*qa_outputs"):
         QuestionAnswerer.from_folder(folder)
 
 
@@ -373,7 +379,7 @@ def test_slow_tokenizer_is_refused(model_dir: Path, tmp_path: Path) -> None:
     (folder / "tokenizer.json").unlink()
     (tmp_path / "vocab.txt").write_text("\n".join(sorted(vocab, key=vocab.__getitem__)) + "\n")
     legacy.BertTokenizerLegacy(str(tmp_path / "vocab.txt"), do_lower_case=False).save_pretrained(folder)
-    with pytest.raises(QAError, match="not a fast tokenizer"):
+    with pytest.raises(UserError, match="not a fast tokenizer"):
         QuestionAnswerer.from_folder(folder)
 
 
@@ -435,7 +441,7 @@ def test_unreadable_squad_file_is_refused(tmp_path: Path, content: str | None, m
     path = tmp_path / "dev.json"
     if content is not None:
         path.write_text(content)
-    with pytest.raises(QAError, match=message) as error:
+    with pytest.raises(UserError, match=message) as error:
         load_squad(path)
     assert str(path) in str(error.value)
 
@@ -482,9 +488,9 @@ def test_cli_evaluates_squad_with_limit(model_dir: Path, tmp_path: Path) -> None
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
-        (["--model", "{missing}", "--question", "q", "--context", "c"], 1, "does not exist"),
+        (["--model", "{missing}", "--question", "q", "--context", "c"], 2, "does not exist"),
         (["--model", "{model}", "--question", "q"], 2, "--context missing"),
-        (["--model", "{model}", "--squad", "{missing}"], 1, "SQuAD file"),
+        (["--model", "{model}", "--squad", "{missing}"], 2, "SQuAD file"),
     ],
 )
 def test_cli_bad_input_exits_with_one_line(
@@ -508,8 +514,8 @@ def test_cli_prints_ranked_answers(model_dir: Path, capsys: pytest.CaptureFixtur
 @pytest.mark.parametrize(
     ("extra", "code", "message"),
     [
-        (["--max-seq-len", "4096"], 1, "more than this model takes"),
-        (["--device", "nonsense"], 1, "unknown device"),
+        (["--max-seq-len", "4096"], 2, "more than this model takes"),
+        (["--device", "nonsense"], 2, "unknown device"),
         (["--limit", "3"], 2, "--limit N needs --squad"),
         (["--squad", "x.json"], 2, "not both"),
     ],
@@ -517,12 +523,6 @@ def test_cli_prints_ranked_answers(model_dir: Path, capsys: pytest.CaptureFixtur
 def test_cli_bad_options(
     model_dir: Path, capsys: pytest.CaptureFixture[str], extra: list[str], code: int, message: str
 ) -> None:
-    argv = ["--model", str(model_dir), "--question", "q", "--context", "c", *extra]
-    if code == 2:
-        with pytest.raises(SystemExit) as exit_info:
-            main(argv)
-        assert exit_info.value.code == code
-    else:
-        assert main(argv) == code
+    assert main(["--model", str(model_dir), "--question", "q", "--context", "c", *extra]) == code
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1

@@ -19,7 +19,12 @@ import platform
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from lit_cs201.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "CudaDevice",
@@ -28,6 +33,7 @@ __all__ = [
     "format_device_info",
     "main",
     "native_precision",
+    "resolve_device",
     "training_precision",
 ]
 
@@ -154,6 +160,29 @@ def device_info() -> DeviceInfo:
         auto_devices=devices,
         resolved_by=resolved_by,
     )
+
+
+def resolve_device(device: str | torch.device = "cpu") -> torch.device:
+    """The torch device for ``device``: ``"auto"`` is CUDA, then MPS, then the CPU; any other must exist here.
+
+    Raises:
+        UserError: for an unknown device or one this machine lacks, naming it.
+    """
+    import torch
+
+    if str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps" if torch.backends.mps.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise UserError(f"unknown device {str(device)!r}; use cpu, cuda, cuda:N, mps or auto") from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {str(device)!r} requested but CUDA is not available here; use cpu or auto")
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"device {str(device)!r} requested but MPS is not available here; use cpu or auto")
+    return resolved
 
 
 def training_precision(accelerator: str | None) -> tuple[str, str]:
