@@ -1,8 +1,9 @@
-"""Prepare Tiny ImageNet in ROOT (the datamodule's data_dir): verify, extract, one val/ folder per class.
+"""Prepare Tiny ImageNet in DATA_DIR (the datamodule's data_dir): check, extract, one val/ folder per class.
 
-    python scripts/prepare_tiny_imagenet.py ROOT [--download]
+    python scripts/prepare_tiny_imagenet.py DATA_DIR [--download] [--cache]
 
-The same as ``python -m lit_cs201.data.tiny_imagenet_prepare``; see docs/tiny_imagenet.md and ``--help``.
+The command of `lit_cs201.data.tiny_imagenet_prepare` (also ``python -m lit_cs201.data.tiny_imagenet_prepare``);
+see docs/tiny_imagenet.md and ``--help``.
 """
 
 import sys
@@ -10,4 +11,4 @@ import sys
 from lit_cs201.data.tiny_imagenet_prepare import main
 
 if __name__ == "__main__":
-    sys.exit(main(prog="prepare_tiny_imagenet.py"))
+    sys.exit(main())

@@ -285,7 +285,7 @@ CASES: dict[str, tuple[list[str], tuple[str, ...]]] = {
         ["fit", "--config", TINY, "--data.init_args.data_dir=tiny_unprepared", *PRETRAINED_OFF],
         (
             "tiny_unprepared/tiny-imagenet-200 is not prepared",
-            "python -m lit_cs201.data.tiny_imagenet prepare tiny_unprepared",
+            "python -m lit_cs201.data.tiny_imagenet_prepare tiny_unprepared",
         ),
     ),
     "Tiny ImageNet missing offline": (

@@ -36,9 +36,8 @@ def write_data(dataset: str, root: Path) -> list[str]:
         write_cifar10(root, per_batch=4, n_test=8)
         return [f"--data.init_args.data_dir={root}", "--data.init_args.val_size=4", "--data.init_args.verify_md5=false"]
     if dataset == "TinyImageNetDataModule":
-        counts = {"classes": 2, "train_per_class": 4, "val_per_class": 2}
-        make_fake_tiny_imagenet(root, **counts)
-        tiny_imagenet_prepare.prepare(root, expected=tiny_imagenet_prepare.Expected(**counts), progress=False)
+        make_fake_tiny_imagenet(root, classes=2, train_per_class=4, val_per_class=2)
+        tiny_imagenet_prepare.prepare(root)
         return [f"--data.init_args.data_dir={root}", "--data.init_args.val_size=2"]
     if dataset == "ImageFolderDataModule":
         write_image_folder(root, splits=("train", "test"), per_class=4)

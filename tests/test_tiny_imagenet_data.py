@@ -3,6 +3,7 @@ what it loads, what it refuses, its decode cache, and the course recipe through 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import shutil
@@ -19,20 +20,18 @@ from PIL import Image
 from fake_tiny_imagenet import FakeTinyImageNet, make_fake_tiny_imagenet
 from helpers import CONFIGS, run_cli, scalars, snapshot
 from lit_cs201.data import TinyImageNetDataModule, decode
-from lit_cs201.data import tiny_imagenet as ti
 from lit_cs201.data import tiny_imagenet_prepare as tip
 from lit_cs201.errors import UserError
 
 # Six classes: top-5 accuracy is only reported for more than five.
 COUNTS = {"classes": 6, "train_per_class": 4, "val_per_class": 2}
-EXPECTED = tip.Expected(**COUNTS)
-PREPARE_COMMAND = "python -m lit_cs201.data.tiny_imagenet prepare"
+PREPARE_COMMAND = "python -m lit_cs201.data.tiny_imagenet_prepare"
 
 
 def fake_dataset(root: Path, prepared: bool = True, **kwargs) -> FakeTinyImageNet:
     fake = make_fake_tiny_imagenet(root, **{**COUNTS, **kwargs})
     if prepared:
-        tip.prepare(root, expected=EXPECTED, progress=False)
+        tip.prepare(root)
     return fake
 
 
@@ -187,15 +186,16 @@ def test_missing_dataset_without_download_says_where_to_put_the_zip(tmp_path):
 
 def test_prepare_data_extracts_and_prepares_a_zip_placed_in_data_dir(tmp_path, monkeypatch):
     fake = fake_dataset(tmp_path / "data", prepared=False, extracted=False, zipped=True)
-    # The fake zip is not the official one: let the real prepare() expect its counts and md5.
-    monkeypatch.setattr(tip, "prepare", functools.partial(tip.prepare, expected=EXPECTED, expected_md5=fake.zip_md5))
+    # The fake zip is not the official one: let the real prepare() expect its md5.
+    archive = dataclasses.replace(tip.ARCHIVE, md5=fake.zip_md5)
+    monkeypatch.setattr(tip, "prepare", functools.partial(tip.prepare, archive=archive))
     data = TinyImageNetDataModule(data_dir=str(fake.root), val_size=4, download=False)
     assert data.num_classes == 200  # nothing to read yet: the official count, which the model is sized for
     # A placed zip is used without download. The official zip has 200 classes; this one has 6, so a model
     # sized before extraction would be wrong: the run stops, and the next one reads the classes from the start.
     with pytest.raises(UserError, match="has 6 classes, but when this datamodule was created .* it had 200"):
         data.prepare_data()
-    assert tip.is_prepared(fake.dataset_dir) and fake.zip_path.is_file()
+    assert tip.state(fake.dataset_dir) == "prepared" and fake.zip_path.is_file()
     data = TinyImageNetDataModule(data_dir=str(fake.root), val_size=4, download=False)
     data.prepare_data()
     data.setup("test")
@@ -260,12 +260,11 @@ def test_where_the_cache_cannot_be_written_images_are_decoded_in_memory(tmp_path
     assert all(torch.equal(images[i], pil_rgb(path)) for i, (path, _) in enumerate(reference.samples))
 
 
-def test_cache_command_and_prepare_command_dispatch(tmp_path, capsys):
+def test_prepare_command_with_cache_prepares_then_decodes_both_splits(tmp_path, capsys):
     fake = fake_dataset(tmp_path / "data", prepared=False)
-    counts = ["--classes", "6", "--train-per-class", "4", "--val-per-class", "2", "--quiet"]
     # A fresh process, as a user runs it: runpy must not warn that the module was imported first.
     result = subprocess.run(
-        [sys.executable, "-m", "lit_cs201.data.tiny_imagenet", "prepare", str(fake.root), *counts],
+        [sys.executable, "-m", "lit_cs201.data.tiny_imagenet_prepare", str(fake.root)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -273,16 +272,17 @@ def test_cache_command_and_prepare_command_dispatch(tmp_path, capsys):
     assert result.returncode == 0, result.stderr
     assert "Tiny ImageNet is ready" in result.stdout
     assert "RuntimeWarning" not in result.stderr
-    assert tip.is_prepared(fake.dataset_dir)
+    assert tip.state(fake.dataset_dir) == "prepared"
 
-    assert ti.main(["cache", str(fake.root), "--quiet"]) == 0
+    assert tip.main([str(fake.root), "--cache"]) == 0
     out = capsys.readouterr().out
-    assert "train: 24 images" in out and "val: 12 images" in out
+    assert "already prepared; nothing to do" in out and "train: 24 images" in out and "val: 12 images" in out
     assert len(list((fake.dataset_dir / "cache").glob("*.npy"))) == 2
 
-    assert ti.main(["cache", str(tmp_path / "nothing")]) == 2
-    assert "python -m lit_cs201.data.tiny_imagenet cache: error: Tiny ImageNet not found" in capsys.readouterr().err
-    assert ti.main(["frobnicate"]) == 2
+    assert tip.main([str(tmp_path / "nothing"), "--cache"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"prepare_tiny_imagenet: error: neither {tmp_path / 'nothing' / 'tiny-imagenet-200'} nor ")
+    assert err.count("\n") == 1
 
 
 # -- the course recipe through the real command ------------------------------------------------------------

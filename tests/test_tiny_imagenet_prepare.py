@@ -4,11 +4,14 @@ ever lost, whatever point a run is interrupted at."""
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
+import http.server
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 import zipfile
@@ -20,11 +23,9 @@ import pytest
 
 from fake_tiny_imagenet import FakeTinyImageNet, make_fake_tiny_imagenet
 from lit_cs201.data import tiny_imagenet_prepare as tip
-from lit_cs201.data.tiny_imagenet_prepare import Expected, PrepareError, ValState
+from lit_cs201.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
-SMALL = Expected(classes=3, train_per_class=4, val_per_class=2)
-COUNT_ARGS = ["--classes", "3", "--train-per-class", "4", "--val-per-class", "2"]
 
 
 def tree(root: Path) -> dict[str, str]:
@@ -40,8 +41,9 @@ def fake(tmp_path: Path) -> FakeTinyImageNet:
     return make_fake_tiny_imagenet(tmp_path / "data with spaces", classes=3, train_per_class=4, val_per_class=2)
 
 
-def prepare(root: Path, **kwargs) -> tip.PrepareSummary:
-    return tip.prepare(root, expected=SMALL, progress=False, **kwargs)
+def prepare(root: Path, md5: str = tip.MD5, url: str = tip.URL, download: bool = False) -> str:
+    """The summary of preparing ``root``, the zip being expected to have ``md5`` (the fake's is not the official)."""
+    return tip.prepare(root, download, replace(tip.ARCHIVE, md5=md5, urls=(url,)))
 
 
 def expected_after(before: dict[str, str]) -> dict[str, str]:
@@ -60,7 +62,7 @@ def check_prepared(fake: FakeTinyImageNet, before: dict[str, str]) -> None:
     for path, digest in expected_after(before).items():
         assert now.get(path) == digest, path
     val = d / "val"
-    assert tip.val_state(d) is ValState.PREPARED
+    assert tip.state(d) == "prepared"
     assert sorted(p.name for p in val.iterdir() if p.is_dir()) == sorted(fake.wnids)
     for wnid in fake.wnids:
         wanted = sorted(name for name, w in fake.val_labels.items() if w == wnid)
@@ -72,7 +74,6 @@ def check_prepared(fake: FakeTinyImageNet, before: dict[str, str]) -> None:
     new_paths = set(now) - set(expected_after(before)) - {"tiny-imagenet-200.zip"}
     assert new_paths == {
         "tiny-imagenet-200/val",
-        "tiny-imagenet-200/val/.prepared",
         "tiny-imagenet-200/val/val_annotations.txt",
         *(f"tiny-imagenet-200/val/{w}" for w in fake.wnids),
         *(f"tiny-imagenet-200/val/{w}/{name}" for name, w in fake.val_labels.items()),
@@ -85,8 +86,10 @@ def test_val_gets_one_folder_per_class_and_keeps_every_original(fake):
     summary = prepare(fake.root)
 
     check_prepared(fake, before)
-    assert (summary.classes, summary.train_images, summary.val_images, summary.test_images) == (3, 12, 6, 2)
-    assert summary.changed and summary.val_files == "hard links"
+    assert summary.startswith(
+        f"Tiny ImageNet is ready in {fake.dataset_dir}: 3 classes, 12 training images, 6 validation"
+    )
+    assert "gave val/ one folder per class (hard links to val.orig/images/)" in summary
     # Hard links: the kept originals cost no space.
     d = fake.dataset_dir
     name, wnid = next(iter(fake.val_labels.items()))
@@ -101,7 +104,7 @@ def test_second_run_changes_nothing(fake, capsys):
     prepare(fake.root)
     before = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in fake.root.rglob("*")}
 
-    assert tip.main([str(fake.root), *COUNT_ARGS, "--quiet"]) == 0
+    assert tip.main([str(fake.root)]) == 0
 
     assert "already prepared; nothing to do" in capsys.readouterr().out
     assert {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in fake.root.rglob("*")} == before
@@ -116,7 +119,7 @@ def test_copies_when_the_filesystem_refuses_hard_links(fake, monkeypatch):
     summary = prepare(fake.root)
 
     check_prepared(fake, before)
-    assert summary.val_files.startswith("copies")
+    assert "(copies of val.orig/images/: this filesystem refused links)" in summary
     name, wnid = next(iter(fake.val_labels.items()))
     d = fake.dataset_dir
     assert not (d / "val" / wnid / name).samefile(d / "val.orig" / "images" / name)
@@ -205,9 +208,9 @@ def changes_in_clean_run(template: Path, tmp_path: Path, **kwargs) -> int:
 def check_nothing_lost(fake: FakeTinyImageNet, root: Path, before: dict[str, str]) -> None:
     """After a crash: old or new layout (or the two-rename gap), and every original image on disk."""
     d = root / "tiny-imagenet-200"
-    state = tip.val_state(d)
-    assert state in (ValState.ORIGINAL, ValState.SWAPPED, ValState.PREPARED)
-    originals = d / ("val" if state is ValState.ORIGINAL else "val.orig")
+    state = tip.state(d)
+    assert state in ("unprepared", "renaming", "prepared")
+    originals = d / ("val" if state == "unprepared" else "val.orig")
     now = tree(root)
     for path, digest in before.items():
         if path == "tiny-imagenet-200/val" or path.startswith("tiny-imagenet-200/val/"):
@@ -277,14 +280,14 @@ def test_a_complete_val_new_left_between_the_renames_is_published(fake, monkeypa
     before = tree(fake.root)
     with pytest.raises(Crash):
         prepare(fake.root)
-    assert tip.val_state(fake.dataset_dir) is ValState.SWAPPED
+    assert tip.state(fake.dataset_dir) == "renaming"
     monkeypatch.setattr(os, "rename", rename)
-    inode = (fake.dataset_dir / "val.new" / ".prepared").stat().st_ino
+    inode = (fake.dataset_dir / "val.new").stat().st_ino
 
     prepare(fake.root)
 
     check_prepared(fake, before)
-    assert (fake.dataset_dir / "val" / ".prepared").stat().st_ino == inode  # reused, not rebuilt
+    assert (fake.dataset_dir / "val").stat().st_ino == inode  # renamed, not rebuilt
 
 
 def test_an_operating_system_failure_exits_1_and_a_rerun_finishes(fake, monkeypatch, capsys):
@@ -295,10 +298,10 @@ def test_an_operating_system_failure_exits_1_and_a_rerun_finishes(fake, monkeypa
 
     monkeypatch.setattr(os, "mkdir", disk_full)
     before = tree(fake.root)
-    assert tip.main([str(fake.root), *COUNT_ARGS, "--quiet"]) == 1
+    assert tip.main([str(fake.root)]) == 1
     assert "No space left on device" in capsys.readouterr().err
     monkeypatch.setattr(os, "mkdir", mkdir)
-    assert tip.main([str(fake.root), *COUNT_ARGS, "--quiet"]) == 0
+    assert tip.main([str(fake.root)]) == 0
     check_prepared(fake, before)
 
 
@@ -328,6 +331,14 @@ def _unknown_annotated_class(f: FakeTinyImageNet) -> None:
     path.write_text(path.read_text().replace(f.wnids[0], "n00000000", 1))
 
 
+def _one_val_image_fewer(f: FakeTinyImageNet) -> None:
+    """A class with fewer validation images than the others, its annotation gone too: a file lost in a copy."""
+    path = f.dataset_dir / "val" / "val_annotations.txt"
+    first, *rest = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(rest))
+    (f.dataset_dir / "val" / "images" / first.split("\t")[0]).unlink()
+
+
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
@@ -340,13 +351,14 @@ def _unknown_annotated_class(f: FakeTinyImageNet) -> None:
             "expected 4 training images per class in train/<wnid>/images/, found n04540053: 3",
         ),
         (_unknown_annotated_class, "val_annotations.txt names 1 classes not in wnids.txt: n00000000"),
+        (_one_val_image_fewer, "expected 2 validation images per class in val_annotations.txt, found "),
     ],
 )
 def test_a_damaged_dataset_is_refused_before_anything_changes(fake, damage, message, capsys):
     damage(fake)
     before = tree(fake.root)
 
-    assert tip.main([str(fake.root), *COUNT_ARGS, "--quiet"]) == 2
+    assert tip.main([str(fake.root)]) == 2
 
     err = capsys.readouterr().err
     assert message in err and "Nothing was changed" in err
@@ -356,15 +368,8 @@ def test_a_damaged_dataset_is_refused_before_anything_changes(fake, damage, mess
 
 def test_missing_file_is_named(fake):
     _remove_annotated(fake)
-    with pytest.raises(PrepareError, match="val_3.JPEG"):
+    with pytest.raises(UserError, match="val_3.JPEG"):
         prepare(fake.root)
-
-
-def test_wrong_counts_are_refused(fake):
-    before = tree(fake.root)
-    with pytest.raises(PrepareError, match="expected 200 classes in wnids.txt, found 3"):
-        tip.prepare(fake.root, progress=False)
-    assert tree(fake.root) == before
 
 
 def test_a_val_folder_reorganised_by_another_tool_is_left_alone(fake):
@@ -374,7 +379,7 @@ def test_a_val_folder_reorganised_by_another_tool_is_left_alone(fake):
         (val / "images" / name).rename(val / wnid / name)
     (val / "images").rmdir()
     before = tree(fake.root)
-    with pytest.raises(PrepareError, match="reorganised by another tool"):
+    with pytest.raises(UserError, match="reorganised by another tool"):
         prepare(fake.root)
     assert tree(fake.root) == before
 
@@ -383,7 +388,7 @@ def test_an_existing_val_orig_is_never_replaced(fake):
     (fake.dataset_dir / "val.orig").mkdir()
     (fake.dataset_dir / "val.orig" / "notes.txt").write_text("mine")
     before = tree(fake.root)
-    with pytest.raises(PrepareError, match="val.orig already exists"):
+    with pytest.raises(UserError, match="val.orig already exists"):
         prepare(fake.root)
     assert tree(fake.root) == before
 
@@ -391,13 +396,13 @@ def test_an_existing_val_orig_is_never_replaced(fake):
 def test_a_scratch_folder_with_foreign_files_is_not_deleted(fake):
     (fake.dataset_dir / "val.new").mkdir()
     (fake.dataset_dir / "val.new" / "thesis.tex").write_text("mine")
-    with pytest.raises(PrepareError, match="thesis.tex"):
+    with pytest.raises(UserError, match="thesis.tex"):
         prepare(fake.root)
     assert (fake.dataset_dir / "val.new" / "thesis.tex").read_text() == "mine"
 
 
 def test_the_dataset_folder_itself_is_not_root(fake):
-    with pytest.raises(PrepareError, match="pass the folder that holds tiny-imagenet-200/"):
+    with pytest.raises(UserError, match="pass the folder that holds tiny-imagenet-200/"):
         prepare(fake.dataset_dir)
 
 
@@ -414,16 +419,16 @@ def test_extracts_the_zip_then_prepares(zipped, tmp_path):
     zip_bytes = zipped.zip_path.read_bytes()
     before = tree(reference.root)
 
-    summary = prepare(zipped.root, expected_md5=zipped.zip_md5)
+    summary = prepare(zipped.root, md5=zipped.zip_md5)
 
-    assert summary.steps[0] == "extracted tiny-imagenet-200.zip"
+    assert "this run: extracted tiny-imagenet-200.zip" in summary
     check_prepared(zipped, before)  # same seed: the same images as the reference
     assert zipped.zip_path.read_bytes() == zip_bytes
     assert not (zipped.root / "tiny-imagenet-200.partial").exists()
 
 
 def test_a_zip_with_the_wrong_md5_is_refused(zipped, capsys):
-    assert tip.main([str(zipped.root), *COUNT_ARGS, "--quiet"]) == 2
+    assert tip.main([str(zipped.root)]) == 2
     err = capsys.readouterr().err
     assert f"md5 is {zipped.zip_md5}, expected {tip.MD5}" in err and "Nothing was extracted" in err
     assert sorted(p.name for p in zipped.root.iterdir()) == ["tiny-imagenet-200.zip"]
@@ -433,9 +438,9 @@ def test_a_zip_with_the_wrong_md5_is_refused(zipped, capsys):
 def test_a_zip_with_unsafe_members_is_refused(zipped, bad_name):
     with zipfile.ZipFile(zipped.zip_path, "a") as archive:
         archive.writestr(bad_name, "x")
-    md5 = tip.file_md5(zipped.zip_path)
-    with pytest.raises(PrepareError, match="refusing to extract it"):
-        prepare(zipped.root, expected_md5=md5)
+    md5 = hashlib.md5(zipped.zip_path.read_bytes()).hexdigest()
+    with pytest.raises(UserError, match="refusing to extract it"):
+        prepare(zipped.root, md5=md5)
     assert sorted(p.name for p in zipped.root.iterdir()) == ["tiny-imagenet-200.zip"]
 
 
@@ -445,50 +450,61 @@ def test_an_interrupted_extraction_is_redone(zipped, tmp_path):
     template = tmp_path / "template"
     shutil.copytree(zipped.root, template)
     zip_bytes = zipped.zip_path.read_bytes()
-    total = changes_in_clean_run(template, tmp_path, expected_md5=zipped.zip_md5)
+    total = changes_in_clean_run(template, tmp_path, md5=zipped.zip_md5)
     for k in range(1, total + 1):
         root = tmp_path / f"crash {k}"
         shutil.copytree(template, root)
         with pytest.MonkeyPatch.context() as mp:
             crash_at(mp, k)
             with pytest.raises(Crash):
-                prepare(root, expected_md5=zipped.zip_md5)
+                prepare(root, md5=zipped.zip_md5)
         assert (root / "tiny-imagenet-200.zip").read_bytes() == zip_bytes
-        assert tip.val_state(root / "tiny-imagenet-200") in (
-            ValState.MISSING,
-            ValState.ORIGINAL,
-            ValState.SWAPPED,
-        )
-        prepare(root, expected_md5=zipped.zip_md5)
+        assert tip.state(root / "tiny-imagenet-200") in ("missing", "unprepared", "renaming")
+        prepare(root, md5=zipped.zip_md5)
         check_prepared(replace(zipped, root=root, dataset_dir=root / "tiny-imagenet-200"), before)
 
 
 # -- download -----------------------------------------------------------------------------------------------
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def mirror(zipped):
+    """The URL of the fake zip, served over HTTP on the loopback interface as a mirror serves the real one."""
+    handler = functools.partial(QuietHandler, directory=str(zipped.root))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        yield f"http://127.0.0.1:{server.server_port}/{zipped.zip_path.name}"
+        server.shutdown()
+
+
 def test_nothing_to_use_says_where_to_put_the_zip(tmp_path):
     root = tmp_path / "empty dir"
     root.mkdir()
-    with pytest.raises(PrepareError) as info:
+    with pytest.raises(UserError) as info:
         prepare(root)
     message = str(info.value)
     assert tip.URL in message and tip.MD5 in message and str(root / "tiny-imagenet-200.zip") in message
 
 
-def test_download_fetches_and_checks_the_zip(zipped, tmp_path):
+def test_download_fetches_and_checks_the_zip(zipped, mirror, tmp_path):
     root = tmp_path / "fresh root"
     root.mkdir()
     (root / "tiny-imagenet-200.zip.part").write_bytes(b"the first bytes of an interrupted download")
-    summary = prepare(root, download_missing=True, url=zipped.zip_path.as_uri(), expected_md5=zipped.zip_md5)
-    assert summary.steps[:2] == ("downloaded tiny-imagenet-200.zip", "extracted tiny-imagenet-200.zip")
-    assert tip.is_prepared(root / "tiny-imagenet-200")
+    summary = prepare(root, download=True, url=mirror, md5=zipped.zip_md5)
+    assert "this run: downloaded tiny-imagenet-200.zip\n  this run: extracted tiny-imagenet-200.zip" in summary
+    assert tip.state(root / "tiny-imagenet-200") == "prepared"
     assert (root / "tiny-imagenet-200.zip").read_bytes() == zipped.zip_path.read_bytes()
     assert not (root / "tiny-imagenet-200.zip.part").exists()
 
 
-def test_a_download_with_the_wrong_md5_is_not_kept(zipped, tmp_path):
+def test_a_download_with_the_wrong_md5_is_not_kept(zipped, mirror, tmp_path):
     root = tmp_path / "fresh root"
-    with pytest.raises(PrepareError, match="expected 90528d7ca1a48142e341f4ef8d21d0de; nothing was kept"):
-        prepare(root, download_missing=True, url=zipped.zip_path.as_uri())
-    assert not root.exists()  # not even the folder it made for the zip
+    with pytest.raises(UserError, match=f"gave a file with md5 {zipped.zip_md5}, expected {tip.MD5}"):
+        prepare(root, download=True, url=mirror)
+    assert not root.exists()  # nothing kept, not even the folder it made for the zip
 
 
 def test_a_failed_download_says_what_to_do(tmp_path, monkeypatch):
@@ -497,28 +513,27 @@ def test_a_failed_download_says_what_to_do(tmp_path, monkeypatch):
 
     monkeypatch.setattr(urllib.request, "urlopen", offline)
     root = tmp_path / "offline"
-    with pytest.raises(PrepareError) as info:
-        prepare(root, download_missing=True)
+    with pytest.raises(UserError) as info:
+        prepare(root, download=True)
     message = str(info.value)
-    assert message.startswith(f"could not download {tip.URL} (URLError: ")
-    assert f"place it at {root / 'tiny-imagenet-200.zip'} (md5 {tip.MD5})" in message
+    assert f"(download failed: {tip.URL}: URLError: " in message
+    assert f"Download {tip.URL} (md5 {tip.MD5}) and place it at {root / 'tiny-imagenet-200.zip'}" in message
     assert not root.exists()  # not even the folder it made for the zip
 
 
 # -- the command line ---------------------------------------------------------------------------------------
 def test_script_prepares_and_reports(fake):
     result = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "prepare_tiny_imagenet.py"), str(fake.root), *COUNT_ARGS],
+        [sys.executable, str(REPO / "scripts" / "prepare_tiny_imagenet.py"), str(fake.root)],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert f"Tiny ImageNet is ready in {fake.dataset_dir}" in result.stdout
-    for line in ("classes:      3", "train images: 12", "val images:   6", "original val/ kept as val.orig/"):
-        assert line in result.stdout
+    assert result.stdout.startswith(f"Tiny ImageNet is ready in {fake.dataset_dir}: 3 classes, 12 training images")
+    assert "6 validation images in val/<wnid>/" in result.stdout and "hard links to val.orig/images/" in result.stdout
     assert "linking val/<wnid>/" in result.stderr  # progress goes to stderr
-    assert tip.is_prepared(fake.dataset_dir)
+    assert tip.state(fake.dataset_dir) == "prepared"
 
 
 def test_module_refuses_with_one_line_and_status_2(tmp_path):
@@ -528,12 +543,19 @@ def test_module_refuses_with_one_line_and_status_2(tmp_path):
             "-m",
             "lit_cs201.data.tiny_imagenet_prepare",
             str(tmp_path / "no such dir"),
-            "--quiet",
         ],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert result.returncode == 2
-    assert result.stderr.startswith("python -m lit_cs201.data.tiny_imagenet_prepare: error: neither ")
+    assert result.stderr.startswith("prepare_tiny_imagenet: error: neither ")
+    assert "or run this again with --download" in result.stderr
     assert result.stderr.count("\n") == 1 and result.stdout == ""
+
+
+def test_the_command_starts_without_torch_or_lightning():
+    """A command that does not train starts in well under a second: it must not import what training needs."""
+    code = "import sys, lit_cs201.data.tiny_imagenet_prepare; print(sorted({'torch', 'lightning'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.strip() == "[]"

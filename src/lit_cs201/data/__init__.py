@@ -1,8 +1,8 @@
 """The dataset modules, imported on first use.
 
-Lazy, so that ``python -m lit_cs201.data.tiny_imagenet prepare`` (and the other commands of this package) start
-without importing every dataset module first, and without Python's warning about running a module that its
-package has already imported.
+Lazy, so that ``python -m lit_cs201.data.tiny_imagenet_prepare`` (and the other commands of this package) start
+without importing every dataset module (and Lightning) first, and without Python's warning about running a module
+that its package has already imported.
 """
 
 from importlib import import_module

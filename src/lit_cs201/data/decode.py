@@ -28,8 +28,8 @@ from typing import NamedTuple
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps
+from tqdm import tqdm
 
-from lit_cs201.data.tiny_imagenet_prepare import Progress
 from lit_cs201.errors import StorageError, UserError
 
 #: File name endings (lower case) of the image formats searched for; Pillow reads them all.
@@ -221,22 +221,21 @@ def decode_images(
     workers: int = 0,
     label: str = "",
 ) -> Iterator[tuple[np.ndarray, dict[int, str]]]:
-    """Decode ``files`` (or PIL images, or uint8 arrays) in order, as chunks of uint8 images (n, C, H, W), on
-    ``workers`` threads.
+    """Decode ``files`` (or PIL images, or uint8 arrays) in order on ``workers`` threads, as uint8 chunks (n, C, H, W).
 
     Each chunk comes with the files of it that could not be decoded (their index in ``files`` -> reason); their
     rows are zeros. ``shape`` is (channels, height, width); with ``resize=False`` an image of another size counts
-    as bad rather than being resized. Progress goes to stderr when ``label`` is given.
+    as bad rather than being resized. A progress bar goes to stderr when ``label`` is given.
     """
     channels, height, width = shape
     size = (height, width) if resize else None
     workers = workers or default_workers()
-    progress = Progress(label, len(files), enabled=bool(label))
     # Chunks of about 64 MiB bound the memory held before they are written out; within one, each thread takes
     # a run of images (one task per small image would cost as much to hand over as to decode) but enough runs
     # for all threads, however large the images.
     window = max(1, (64 << 20) // (channels * height * width))
-    with ThreadPoolExecutor(workers) as pool:
+    bar = tqdm(total=len(files), desc=label, unit=" images", disable=not label)
+    with ThreadPoolExecutor(workers) as pool, bar:
         for start in range(0, len(files), window):
             part = files[start : start + window]
             out = np.empty((len(part), channels, height, width), dtype=np.uint8)
@@ -250,7 +249,7 @@ def decode_images(
                 [size] * len(firsts),
             )
             yield out, {index: reason for bad in found for index, reason in bad.items()}
-            progress.update(len(part))
+            bar.update(len(part))
 
 
 def fingerprint(
@@ -309,8 +308,7 @@ def _write_cache(
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "wb") as out:
-            header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False}
-            np.lib.format.write_array_header_1_0(out, {**header, "shape": shape})
+            np.lib.format.write_array_header_1_0(out, {"descr": "|u1", "fortran_order": False, "shape": shape})
             for chunk in chunks:
                 out.write(chunk.tobytes())
             out.flush()

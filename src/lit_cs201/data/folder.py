@@ -39,7 +39,7 @@ from lit_cs201.data.decode import (
     find_images,
     image_header,
 )
-from lit_cs201.data.images import ImageDataModule, _augment
+from lit_cs201.data.images import ImageDataModule, _augment, image_args
 from lit_cs201.errors import UserError, first_few
 from lit_cs201.prediction import light_background
 
@@ -134,20 +134,8 @@ class ImageFolderDataModule(ImageDataModule):
         known = predict_path is not None and None not in (classes, image_size, channels)
         if not known and not Path(data_dir).exists():
             raise UserError(f"data_dir {data_dir} does not exist; give the folder that holds train/<class>/<images>")
-        super().__init__(
-            data_dir=data_dir,
-            batch_size=batch_size,
-            val_size=val_size,
-            split_seed=split_seed,
-            train_augment=train_augment,
-            eval_augment=eval_augment,
-            mean=_IDENTITY[0],  # the presets are built again below, once the channels are known
-            std=_IDENTITY[1],
-            download=False,
-            num_workers=num_workers,
-            predict_path=predict_path,
-            invert=invert,
-        )
+        # Identity statistics for now: the presets are built again below, once the channels are known.
+        super().__init__(**image_args(locals(), mean=_IDENTITY[0], std=_IDENTITY[1], download=False))
         # The base class's call also records its `download`, which this class does not take: a checkpoint holding
         # it could not rebuild this datamodule.
         self.save_hyperparameters(ignore=["download"])

@@ -9,6 +9,7 @@ classes, shape and statistics are.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -29,6 +30,12 @@ def _augment(option: str, name: str, mean: list[float], std: list[float]) -> nn.
         return build_augment(name, mean=mean, std=std)
     except UserError as err:
         raise UserError(f"{option}: {err}") from None
+
+
+def image_args(values: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    """The arguments of `ImageDataModule.__init__` in ``values`` (a subclass's ``locals()``), then ``overrides``."""
+    names = inspect.signature(ImageDataModule.__init__).parameters.keys() - {"self"}
+    return {name: values[name] for name in names if name in values} | overrides
 
 
 class ImageDataModule(ClassificationDataModule):

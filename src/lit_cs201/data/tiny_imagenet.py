@@ -11,8 +11,7 @@ held-out training images, never on the images that are reported.
 
 The tree must be prepared first (one folder per class in ``val/``; see ``docs/tiny_imagenet.md``)::
 
-    python -m lit_cs201.data.tiny_imagenet prepare DATA_DIR [--download]
-    python -m lit_cs201.data.tiny_imagenet cache DATA_DIR        # optional: decode now instead of at first use
+    python scripts/prepare_tiny_imagenet.py DATA_DIR [--download] [--cache]    # --cache: decode now, not at first use
 
 Decoding all 110,000 JPEGs takes from tens of seconds to minutes, which every run and stage would pay again,
 so each split is decoded once into ``tiny-imagenet-200/cache/<split>_3x64x64_<fingerprint>.npy`` (uint8,
@@ -24,11 +23,9 @@ may be deleted at any time.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shlex
 import sys
-import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,13 +35,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lit_cs201.argtypes import positive_int
 from lit_cs201.data import decode
 from lit_cs201.data import tiny_imagenet_prepare as tip
-from lit_cs201.data.images import ImageDataModule
+from lit_cs201.data.images import ImageDataModule, image_args
 from lit_cs201.errors import UserError, first_few
 
-COMMAND = "python -m lit_cs201.data.tiny_imagenet"
+#: The preparation command, as messages name it: the form that works wherever the package is installed.
+COMMAND = "python -m lit_cs201.data.tiny_imagenet_prepare"
 NATIVE_SIZE = 64
 OFFICIAL_CLASSES = 200
 CACHE_DIR = "cache"
@@ -60,8 +57,8 @@ def _visible_dirs(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _command(data_dir: str | os.PathLike[str], subcommand: str = "prepare") -> str:
-    return f"{COMMAND} {subcommand} {shlex.quote(str(data_dir))}"
+def _command(data_dir: str | os.PathLike[str]) -> str:
+    return f"{COMMAND} {shlex.quote(str(data_dir))}"
 
 
 def not_ready_message(data_dir: str | os.PathLike[str], fetch_hint: str = "") -> str | None:
@@ -69,31 +66,30 @@ def not_ready_message(data_dir: str | os.PathLike[str], fetch_hint: str = "") ->
 
     ``fetch_hint`` ends the message for a missing dataset: how the caller could download it instead.
     """
-    root = dataset_dir(data_dir)
-    command = _command(data_dir)
-    script = f"python scripts/prepare_tiny_imagenet.py {shlex.quote(str(data_dir))}"
+    root, zip_path = dataset_dir(data_dir), Path(data_dir) / tip.ZIP_NAME
+    run = f"run once: {_command(data_dir)}"
+    if not root.exists() and zip_path.is_file():
+        return f"{zip_path} is not extracted yet; {run} (it checks the md5 and extracts it)"
     if not root.exists():
-        zip_path = Path(data_dir) / tip.ZIP_NAME
-        if zip_path.is_file():
-            return f"{zip_path} is not extracted yet. Run once: {command} (it checks the md5 and extracts it)"
         return (
             f"Tiny ImageNet not found: neither {root} nor {zip_path} exists. Download {tip.URL} (md5 {tip.MD5}), "
-            f"place it at {zip_path} and run once: {command}{fetch_hint}"
+            f"place it at {zip_path} and {run}{fetch_hint}"
         )
-    state = tip.val_state(root)
-    if state is tip.ValState.PREPARED:
+    state = tip.state(root)
+    if state == "prepared":
         return None
-    if state is tip.ValState.FOREIGN:
+    if state == "foreign":
         return (
             f"{root / tip.VAL} was reorganised by another tool (the course's 14_tinyimagenet.sh moves the images "
-            f"and flattens train/). Extract {tip.ZIP_NAME} into a fresh folder and run once: {command}"
+            f"and flattens train/). Extract {tip.ZIP_NAME} into a fresh folder and {run}"
         )
-    if state is tip.ValState.MISSING:
-        return f"{root} has no val/ folder: re-extract {tip.ZIP_NAME} and run once: {command}"
+    if state == "missing":
+        return f"{root} has no val/ folder: re-extract {tip.ZIP_NAME} and {run}"
     return (
         f"{root} is not prepared: val/ does not have one folder per class yet (without it, the validation "
-        f"images load as one class or with shifted labels). Run once: {command} (or {script}); it verifies the "
-        "dataset and links the images into val/<wnid>/ without moving or deleting any"
+        f"images load as one class or with shifted labels). Run once: {_command(data_dir)} (or python "
+        f"scripts/prepare_tiny_imagenet.py {shlex.quote(str(data_dir))}); it checks the dataset and links the "
+        "images into val/<wnid>/ without moving or deleting any"
     )
 
 
@@ -116,7 +112,8 @@ def read_classes(root: Path) -> list[str]:
         if where == "val/":
             advice = (
                 "The prepared val/ has one folder per wnid of val/val_annotations.txt; if it was edited, the "
-                f"original images are in {tip.VAL_ORIG}/: move val/ away and run {_command(root.parent)}"
+                f"original images are in {tip.VAL_ORIG}/: move val/ away, rename {tip.VAL_ORIG}/ to val/ and run "
+                f"{_command(root.parent)}"
             )
         else:
             advice = f"Re-extract {tip.ZIP_NAME} into a fresh folder and run {_command(root.parent)}"
@@ -154,27 +151,39 @@ def list_split(root: Path, split: str, wnids: Sequence[str]) -> tuple[list[Path]
     labels: list[int] = []
     for label, wnid in enumerate(wnids):
         folder = root / "train" / wnid / "images" if split == "train" else root / tip.VAL / wnid
-        names = sorted(p.name for p in folder.iterdir() if p.suffix == tip.IMAGE_SUFFIX and not p.name.startswith("."))
+        names = sorted(p.name for p in folder.iterdir() if p.suffix == tip.JPEG and not p.name.startswith("."))
         if not names:
-            raise UserError(f"{folder} holds no {tip.IMAGE_SUFFIX} images: re-extract {tip.ZIP_NAME}")
+            raise UserError(f"{folder} holds no {tip.JPEG} images: re-extract {tip.ZIP_NAME}")
         files += [folder / name for name in names]
         labels += [label] * len(names)
     return files, labels
 
 
-def cached_split(
-    root: Path, split: str, files: Sequence[Path], labels: Sequence[int], workers: int = 0, progress: bool = True
-) -> np.ndarray:
+def cached_split(root: Path, split: str, files: Sequence[Path], labels: Sequence[int]) -> np.ndarray:
     """The decoded images of ``split`` (uint8, N x 3 x 64 x 64), memory-mapped from ``root/cache``.
 
     Decoded and cached first if needed; every image must be a 64x64 JPEG (greyscale ones come out RGB, as with
     ImageFolder's loader). Where the cache cannot be written, the images are decoded into memory, with a warning.
     """
-    shape = (3, NATIVE_SIZE, NATIVE_SIZE)
-    hint = f"re-extract {tip.ZIP_NAME}"
-    return decode.cached_images(
-        files, labels, shape, root / CACHE_DIR, split, root, resize=False, hint=hint, workers=workers, progress=progress
-    ).images
+    shape, hint = (3, NATIVE_SIZE, NATIVE_SIZE), f"re-extract {tip.ZIP_NAME}"
+    return decode.cached_images(files, labels, shape, root / CACHE_DIR, split, root, resize=False, hint=hint).images
+
+
+def cache_splits(data_dir: str | os.PathLike[str]) -> list[str]:
+    """Decode the prepared train and val images into the cache now (training does it at first use otherwise); a line
+    per split saying what was cached where."""
+    message = not_ready_message(data_dir)
+    if message is not None:
+        raise UserError(message)
+    root = dataset_dir(data_dir)
+    wnids = read_classes(root)
+    lines = []
+    for split in ("train", "val"):
+        files, labels = list_split(root, split, wnids)
+        images = cached_split(root, split, files, labels)
+        where = Path(images.filename).name if isinstance(images, np.memmap) else "memory only"
+        lines.append(f"{split}: {len(files)} images, {images.nbytes / 2**20:.0f} MiB in {where}")
+    return lines
 
 
 class TinyImageNetDataModule(ImageDataModule):
@@ -234,20 +243,7 @@ class TinyImageNetDataModule(ImageDataModule):
         predict_path: str | list[str] | None = None,
         invert: Literal["auto", "always", "never"] = "auto",
     ) -> None:
-        super().__init__(
-            data_dir=data_dir,
-            batch_size=batch_size,
-            val_size=val_size,
-            split_seed=split_seed,
-            train_augment=train_augment,
-            eval_augment=eval_augment,
-            mean=mean,
-            std=std,
-            download=download,
-            num_workers=num_workers,
-            predict_path=predict_path,
-            invert=invert,
-        )
+        super().__init__(**image_args(locals()))
         self.image_size = image_size
         self.input_shape = (3, image_size, image_size)
         self._check_augment_sizes(train_augment, eval_augment)
@@ -304,7 +300,7 @@ class TinyImageNetDataModule(ImageDataModule):
         root = self.root
         if not root.exists() and (self.download or (Path(self.data_dir) / tip.ZIP_NAME).is_file()):
             # Only a tree this call creates itself is reorganised; the zip is only read.
-            print(tip.prepare(self.data_dir, download_missing=self.download), file=sys.stderr)
+            print(tip.prepare(self.data_dir, download=self.download), file=sys.stderr)
         self._require_prepared()
         cache = root / CACHE_DIR
         if not os.access(cache if cache.is_dir() else root, os.W_OK):
@@ -328,64 +324,3 @@ class TinyImageNetDataModule(ImageDataModule):
             files, labels = list_split(self.root, split, self.wnids)
             self._splits[split] = (cached_split(self.root, split, files, labels), labels)
         return self._splits[split]
-
-
-# -- command line --------------------------------------------------------------------------------------------
-USAGE = f"""usage: {COMMAND} {{prepare,cache}} ROOT [options]
-
-  prepare ROOT [--download] ...   verify Tiny ImageNet, extract tiny-imagenet-200.zip if needed, and give val/
-                                  one folder per class (hard links; nothing moved or deleted)
-  cache ROOT [--workers N]        decode the prepared images into ROOT/tiny-imagenet-200/cache/ now (training
-                                  does it at first use otherwise)
-
-ROOT is the datamodule's data_dir: the folder that holds tiny-imagenet-200/ or tiny-imagenet-200.zip.
-'{COMMAND} COMMAND --help' describes a command's options."""
-
-
-def _cache_main(argv: Sequence[str], prog: str) -> int:
-    parser = argparse.ArgumentParser(prog=prog, description="Decode prepared Tiny ImageNet into the uint8 cache.")
-    parser.add_argument("root", type=Path, metavar="ROOT", help=f"folder that holds {tip.DIR_NAME}/")
-    parser.add_argument(
-        "--workers", type=positive_int, default=decode.default_workers(), metavar="N", help="decoding threads"
-    )
-    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    args = parser.parse_args(argv)
-    try:
-        message = not_ready_message(args.root, f"; or fetch it with: {_command(args.root)} --download")
-        if message is not None:
-            raise UserError(message)
-        root = dataset_dir(args.root)
-        wnids = read_classes(root)
-        for split in ("train", "val"):
-            files, labels = list_split(root, split, wnids)
-            start = time.perf_counter()
-            images = cached_split(root, split, files, labels, workers=args.workers, progress=not args.quiet)
-            seconds = time.perf_counter() - start
-            where = Path(images.filename).name if isinstance(images, np.memmap) else "memory only"
-            print(f"{split}: {len(files)} images, {images.nbytes / 2**20:.0f} MiB in {where} ({seconds:.1f} s)")
-    except UserError as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted; the cache is written whole or not at all", file=sys.stderr)
-        return 130
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m lit_cs201.data.tiny_imagenet {prepare,cache} ROOT [options]``; returns the exit status."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] in ("-h", "--help"):
-        print(USAGE, file=sys.stdout if args else sys.stderr)
-        return 0 if args else 2
-    command, rest = args[0], args[1:]
-    if command == "prepare":
-        return tip.main(rest, prog=f"{COMMAND} prepare")
-    if command == "cache":
-        return _cache_main(rest, prog=f"{COMMAND} cache")
-    print(f"{USAGE}\n{COMMAND}: error: unknown command {command!r}; choose prepare or cache", file=sys.stderr)
-    return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
