@@ -27,11 +27,10 @@ from lit_cs201.qa import (
     QuestionAnswerer,
     best_spans,
     build_parser,
-    evaluate_squad,
-    load_squad,
     main,
     validate_model_folder,
 )
+from lit_cs201.squad import evaluate_squad, load_squad
 
 EN_QUESTION = "What is the capital of France?"
 EN_CONTEXT = "Paris is the capital of France. Alan Turing is the father of artificial intelligence."

@@ -1,4 +1,4 @@
-"""Extractive question answering from a local model folder, offline, and its SQuAD v1.1 scores.
+"""Extractive question answering from a local model folder, offline; the command also scores SQuAD v1.1 files.
 
 transformers 5.3 removed ``pipeline("question-answering")``, which the course used; this module does its job on
 ``AutoModelForQuestionAnswering`` and a fast tokenizer, with its options, scores and result shape::
@@ -16,15 +16,16 @@ import textwrap
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import torch
 from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
-from tqdm import tqdm
 
+from lit_cs201.argtypes import ArgumentParser
 from lit_cs201.devices import resolve_device
-from lit_cs201.errors import UserError, check_range, report
+from lit_cs201.errors import UserError, check_range, run_command
+from lit_cs201.squad import evaluate_squad, load_squad
 
 if TYPE_CHECKING:
     from tokenizers import Encoding
@@ -339,94 +340,10 @@ def _char_span(encoding: Encoding, start: int, end: int, seq: int, context: str,
     return (char_start, char_end) if char_start < char_end else None
 
 
-@dataclass(frozen=True)
-class SquadQuestion:
-    """One question of a SQuAD file with its context and reference answers."""
-
-    id: str
-    question: str
-    context: str
-    answers: tuple[str, ...]
-
-
-def load_squad(path: str | Path) -> list[SquadQuestion]:
-    """The questions of a SQuAD v1.1 JSON file, or a ``UserError`` naming the file and what is wrong with it. A
-    question without reference answers (SQuAD v2's unanswerable ones) gets ``""``, as the official v2 script scores
-    it: only an empty prediction is right."""
-    path = Path(path).expanduser()
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise UserError(f"SQuAD file {str(path)!r} does not exist") from exc
-    except json.JSONDecodeError as exc:
-        raise UserError(f"SQuAD file {str(path)!r} is not valid JSON: {exc}") from exc
-    except (OSError, ValueError) as exc:
-        raise UserError(f"cannot read SQuAD file {str(path)!r}: {exc}") from exc
-
-    expected = "expected {'data': [{'paragraphs': [{'context': str, 'qas': [{'id', 'question', 'answers'}]}]}]}"
-    questions: list[SquadQuestion] = []
-    try:
-        for paragraph in (paragraph for article in document["data"] for paragraph in article["paragraphs"]):
-            for qa in paragraph["qas"]:
-                answers = qa.get("answers") or [{"text": ""}]
-                texts = tuple(str(answer["text"]) for answer in answers)
-                number = str(qa.get("id", len(questions)))
-                questions.append(SquadQuestion(number, str(qa["question"]), str(paragraph["context"]), texts))
-    except (KeyError, TypeError, AttributeError, ValueError) as exc:
-        raise UserError(f"SQuAD file {str(path)!r} is not SQuAD v1.1 JSON ({exc!r}); {expected}") from exc
-    if not questions:
-        raise UserError(f"SQuAD file {str(path)!r} holds no questions; {expected}")
-    return questions
-
-
-@dataclass(frozen=True)
-class SquadScores:
-    """Exact match and F1 in percent, over ``questions`` questions."""
-
-    exact_match: float
-    f1: float
-    questions: int
-
-
-def evaluate_squad(
-    qa: QuestionAnswerer,
-    questions: Sequence[SquadQuestion],
-    options: QAOptions | None = None,
-    *,
-    chunk_size: int = 64,
-    progress: bool = False,
-) -> SquadScores:
-    """Exact match and F1 (0-100, SQuAD v1.1 definitions, ``torchmetrics.text.SQuAD``) of the best answers to
-    ``chunk_size`` questions at a time, with a progress bar on stderr if ``progress``. F1 counts whitespace-separated
-    words, as the official script does: for Chinese text (no spaces) it is all-or-nothing per answer."""
-    from torchmetrics.text import SQuAD
-
-    if not questions:
-        raise UserError("no SQuAD questions to evaluate")
-    options = replace(options or QAOptions(), top_k=1)
-    metric = SQuAD()
-    with tqdm(total=len(questions), unit="question", disable=not progress, file=sys.stderr) as bar:
-        for low in range(0, len(questions), chunk_size):
-            chunk = questions[low : low + chunk_size]
-            answers = qa.answer_batch([q.question for q in chunk], [q.context for q in chunk], options)
-            preds = [{"prediction_text": best[0]["answer"], "id": q.id} for q, best in zip(chunk, answers, strict=True)]
-            refs = [{"answers": {"text": q.answers}, "id": q.id} for q in chunk]
-            metric.update(preds, refs)
-            bar.update(len(chunk))
-    scores = metric.compute()
-    return SquadScores(float(scores["exact_match"]), float(scores["f1"]), len(questions))
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        # Bad usage is bad input: one line and exit status 2 like any other, not argparse's usage block.
-        raise UserError(f"{message} (see --help)")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m lit_cs201.qa`` command line; the answer options are :class:`QAOptions`' fields."""
     fetch = "; ".join(f"hf download {hub_id} --local-dir models/{name}" for name, hub_id in COURSE_MODELS.items())
-    parser = _Parser(
+    parser = ArgumentParser(
         prog="python -m lit_cs201.qa",
         description="Extractive question answering from a local model folder (offline), or SQuAD v1.1 evaluation. "
         f"Fetch the course's models with: {fetch}",
@@ -453,35 +370,32 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status: 0 done, 2 bad input (said in one line on stderr)."""
     parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-        if args.squad is None and (not args.question or not args.context):
-            missing = " and ".join(f"--{name}" for name in ("question", "context") if not getattr(args, name))
-            parser.error(f"{missing} missing: give --question and --context, or --squad FILE")
-        if args.squad is not None and (args.question or args.context):
-            parser.error("give either --question and --context, or --squad FILE, not both")
-        if args.limit is not None and (args.squad is None or args.limit < 1):
-            parser.error("--limit N needs --squad and N >= 1")
-        options = QAOptions(**{option.name: getattr(args, option.name) for option in fields(QAOptions)})
-        questions = load_squad(args.squad)[: args.limit] if args.squad is not None else []
-        from transformers.utils import logging  # its load report and progress bars would bury the command's output
+    return run_command(parser.prog, lambda: _run(parser, parser.parse_args(argv)))
 
-        logging.set_verbosity_error()
-        logging.disable_progress_bar()
-        qa = QuestionAnswerer.from_folder(args.model, device=args.device, batch_size=args.batch_size)
-        if args.squad is not None:
-            scores = evaluate_squad(qa, questions, options, progress=True)
-            result: Any = {"squad": args.squad, **asdict(scores)}
-            text = f"SQuAD {args.squad}: {scores.questions} questions\nexact_match {scores.exact_match:.2f}\n"
-            text += f"f1 {scores.f1:.2f}"
-        else:
-            result = qa(args.question, args.context, options)
-            text = _format_answers(result if isinstance(result, list) else [result])
-    except Exception as err:
-        if (reported := report(err)) is None:
-            raise
-        print(f"{parser.prog}: {reported[1]}", file=sys.stderr)
-        return reported[0]
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.squad is None and (not args.question or not args.context):
+        missing = " and ".join(f"--{name}" for name in ("question", "context") if not getattr(args, name))
+        parser.error(f"{missing} missing: give --question and --context, or --squad FILE")
+    if args.squad is not None and (args.question or args.context):
+        parser.error("give either --question and --context, or --squad FILE, not both")
+    if args.limit is not None and (args.squad is None or args.limit < 1):
+        parser.error("--limit N needs --squad and N >= 1")
+    options = QAOptions(**{option.name: getattr(args, option.name) for option in fields(QAOptions)})
+    questions = load_squad(args.squad)[: args.limit] if args.squad is not None else []
+    from transformers.utils import logging  # its load report and progress bars would bury the command's output
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    qa = QuestionAnswerer.from_folder(args.model, device=args.device, batch_size=args.batch_size)
+    if args.squad is not None:
+        scores = evaluate_squad(qa, questions, options, progress=True)
+        result: Any = {"squad": args.squad, **asdict(scores)}
+        text = f"SQuAD {args.squad}: {scores.questions} questions\nexact_match {scores.exact_match:.2f}\n"
+        text += f"f1 {scores.f1:.2f}"
+    else:
+        result = qa(args.question, args.context, options)
+        text = _format_answers(result if isinstance(result, list) else [result])
     print(json.dumps(result, ensure_ascii=False) if args.json else text)
     return 0
 
