@@ -1,10 +1,21 @@
-"""argparse value types shared by the plain commands: a bad value gets argparse's one-line error."""
+"""The argparse parser and value types of the plain commands (``python -m lit_cs201.xor``, ``.qa``, ...)."""
 
 from __future__ import annotations
 
 import argparse
 import math
 from collections.abc import Callable
+from typing import NoReturn
+
+from lit_cs201.errors import UserError
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, with a usage error reported as bad input like any other (`lit_cs201.errors.run_command`: one line,
+    exit status 2) instead of argparse's usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(f"{message} (see --help)")
 
 
 def _checked(convert: Callable[[str], float], valid: Callable[[float], bool], expected: str) -> Callable[[str], float]:

@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from lit_cs201.argtypes import fraction, positive_int
+from lit_cs201.argtypes import ArgumentParser, fraction, positive_int
+from lit_cs201.errors import UserError, run_command
 
 __all__ = ["DEFAULT_OUT", "ClassicResult", "main", "run_classic", "save_figure"]
 
@@ -162,8 +163,8 @@ def save_figure(result: ClassicResult, out: str | Path) -> Path:
     return out
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def _parser() -> ArgumentParser:
+    parser = ArgumentParser(
         prog="python -m lit_cs201.classic",
         description="Iris: LogisticRegression (supervised) versus KMeans (unsupervised), PCA scatter plots.",
     )
@@ -182,9 +183,12 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m lit_cs201.classic``; returns the process exit status."""
     parser = _parser()
-    args = parser.parse_args(argv)
-    if args.out.exists() and args.out.is_dir():
-        parser.error(f"--out must be a file path, {str(args.out)!r} is a folder")
+    return run_command(parser.prog, lambda: _run(parser.parse_args(argv)))
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.out.is_dir():
+        raise UserError(f"--out must be a file path, {str(args.out)!r} is a folder")
     result = run_classic(seed=args.seed, test_size=args.test_size, n_init=args.n_init)
     print(f"Logistic Regression accuracy: {result.accuracy:.4f} ({result.n_test} test flowers, {result.n_train} train)")
     print(f"KMeans (3 clusters) vs species: adjusted Rand index {result.ari:.4f}")
@@ -194,8 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         path = save_figure(result, args.out)
     except OSError as err:
-        print(f"error: could not write {args.out}: {err}", file=sys.stderr)
-        return 1
+        raise UserError(f"could not write --out {args.out}: {err.strerror or err}") from err
     print(f"Figure saved to {path}")
     return 0
 

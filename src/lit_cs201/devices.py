@@ -12,7 +12,6 @@ order: on a machine with both MPS and CUDA, ``auto`` picks MPS.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -21,7 +20,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from lit_cs201.errors import UserError
+from lit_cs201.argtypes import ArgumentParser
+from lit_cs201.errors import UserError, run_command
 
 if TYPE_CHECKING:
     import torch
@@ -256,8 +256,8 @@ def format_device_info(info: DeviceInfo) -> str:
     return "\n".join(lines)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def _parser() -> ArgumentParser:
+    parser = ArgumentParser(
         prog="python -m lit_cs201.devices",
         description='Show the accelerators torch sees and what Lightning\'s accelerator="auto" picks.',
     )
@@ -267,9 +267,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m lit_cs201.devices``; returns the process exit status."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    return run_command(parser.prog, lambda: _show(parser.parse_args(argv).json))
+
+
+def _show(as_json: bool) -> int:
     info = device_info()
-    print(json.dumps(info.as_dict(), indent=2) if args.json else format_device_info(info))
+    print(json.dumps(info.as_dict(), indent=2) if as_json else format_device_info(info))
     return 0
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import errno
+import sys
 from argparse import ArgumentError
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 #: Largest seed numpy and scikit-learn accept (Lightning's ``seed_everything`` seeds numpy too).
 MAX_SEED = 2**32 - 1
@@ -79,3 +80,15 @@ def report(err: BaseException) -> tuple[int, str] | None:
                 f"error: {link.strerror}{where}; {todo} (--trainer.logger.init_args.save_dir moves the logs)",
             )
     return None
+
+
+def run_command(prog: str, command: Callable[[], int]) -> int:
+    """Run a plain command's ``command`` and return its exit status; what `report` knows (bad input, a failing disk)
+    is one line on stderr after the command's name, with its status; anything else is a bug, shown as a traceback."""
+    try:
+        return command()
+    except Exception as err:
+        if (reported := report(err)) is None:
+            raise
+        print(f"{prog}: {reported[1]}", file=sys.stderr)
+        return reported[0]

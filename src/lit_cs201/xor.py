@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from lit_cs201.argtypes import positive_float, positive_int
+from lit_cs201.argtypes import ArgumentParser, positive_float, positive_int
+from lit_cs201.errors import run_command
 
 __all__ = [
     "XOR_INPUTS",
@@ -317,8 +318,8 @@ def format_worked_example(ex: WorkedExample) -> str:
 # -- command line --------------------------------------------------------------------------------------------
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def _parser() -> ArgumentParser:
+    parser = ArgumentParser(
         prog="python -m lit_cs201.xor",
         description="Train the course's 2-4-1 sigmoid network on XOR with hand-written backpropagation, "
         "or print the worked backpropagation example step by step.",
@@ -340,7 +341,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m lit_cs201.xor``; returns the process exit status."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    return run_command(parser.prog, lambda: _run(parser.parse_args(argv)))
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.worked_example:
         print(format_worked_example(worked_example()))
         return 0

@@ -30,8 +30,9 @@ from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
+from lit_cs201.argtypes import ArgumentParser
 from lit_cs201.data.download import Archive, extract, fetch
-from lit_cs201.errors import UserError, first_few, report
+from lit_cs201.errors import UserError, first_few, run_command
 
 URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 MD5 = "90528d7ca1a48142e341f4ef8d21d0de"
@@ -220,23 +221,22 @@ def prepare(data_dir: str | os.PathLike[str], download: bool = False, archive: A
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line; returns the exit status: 0 ready, 2 refused, 1 the system failed, 130 interrupted."""
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0] + " Safe to rerun.")
+    parser = ArgumentParser(prog=PROG, description=__doc__.splitlines()[0] + " Safe to rerun.")
     parser.add_argument("data_dir", metavar="DATA_DIR", help=f"the folder that holds {DIR_NAME}/ or {ZIP_NAME}")
     parser.add_argument("--download", action="store_true", help=f"download {ZIP_NAME} if it and the folder are missing")
     parser.add_argument("--url", default=URL, help="where --download fetches the zip (default: %(default)s)")
     parser.add_argument("--md5", default=MD5, help="the md5 the zip must have (default: %(default)s, the official one)")
     parser.add_argument("--cache", action="store_true", help="then decode the images into the training cache now")
-    args = parser.parse_args(argv)
+    return run_command(PROG, lambda: _run(parser.parse_args(argv)))
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         print(prepare(args.data_dir, args.download, replace(ARCHIVE, md5=args.md5.lower(), urls=(args.url,))))
         if args.cache:
             from lit_cs201.data.tiny_imagenet import cache_splits  # imports torch and Lightning: only when asked
 
             print("\n".join(cache_splits(args.data_dir)))
-    except UserError as err:
-        status, line = report(err)
-        print(f"{PROG}: {line}", file=sys.stderr)
-        return status
     except OSError as err:  # a full disk, no permission: each change so far was a rename or in a scratch folder
         print(f"{PROG}: error: {err}. No image was lost; fix this and run again to finish", file=sys.stderr)
         return 1
