@@ -237,3 +237,30 @@ def test_a_folder_of_light_strokes_on_black_inverts_photos_of_ink_on_paper(tmp_p
     bar, bar_paper, dash, dash_paper = lit_cs201.predict(checkpoint, names)
     assert (bar.predicted, bar.probability) == (bar_paper.predicted, pytest.approx(bar_paper.probability))
     assert (dash.predicted, dash.probability) == (dash_paper.predicted, pytest.approx(dash_paper.probability))
+
+
+def test_the_prediction_grid_shows_the_dataset_rows_it_predicted(tmp_path, monkeypatch):
+    # An image folder's test split is a view of its cache (RowsDataset): sample i is cache row index[i], not row i.
+    from types import SimpleNamespace
+
+    from lit_cs201 import callbacks, viz
+    from lit_cs201.data.folder import RowsDataset
+
+    cache = torch.arange(6, dtype=torch.uint8).view(6, 1, 1, 1).expand(6, 1, 4, 4).contiguous()
+    dataset = RowsDataset(torch.tensor([5, 3, 1]), cache, torch.zeros(6, dtype=torch.int64))
+    shown = {}
+
+    def image_grid(images, titles):
+        shown["images"] = images
+        return _Figure()
+
+    monkeypatch.setattr(viz, "image_grid", image_grid)
+    datamodule = SimpleNamespace(predict_path=None, test_set=dataset)
+    rows = [(0, 0, [0], [0.9]), (1, 0, [0], [0.8]), (2, 0, [0], [0.7])]
+    callbacks.PredictionWriter._draw(SimpleNamespace(loggers=[]), datamodule, rows, None, tmp_path)
+    assert shown["images"][:, 0, 0, 0].tolist() == [5, 3, 1]
+
+
+class _Figure:
+    def savefig(self, *args, **kwargs):
+        pass

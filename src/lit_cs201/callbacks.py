@@ -379,8 +379,6 @@ class PredictionWriter(BasePredictionWriter):
 
     def write_on_epoch_end(self, trainer: Trainer, pl_module: LightningModule, predictions: Any, indices: Any) -> None:
         log_dir = trainer.log_dir  # broadcasts rank zero's folder: every process has to ask, or rank zero waits forever
-        # One row per sample: (its index in the dataset, true label or None, top classes, their probabilities). Under
-        # DDP each process predicts its own share of the dataset (without repeats); rank zero writes them all in order.
         rows: list[Row] = []
         for batch, batch_indices in zip(predictions, indices[0], strict=True):
             probs = batch["probs"].detach().float().cpu()
@@ -434,12 +432,14 @@ class PredictionWriter(BasePredictionWriter):
     def _draw(trainer: Trainer, datamodule: Any, rows: list[Row], names: list[str] | None, log_dir: Path) -> None:
         """``predictions.png``: the first images, each titled with its predicted class and probability."""
         dataset = datamodule.predict_set if getattr(datamodule, "predict_path", None) else datamodule.test_set
-        images = getattr(dataset, "tensors", (None,))[0]
-        if images is None or images.dim() != 4:
-            return  # not images (Iris)
         first = rows[: viz.GRID_SIZE]
+        if not first:
+            return
+        images = dataset.__getitems__([row[0] for row in first])[0]  # through the dataset: a folder's maps its rows
+        if images.dim() != 4:
+            return  # not images (Iris)
         titles = [viz.caption(_name(top[0], names), f"({probs[0]:.2f})") for *_, top, probs in first]
-        figure = viz.image_grid(images[[row[0] for row in first]], titles)
+        figure = viz.image_grid(images, titles)
         figure.savefig(log_dir / "predictions.png", dpi=120)
         tensorboard = next(iter(_tensorboards(trainer)), None)
         if tensorboard is not None:
