@@ -17,8 +17,9 @@ import argparse
 import os
 import tempfile
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 from PIL import Image
@@ -51,17 +52,6 @@ def write_pngs(folder: Path, count: int) -> list[Path]:
     return files
 
 
-@contextmanager
-def no_draft():
-    """Decode JPEGs at full size, as if the format had no draft mode."""
-    draft = JpegImageFile.draft
-    JpegImageFile.draft = lambda self, mode, size: None
-    try:
-        yield
-    finally:
-        JpegImageFile.draft = draft
-
-
 def images_per_second(files: list[Path], shape: tuple[int, int, int], resize: bool, workers: int) -> float:
     start = time.perf_counter()
     count = sum(len(chunk) for chunk, bad in decode.decode_images(files, shape, resize=resize, workers=workers))
@@ -87,7 +77,8 @@ def main() -> None:
             rows.append(("64x64 PNG, own size", workers, pngs, False, False))
         for label, workers, files, resize, full in rows:
             shape = (3, 224, 224) if files is photos else (3, 64, 64)
-            with no_draft() if full else nullcontext():
+            # full: JPEGs decoded at full size, as if the format had no draft mode
+            with mock.patch.object(JpegImageFile, "draft", lambda self, mode, size: None) if full else nullcontext():
                 rate = images_per_second(files, shape, resize, workers)
             print(f"{label:<45} {workers:>2} thread(s): {rate:8.1f} images/s")
 

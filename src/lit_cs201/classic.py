@@ -31,8 +31,6 @@ from numpy.typing import NDArray
 from lit_cs201.argtypes import ArgumentParser, fraction, positive_int
 from lit_cs201.errors import UserError, run_command
 
-__all__ = ["DEFAULT_OUT", "ClassicResult", "main", "run_classic", "save_figure"]
-
 DEFAULT_OUT = Path("runs/classic/iris_classic.png")
 
 

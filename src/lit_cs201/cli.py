@@ -43,7 +43,7 @@ from lit_cs201.checkpoint_io import AtomicCheckpointIO
 from lit_cs201.checks import check_accelerator, check_fit_settings
 from lit_cs201.data.base import ClassificationDataModule
 from lit_cs201.devices import training_precision
-from lit_cs201.errors import EXIT_BAD_INPUT, MAX_SEED, UserError, check_range, report
+from lit_cs201.errors import EXIT_BAD_INPUT, MAX_SEED, UserError, check_range, report, run_command
 from lit_cs201.models.classifier import Classifier
 from lit_cs201.restore import (
     ALIASES,
@@ -355,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     pinned = os.environ.get(PINNED)
     quiet_known_noise()
     try:
-        LitCS201CLI(args=args)
+        return run_command("lit-cs201", lambda: _run(args))
     except SIGTERMException:  # Lightning's, raised at a batch boundary after the signal; the report is printed
         return 128 + signal.SIGTERM
     except SystemExit as exit_:
@@ -365,18 +365,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # before or after the trainer runs
         print("\nInterrupted.", file=sys.stderr)
         return 128 + signal.SIGINT
-    except Exception as err:
-        reported = report(err)
-        if reported is None:
-            raise
-        status, message = reported
-        print(f"lit-cs201: {message}", file=sys.stderr)
-        return status
     finally:  # the processes this run started have read it; a next run in this process resolves afresh
         if pinned is None:
             os.environ.pop(PINNED, None)
         else:
             os.environ[PINNED] = pinned
+
+
+def _run(args: list[str]) -> int:
+    LitCS201CLI(args=args)  # parses, then runs the subcommand
     return 0
 
 

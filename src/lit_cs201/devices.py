@@ -6,15 +6,14 @@ devices="auto")`` resolves to. ``--json`` prints the same as JSON.
 
 The accelerator is resolved by Lightning's own code (``_AcceleratorConnector._choose_auto_accelerator``), so
 the answer cannot drift from what the Trainer does. That function is private; if a Lightning release moves it,
-we fall back to a copy of its rule (TPU, then MPS, then CUDA, then CPU) and say so in the output. Note the
-order: on a machine with both MPS and CUDA, ``auto`` picks MPS.
+we fall back to `resolve_device`'s rule (CUDA, then MPS, then CPU) and say so in the output. Lightning's own order
+is TPU, then MPS (on Apple silicon), then CUDA, then CPU: on a machine with both MPS and CUDA, ``auto`` picks MPS.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import platform
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -25,17 +24,6 @@ from lit_cs201.errors import UserError, run_command
 
 if TYPE_CHECKING:
     import torch
-
-__all__ = [
-    "CudaDevice",
-    "DeviceInfo",
-    "device_info",
-    "format_device_info",
-    "main",
-    "native_precision",
-    "resolve_device",
-    "training_precision",
-]
 
 
 @dataclass(frozen=True)
@@ -64,7 +52,7 @@ class DeviceInfo:
         cpu_count: Logical CPUs of the machine (``os.cpu_count()``).
         auto_accelerator: What ``accelerator="auto"`` resolves to: "cpu", "cuda", "mps" or "tpu".
         auto_devices: How many devices ``devices="auto"`` uses with that accelerator (outside notebooks).
-        resolved_by: "lightning" if Lightning's own code chose, "mirror" if our copy of its rule did.
+        resolved_by: "lightning" if Lightning's own code chose, "mirror" if `resolve_device`'s rule did.
     """
 
     torch_version: str
@@ -85,25 +73,6 @@ class DeviceInfo:
         return json.loads(json.dumps(asdict(self)))
 
 
-def _mirror_auto_accelerator() -> str:
-    """Lightning 2.6's rule for ``accelerator="auto"``, for when its private function cannot be reached.
-
-    TPU detection needs torch_xla, which we do not import; without it Lightning cannot pick "tpu" either.
-    """
-    import torch
-
-    mps = (
-        os.getenv("DISABLE_MPS", "0") != "1"
-        and torch.backends.mps.is_available()
-        and platform.processor() in ("arm", "arm64")
-    )
-    if mps:
-        return "mps"
-    if torch.cuda.is_available():
-        return "cuda"
-    return "cpu"
-
-
 def _auto_accelerator() -> tuple[str, int, str]:
     """Return (accelerator, device count, "lightning" or "mirror")."""
     import torch
@@ -115,7 +84,7 @@ def _auto_accelerator() -> tuple[str, int, str]:
         name = str(_AcceleratorConnector._choose_auto_accelerator())
         return name, int(AcceleratorRegistry.get(name).auto_device_count()), "lightning"
     except (ImportError, AttributeError, KeyError, TypeError):
-        name = _mirror_auto_accelerator()
+        name = resolve_device("auto").type
         # Lightning's "auto" devices: every visible GPU for CUDA, one device otherwise.
         count = torch.cuda.device_count() if name == "cuda" else 1
         return name, count, "mirror"
@@ -220,10 +189,7 @@ def native_precision(accelerator: str) -> tuple[str, str]:
 def _cuda_bf16() -> bool:
     import torch
 
-    try:
-        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
-    except TypeError:  # torch before 2.3 counts no emulation
-        return bool(torch.cuda.is_bf16_supported())
+    return bool(torch.cuda.is_bf16_supported(including_emulation=False))
 
 
 def _cpu_bf16_features() -> dict[str, bool]:
@@ -249,7 +215,7 @@ def format_device_info(info: DeviceInfo) -> str:
         lines.append(f"CUDA: False (torch {built})")
     lines.append(f"MPS: {info.mps_available} (built into torch: {info.mps_built})")
     lines.append(f"CPU: torch uses {info.cpu_threads} threads, {info.cpu_count} logical CPUs")
-    how = "Lightning's own resolution" if info.resolved_by == "lightning" else "a copy of Lightning's rule"
+    how = "Lightning's own resolution" if info.resolved_by == "lightning" else "resolve_device's rule"
     lines.append(
         f'Lightning accelerator="auto" -> {info.auto_accelerator}, devices="auto" -> {info.auto_devices} ({how})'
     )

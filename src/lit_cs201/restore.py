@@ -218,7 +218,8 @@ def check_resume(model: Any, path: Path, checkpoint: dict[str, Any]) -> None:
     schedule's next value. New settings of the same optimizer without a schedule are applied (`Classifier`).
     """
     saved = checkpoint.get("hyper_parameters", {})
-    trained = _class_path(saved.get("optimizer"))
+    optimizer = saved.get("optimizer")
+    trained = optimizer.get("class_path") if isinstance(optimizer, dict) else None  # None: passed from Python
     configured = model.optimizer_name
     if trained is not None and trained.rsplit(".", 1)[-1] != configured.rsplit(".", 1)[-1]:
         raise UserError(
@@ -240,10 +241,6 @@ def check_resume(model: Any, path: Path, checkpoint: dict[str, Any]) -> None:
                 f"--ckpt_path {path}: the run's schedule ({_short(was)}) sets the learning rate from its start "
                 f"value {old}, so a new lr {lr} cannot take effect on resume; resume without it, or start a new run"
             )
-
-
-def _class_path(value: Any) -> str | None:
-    return value.get("class_path") if isinstance(value, dict) else None  # absent: passed from Python, unknown
 
 
 def _short(schedule: Any) -> str:

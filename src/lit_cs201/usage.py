@@ -87,15 +87,6 @@ def set_log_level(level: str) -> None:
         logging.getLogger(name).setLevel(level.upper())
 
 
-class _DropMessages(logging.Filter):
-    def __init__(self, *fragments: str) -> None:
-        super().__init__()
-        self.fragments = fragments
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not any(fragment in record.getMessage() for fragment in self.fragments)
-
-
 def quiet_known_noise() -> None:
     """Silence messages that are expected in this project's layout and would only confuse a newcomer."""
     # The run folder already holds config.yaml and events when the checkpoints are first written there.
@@ -104,4 +95,7 @@ def quiet_known_noise() -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     # Test and validate runs of a checkpoint log into their own sub-folder, never the training one.
     warnings.filterwarnings("ignore", message=r"The dirpath has changed from")
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropMessages("litlogger", "litmodels"))
+    # Lightning's suggestions to install its cloud packages.
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+        lambda record: not any(name in record.getMessage() for name in ("litlogger", "litmodels"))
+    )

@@ -53,12 +53,10 @@ def caption(name: str, detail: str = "", length: int = LINE_LENGTH) -> str:
     return f"{name} {detail}" if len(name) + 1 + len(detail) <= LINE_LENGTH else f"{name}\n{detail}"
 
 
-def image_grid(
-    images: Tensor, titles: Sequence[str], colors: Sequence[str] | None = None, columns: int | None = None
-) -> Figure:
-    """Images in a grid of ``columns`` (`GRID_COLUMNS` by default), each under its title (`caption`)."""
+def image_grid(images: Tensor, titles: Sequence[str], colors: Sequence[str] | None = None) -> Figure:
+    """Images in rows of `GRID_COLUMNS`, each under its title (`caption`)."""
     n = len(images)
-    columns = max(1, min(columns or GRID_COLUMNS, n))
+    columns = max(1, min(GRID_COLUMNS, n))
     rows = max(1, -(-n // columns))
     # Cells of 1.4 x 1.65 inches with titles of up to two 16-point lines: 3 rows are 495 pixels high, shown 215
     # pixels high in a card, where a title is then 9 pixels high.
@@ -73,9 +71,7 @@ def image_grid(
     return figure
 
 
-def prediction_grid(
-    images: Tensor, targets: Tensor, predictions: Tensor, class_names: Sequence[str], columns: int | None = None
-) -> Figure:
+def prediction_grid(images: Tensor, targets: Tensor, predictions: Tensor, class_names: Sequence[str]) -> Figure:
     """Images in a grid (3 rows of 5 for 15), each titled with its class; a wrong prediction in red, with the class
     it was taken for (``cat → dog``)."""
     pairs = [(int(t), int(p)) for t, p in zip(targets, predictions, strict=True)]
@@ -83,7 +79,7 @@ def prediction_grid(
         caption(class_names[t], "" if t == p else f"→ {caption(class_names[p], length=LINE_LENGTH - 2)}")
         for t, p in pairs
     ]
-    return image_grid(images, titles, ["black" if t == p else "red" for t, p in pairs], columns)
+    return image_grid(images, titles, ["black" if t == p else "red" for t, p in pairs])
 
 
 def confusion_figure(matrix: Tensor, class_names: Sequence[str]) -> Figure:

@@ -25,18 +25,6 @@ from numpy.typing import ArrayLike, NDArray
 from lit_cs201.argtypes import ArgumentParser, positive_float, positive_int
 from lit_cs201.errors import run_command
 
-__all__ = [
-    "XOR_INPUTS",
-    "XOR_TARGETS",
-    "ForwardPass",
-    "NeuralNetwork",
-    "WorkedExample",
-    "format_worked_example",
-    "main",
-    "sigmoid",
-    "worked_example",
-]
-
 #: The four XOR rows and their targets, shaped (4, 2) and (4, 1) like the course's arrays.
 XOR_INPUTS: NDArray[np.float64] = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float64)
 XOR_TARGETS: NDArray[np.float64] = np.array([[0], [1], [1], [0]], dtype=np.float64)

@@ -31,9 +31,7 @@ ARCHIVE = Archive(
     tuple(f"{FOLDER}/{name}" for name in (*TRAIN_BATCHES, "test_batch", META)),
 )
 # md5 of every file of the official archive, as torchvision lists them.
-OFFICIAL_MD5 = {name: md5 for name, md5 in (*CIFAR10.train_list, *CIFAR10.test_list)} | {
-    CIFAR10.meta["filename"]: CIFAR10.meta["md5"]
-}
+OFFICIAL_MD5 = dict([*CIFAR10.train_list, *CIFAR10.test_list, (CIFAR10.meta["filename"], CIFAR10.meta["md5"])])
 NUM_CLASSES = 10
 IMAGE_BYTES = 3 * 32 * 32
 
@@ -147,10 +145,7 @@ class CIFAR10DataModule(ImageDataModule):
         meta = self.batches_dir / META
         if meta.is_file():
             self.class_names = read_class_names(meta, self.verify_md5)
-        batches = [read_images(self.batches_dir / name, self.verify_md5) for name in self._batch_names(train)]
+        names = TRAIN_BATCHES if train else ("test_batch",)
+        batches = [read_images(self.batches_dir / name, self.verify_md5) for name in names]
         images, labels = (np.concatenate(parts) for parts in zip(*batches, strict=True))
         return torch.from_numpy(images), torch.from_numpy(labels)
-
-    @staticmethod
-    def _batch_names(train: bool) -> tuple[str, ...]:
-        return TRAIN_BATCHES if train else ("test_batch",)

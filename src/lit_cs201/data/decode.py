@@ -55,7 +55,7 @@ class BadImageError(UserError):
         self.path, self.reason = Path(path), reason
 
 
-def _pair(size: int | Sequence[int], name: str = "image_size") -> tuple[int, int]:
+def size_pair(size: int | Sequence[int], name: str = "image_size") -> tuple[int, int]:
     """``size`` as (height, width); an int is a square."""
     pair = (size, size) if isinstance(size, int) else tuple(size)
     if len(pair) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in pair):
@@ -154,7 +154,7 @@ def to_uint8(
     """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels!r}")
-    target = None if size is None else _pair(size, "size")
+    target = None if size is None else size_pair(size, "size")
     if isinstance(image, np.ndarray):
         return _finish(_from_array(image), channels, target)
     if isinstance(image, Image.Image):
@@ -373,8 +373,6 @@ def cached_images(
     resize: bool = True,
     skip_bad: bool = False,
     hint: str = "fix or delete them",
-    workers: int = 0,
-    progress: bool = True,
 ) -> Decoded:
     """The decoded images of ``files``, memory-mapped from ``cache_dir``; decoded and cached first if needed.
 
@@ -389,8 +387,6 @@ def cached_images(
         resize: Resize images to ``shape``; False refuses an image of another size as a bad one.
         skip_bad: Leave out files that cannot be decoded (``Decoded.skipped`` says which) instead of refusing.
         hint: What to do about files that cannot be decoded, the end of the error message.
-        workers: Decoding threads; 0 for `default_workers`.
-        progress: Show a progress line on stderr for lists of at least `PROGRESS_FROM` files.
 
     Raises:
         UserError: naming the first few files that cannot be decoded and their count, unless ``skip_bad``.
@@ -409,11 +405,11 @@ def cached_images(
             raise UserError(bad_images_message(files, bad, hint))
         return Decoded(images, bad)
 
-    show = progress and len(files) >= PROGRESS_FROM
+    show = len(files) >= PROGRESS_FROM
     bad: dict[int, str] = {}
 
     def chunks(label: str) -> Iterator[np.ndarray]:
-        for chunk, found in decode_images(files, shape[1:], resize, workers, label if show else ""):
+        for chunk, found in decode_images(files, shape[1:], resize, label=label if show else ""):
             bad.update(found)
             yield chunk
 

@@ -59,7 +59,7 @@ def fetch(archive: Archive, folder: Path, download: bool) -> Path:
         return path
     if not download:
         raise UserError(_missing_message(archive, path, "download is off"))
-    created = _missing_parents(folder)
+    created = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
     failure = _download(archive, path)
     if failure is not None:
         for parent in created:  # leave the disk as it was: no empty folders
@@ -75,15 +75,6 @@ def md5(path: Path) -> str:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _missing_parents(folder: Path) -> list[Path]:
-    """``folder`` and those of its parents that do not exist yet, deepest first."""
-    missing = []
-    while not folder.exists():
-        missing.append(folder)
-        folder = folder.parent
-    return missing
 
 
 def _download(archive: Archive, path: Path) -> str | None:

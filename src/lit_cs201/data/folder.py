@@ -38,8 +38,9 @@ from lit_cs201.data.decode import (
     default_workers,
     find_images,
     image_header,
+    size_pair,
 )
-from lit_cs201.data.images import ImageDataModule, _augment, image_args
+from lit_cs201.data.images import ImageDataModule, _augment, image_args, visible_dirs
 from lit_cs201.errors import UserError, first_few
 from lit_cs201.prediction import light_background
 
@@ -165,9 +166,6 @@ class ImageFolderDataModule(ImageDataModule):
         self._decoded_splits: dict[str, tuple[Tensor, Tensor, Tensor]] = {}
 
     # -- the folder --------------------------------------------------------------------------------------------
-    def _class_folders(self, folder: Path) -> list[str]:
-        return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-
     def _list_classes(self, expected: list[str] | None) -> list[str]:
         """The class folders of ``train/``, which must be ``expected`` if given (a checkpoint's classes)."""
         train = self.root / "train"
@@ -176,7 +174,7 @@ class ImageFolderDataModule(ImageDataModule):
                 f"{self.root} has no train/ folder: put the training images in {train}/<class name>/, one folder "
                 "per class (val/ and test/ alike, optionally)"
             )
-        classes = self._class_folders(train)
+        classes = visible_dirs(train)
         if len(classes) < 2:
             found = f"only one class folder ({classes[0]})" if classes else "no class folders"
             raise UserError(f"{train} has {found}: a classifier needs at least two, one folder per class")
@@ -196,7 +194,7 @@ class ImageFolderDataModule(ImageDataModule):
     def _list_split(self, split: str) -> tuple[list[Path], list[int]]:
         """Image files of ``split`` and their labels, class by class, files in sorted order."""
         folder = self.root / split
-        classes = self._class_folders(folder)
+        classes = visible_dirs(folder)
         unknown = sorted(set(classes) - set(self.class_names))
         if unknown:
             raise UserError(
@@ -219,13 +217,9 @@ class ImageFolderDataModule(ImageDataModule):
 
     def _find_image_shape(self, image_size: int | list[int] | None, channels: int | None) -> tuple[int, int, int]:
         """(height, width, channels) to decode to: as given, or found from the image headers."""
-        if image_size is not None:
-            if isinstance(image_size, int):
-                image_size = [image_size, image_size]
-            if len(image_size) != 2 or min(image_size) < 1:
-                raise UserError(f"image_size must be a positive int or [height, width], got {image_size}")
-        if image_size is not None and channels is not None:
-            return image_size[0], image_size[1], channels
+        size = None if image_size is None else size_pair(image_size)
+        if size is not None and channels is not None:
+            return *size, channels
         files = [path for split_files, _ in self.files.values() for path in split_files]
         with ThreadPoolExecutor(default_workers()) as pool:  # reading headers is mostly waiting for the disk
             headers = list(pool.map(_header, files))
@@ -235,7 +229,7 @@ class ImageFolderDataModule(ImageDataModule):
             raise UserError(bad_images_message(files, bad, "put image files in the class folders"))
         if channels is None:
             channels = 1 if all(grey for _, _, grey in readable.values()) else 3
-        if image_size is None:
+        if size is None:
             sizes: dict[tuple[int, int], Path] = {}
             for path, (height, width, _) in readable.items():
                 sizes.setdefault((height, width), path)
@@ -245,8 +239,8 @@ class ImageFolderDataModule(ImageDataModule):
                     f"the images in {self.root} have {len(sizes)} different sizes, e.g. {', '.join(examples)}: set "
                     "image_size (an int or [height, width]) to resize them all when decoding, e.g. image_size: 224"
                 )
-            image_size = list(next(iter(sizes)))
-        return image_size[0], image_size[1], channels
+            size = next(iter(sizes))
+        return *size, channels
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -259,20 +253,15 @@ class ImageFolderDataModule(ImageDataModule):
         mean_, std_ = (mean, std) if mean is not None and std is not None else _IDENTITY
         self.train_augment = _augment("train_augment", self.hparams["train_augment"], mean_, std_)
         self.eval_augment = _augment("eval_augment", self.hparams["eval_augment"], mean_, std_)
-        probe = torch.zeros(1, *self.image_shape, dtype=torch.uint8)
-        with torch.random.fork_rng(devices=[]):  # a random preset must not shift the seeded run's numbers
-            shapes = {
-                name: tuple(pipeline(probe).shape[1:])
-                for name, pipeline in (("train_augment", self.train_augment), ("eval_augment", self.eval_augment))
-            }
-        if shapes["train_augment"] != shapes["eval_augment"]:
-            (h, w), (eh, ew) = shapes["train_augment"][1:], shapes["eval_augment"][1:]
+        train_shape, eval_shape = self.augment_shapes()
+        if train_shape != eval_shape:
+            (h, w), (eh, ew) = train_shape[1:], eval_shape[1:]
             raise UserError(
                 f"train_augment {self.hparams['train_augment']!r} gives {w}x{h} images but eval_augment "
                 f"{self.hparams['eval_augment']!r} gives {ew}x{eh}: the model sees one size; pair imagenet_course "
                 "with imagenet_eval, the other presets with none"
             )
-        self.input_shape = shapes["eval_augment"]
+        self.input_shape = eval_shape
 
     def _statistics(self) -> tuple[list[float], list[float]]:
         """Per-channel mean and standard deviation of the training images (after the validation split)."""

@@ -32,6 +32,11 @@ def _augment(option: str, name: str, mean: list[float], std: list[float]) -> nn.
         raise UserError(f"{option}: {err}") from None
 
 
+def visible_dirs(folder: Path) -> list[str]:
+    """The sorted names of the folders in ``folder``, hidden ones (a name starting with ".") left out."""
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
 def image_args(values: dict[str, Any], **overrides: Any) -> dict[str, Any]:
     """The arguments of `ImageDataModule.__init__` in ``values`` (a subclass's ``locals()``), then ``overrides``."""
     names = inspect.signature(ImageDataModule.__init__).parameters.keys() - {"self"}
@@ -103,6 +108,12 @@ class ImageDataModule(ClassificationDataModule):
         """(channels, height, width) of the uint8 images of the splits, before augmentation."""
         channels, height, width = self.input_shape
         return channels, height, width
+
+    def augment_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The shapes (C, H, W) that ``train_augment`` and ``eval_augment`` make of an `image_shape` image."""
+        probe = torch.zeros(1, *self.image_shape, dtype=torch.uint8)
+        with torch.random.fork_rng(devices=[]):  # a random preset must not shift the seeded run's numbers
+            return tuple(self.train_augment(probe).shape[1:]), tuple(self.eval_augment(probe).shape[1:])
 
     def fetch(self) -> None:
         """Make the dataset's raw files exist (use, extract or download them); run by `prepare_data`."""

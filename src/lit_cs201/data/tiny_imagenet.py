@@ -1,24 +1,14 @@
 """Tiny ImageNet from the prepared tree ``<data_dir>/tiny-imagenet-200/``, decoded once into a uint8 cache.
 
-Splits, as the course evaluates::
-
-    fit    training images (100,000: train/<wnid>/images/*.JPEG) minus `val_size` held out (seeded) for validation
-    test   the official validation set (10,000 labelled images: val/<wnid>/*.JPEG once prepared)
-
-The official *test* images have no public labels, so the official *val* set serves as this module's test split:
-``test/acc`` is the number to compare with the course's 80.14 % "val" accuracy. Checkpoints are selected on the
-held-out training images, never on the images that are reported.
-
-The tree must be prepared first (one folder per class in ``val/``; see ``docs/tiny_imagenet.md``)::
+The splits are those the course evaluates (see `TinyImageNetDataModule`: the official *val* set is the test
+split). The tree must be prepared first (one folder per class in ``val/``; see ``docs/tiny_imagenet.md``)::
 
     python scripts/prepare_tiny_imagenet.py DATA_DIR [--download] [--cache]    # --cache: decode now, not at first use
 
 Decoding all 110,000 JPEGs takes from tens of seconds to minutes, which every run and stage would pay again,
 so each split is decoded once into ``tiny-imagenet-200/cache/<split>_3x64x64_<fingerprint>.npy`` (uint8,
 N x 3 x 64 x 64; 1.2 GB for train) and memory-mapped afterwards (`lit_cs201.data.decode`, shared with
-`ImageFolderDataModule`). The fingerprint hashes the list of files with their sizes and modification times, so
-a changed tree gets a new cache, and a cache file only appears under its final name once complete. The folder
-may be deleted at any time.
+`ImageFolderDataModule`): a changed tree gets a new cache. The folder may be deleted at any time.
 """
 
 from __future__ import annotations
@@ -37,7 +27,7 @@ from torch import Tensor
 
 from lit_cs201.data import decode
 from lit_cs201.data import tiny_imagenet_prepare as tip
-from lit_cs201.data.images import ImageDataModule, image_args
+from lit_cs201.data.images import ImageDataModule, image_args, visible_dirs
 from lit_cs201.errors import UserError, first_few
 
 #: The preparation command, as messages name it: the form that works wherever the package is installed.
@@ -45,16 +35,10 @@ COMMAND = "python -m lit_cs201.data.tiny_imagenet_prepare"
 NATIVE_SIZE = 64
 OFFICIAL_CLASSES = 200
 CACHE_DIR = "cache"
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def dataset_dir(data_dir: str | os.PathLike[str]) -> Path:
     return Path(data_dir) / tip.DIR_NAME
-
-
-def _visible_dirs(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def _command(data_dir: str | os.PathLike[str]) -> str:
@@ -99,8 +83,8 @@ def read_classes(root: Path) -> list[str]:
     Refuses a tree whose ``val/`` (or ``wnids.txt``) names other classes: every label would then mean a
     different class in the two splits.
     """
-    train = _visible_dirs(root / "train")
-    lists = {"val/": _visible_dirs(root / tip.VAL)}
+    train = visible_dirs(root / "train")
+    lists = {"val/": visible_dirs(root / tip.VAL)}
     if (root / "wnids.txt").is_file():
         lists["wnids.txt"] = sorted(tip.read_wnids(root))
     for where, other in lists.items():
@@ -224,8 +208,8 @@ class TinyImageNetDataModule(ImageDataModule):
             photos).
     """
 
-    dataset_mean = IMAGENET_MEAN
-    dataset_std = IMAGENET_STD
+    dataset_mean = (0.485, 0.456, 0.406)  # ImageNet's, which pretrained weights expect
+    dataset_std = (0.229, 0.224, 0.225)
 
     def __init__(
         self,
@@ -244,14 +228,19 @@ class TinyImageNetDataModule(ImageDataModule):
         invert: Literal["auto", "always", "never"] = "auto",
     ) -> None:
         super().__init__(**image_args(locals()))
-        self.image_size = image_size
         self.input_shape = (3, image_size, image_size)
-        self._check_augment_sizes(train_augment, eval_augment)
+        # The model is built for image_size: refuse presets that give another size.
+        for name, shape in zip((train_augment, eval_augment), self.augment_shapes(), strict=True):
+            if shape[1:] != (image_size, image_size):
+                raise UserError(
+                    f"augmentation {name!r} gives {shape[1]}x{shape[2]} images but image_size is {image_size}. "
+                    "Pair image_size 224 with imagenet_course/imagenet_eval, or 64 with tiny_crop_flip/none"
+                )
         self._splits: dict[str, tuple[np.ndarray, list[int]]] = {}
         # The CLI sizes the model's head from num_classes as soon as this object exists, before prepare_data:
         # take the classes from train/ if it is there, else the official 200; setup checks them again.
         train = self.root / "train"
-        self.wnids: tuple[str, ...] = tuple(_visible_dirs(train)) if train.is_dir() else ()
+        self.wnids: tuple[str, ...] = tuple(visible_dirs(train)) if train.is_dir() else ()
         if self.wnids:
             self.class_names = read_class_names(self.root, self.wnids)
         else:
@@ -266,21 +255,6 @@ class TinyImageNetDataModule(ImageDataModule):
     def root(self) -> Path:
         """The dataset folder, ``<data_dir>/tiny-imagenet-200``."""
         return dataset_dir(self.data_dir)
-
-    def _check_augment_sizes(self, train_augment: str, eval_augment: str) -> None:
-        """Refuse presets whose output is not ``image_size``: the model is built for that size."""
-        probe = torch.zeros(1, 3, NATIVE_SIZE, NATIVE_SIZE, dtype=torch.uint8)
-        with torch.random.fork_rng(devices=[]):  # a random preset must not shift the seeded run's numbers
-            sizes = {
-                name: tuple(pipeline(probe).shape[-2:])
-                for name, pipeline in ((train_augment, self.train_augment), (eval_augment, self.eval_augment))
-            }
-        for name, size in sizes.items():
-            if size != (self.image_size, self.image_size):
-                raise UserError(
-                    f"augmentation {name!r} gives {size[0]}x{size[1]} images but image_size is {self.image_size}. "
-                    "Pair image_size 224 with imagenet_course/imagenet_eval, or 64 with tiny_crop_flip/none"
-                )
 
     def _require_prepared(self) -> None:
         message = not_ready_message(self.data_dir, "" if self.download else "; or set download: true to fetch it")

@@ -47,12 +47,8 @@ def build_mlp(num_classes: int, input_shape: Sequence[int], hidden_sizes: Sequen
 
 def conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
     """The unit of ResNet-9 and ``mnist_cnn``: 3x3 convolution (no bias: the batch norm's shift takes its place),
-    batch norm, ReLU."""
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
-        nn.BatchNorm2d(out_channels),
-        nn.ReLU(inplace=True),
-    )
+    batch norm, ReLU; torchvision's `Conv2dNormActivation` with its defaults."""
+    return torchvision.ops.Conv2dNormActivation(in_channels, out_channels)
 
 
 class Residual(nn.Module):
