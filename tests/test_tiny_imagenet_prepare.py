@@ -559,3 +559,12 @@ def test_the_command_starts_without_torch_or_lightning():
     code = "import sys, lit_cs201.data.tiny_imagenet_prepare; print(sorted({'torch', 'lightning'} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_a_tree_prepared_by_an_earlier_release_without_val_orig_still_counts_as_prepared(fake):
+    # Earlier releases marked val/ with .prepared and allowed deleting val.orig/ once the dataset worked.
+    prepare(fake.root)
+    shutil.rmtree(fake.dataset_dir / tip.VAL_ORIG)
+    (fake.dataset_dir / tip.VAL / ".prepared").write_text("")
+    assert tip.state(fake.dataset_dir) == "prepared"
+    assert "already prepared; nothing to do" in prepare(fake.root)

@@ -124,8 +124,8 @@ def state(dataset_dir: Path) -> str:
     val, orig, new = (dataset_dir / name for name in (VAL, VAL_ORIG, VAL_NEW))
     if (val / "images").is_dir():
         return "unprepared"
-    if val.is_dir():
-        return "prepared" if orig.is_dir() else "foreign"
+    if val.is_dir():  # earlier releases marked their val/ with .prepared, and allowed deleting val.orig/
+        return "prepared" if orig.is_dir() or (val / ".prepared").is_file() else "foreign"
     return "renaming" if orig.is_dir() and new.is_dir() else "missing"
 
 
@@ -203,13 +203,12 @@ def prepare(data_dir: str | os.PathLike[str], download: bool = False, archive: A
             f"{dataset_dir / VAL_ORIG} already exists beside an unprepared val/; this script would keep the original "
             "val/ under that name. Nothing was changed. Move it away and run again"
         )
-    classes, train, val = check(dataset_dir, dataset_dir / (VAL_ORIG if where == "renaming" else VAL))
+    classes, train, val = check(dataset_dir, dataset_dir / (VAL_NEW if where == "renaming" else VAL))
     if where == "unprepared":
         done.append(f"gave val/ one folder per class ({_build_val_new(dataset_dir)})")
         _sync()
         os.rename(dataset_dir / VAL, dataset_dir / VAL_ORIG)
     elif where == "renaming":
-        check(dataset_dir, dataset_dir / VAL_NEW)
         done.append("published the val/ an interrupted run had built")
     if where != "prepared":
         os.rename(dataset_dir / VAL_NEW, dataset_dir / VAL)
