@@ -115,3 +115,14 @@ def test_cli_rejects_bad_arguments(argv: list[str], message: str, capsys: pytest
 def test_cli_refuses_a_folder_as_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert classic.main(["--out", str(tmp_path)]) == 2
     assert "is a folder" in capsys.readouterr().err
+
+
+def test_a_full_disk_is_a_storage_error_not_bad_input(monkeypatch, capsys, tmp_path: Path) -> None:
+    import errno
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x.png"))
+
+    monkeypatch.setattr(classic, "save_figure", full)
+    assert classic.main(["--out", str(tmp_path / "x.png")]) == 74  # EX_IOERR, as lit-cs201 reports it
+    assert "free space on that disk" in capsys.readouterr().err

@@ -29,7 +29,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lit_cs201.argtypes import ArgumentParser, fraction, positive_int
-from lit_cs201.errors import UserError, run_command
+from lit_cs201.errors import STORAGE_ERRNOS, UserError, run_command
 
 DEFAULT_OUT = Path("runs/classic/iris_classic.png")
 
@@ -156,8 +156,10 @@ def save_figure(result: ClassicResult, out: str | Path) -> Path:
         ax.set_xlabel(f"PC 1 ({pc1:.0%} of variance)")
     ax_kmeans.set_ylabel(f"PC 2 ({pc2:.0%} of variance)")
     fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    try:
+        fig.savefig(out, dpi=100)
+    finally:
+        plt.close(fig)
     return out
 
 
@@ -196,6 +198,8 @@ def _run(args: argparse.Namespace) -> int:
     try:
         path = save_figure(result, args.out)
     except OSError as err:
+        if err.errno in STORAGE_ERRNOS:
+            raise  # a full or read-only disk, reported as such
         raise UserError(f"could not write --out {args.out}: {err.strerror or err}") from err
     print(f"Figure saved to {path}")
     return 0

@@ -15,9 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor
 from torchvision.datasets import CIFAR10
-from torchvision.datasets.utils import calculate_md5
 
-from lit_cs201.data.download import Archive, ensure_archive
+from lit_cs201.data.download import Archive, ensure_archive, md5
 from lit_cs201.data.images import ImageDataModule
 from lit_cs201.errors import UserError
 
@@ -68,9 +67,9 @@ def read_batch(path: Path, verify_md5: bool = True) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"{path} not found; delete {path.parent} to fetch the whole set again")
     official = OFFICIAL_MD5.get(path.name)
-    if verify_md5 and official is not None and (md5 := calculate_md5(path)) != official:
+    if verify_md5 and official is not None and (found := md5(path)) != official:
         raise UserError(
-            f"{path} is not the official CIFAR-10 file (md5 {md5}, expected {official}); delete {path.parent} to "
+            f"{path} is not the official CIFAR-10 file (md5 {found}, expected {official}); delete {path.parent} to "
             "fetch it again (for a CIFAR-10-format set of your own, set data.init_args.verify_md5 false)"
         )
     try:
