@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import errno
 import functools
+import gzip
 import hashlib
 import http.server
+import io
 import os
+import re
 import shutil
+import stat
+import struct
 import subprocess
 import sys
+import tarfile
 import threading
 import urllib.error
 import urllib.request
@@ -23,6 +29,7 @@ import pytest
 
 from fake_tiny_imagenet import FakeTinyImageNet, make_fake_tiny_imagenet
 from lit_cs201.data import tiny_imagenet_prepare as tip
+from lit_cs201.data.archives import extract
 from lit_cs201.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -434,14 +441,266 @@ def test_a_zip_with_the_wrong_md5_is_refused(zipped, capsys):
     assert sorted(p.name for p in zipped.root.iterdir()) == ["tiny-imagenet-200.zip"]
 
 
-@pytest.mark.parametrize("bad_name", ["../evil.txt", "/etc/evil.txt", "tiny-imagenet-200/../../evil.txt"])
-def test_a_zip_with_unsafe_members_is_refused(zipped, bad_name):
+# -- archives are data: a member lands inside its folder or nothing is written ------------------------------------
+P = "tiny-imagenet-200/"
+# A member: its name exactly as stored, and its bytes (None: a folder).
+Member = tuple[str, bytes | None]
+
+
+def official_members(zip_path: Path) -> list[Member]:
+    with zipfile.ZipFile(zip_path) as archive:
+        return [(i.filename, None if i.is_dir() else archive.read(i)) for i in archive.infolist()]
+
+
+def write_zip_members(path: Path, members: list[Member]) -> None:
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members:
+            info = zipfile.ZipInfo()
+            info.filename = name  # set as is: the constructor would cut a NUL byte off
+            info.external_attr = (stat.S_IFDIR | 0o755 if data is None else stat.S_IFREG | 0o644) << 16
+            archive.writestr(info, data or b"")
+
+
+def tar_info(name: str, kind: bytes = tarfile.REGTYPE, size: int = 0, link: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.pax_headers = {"path": name}  # the name exactly as given, NUL bytes included
+    info.type, info.size, info.linkname = kind, size, link
+    return info
+
+
+def write_tar_members(path: Path, members: list[Member], special: tuple[tarfile.TarInfo, ...] = ()) -> None:
+    with tarfile.open(path, "w:gz", format=tarfile.PAX_FORMAT) as archive:
+        for name, data in members:
+            if data is None:  # tar stores folders without the trailing slash
+                archive.addfile(tar_info(name.rstrip("/") or name, tarfile.DIRTYPE))
+            else:
+                archive.addfile(tar_info(name, size=len(data)), io.BytesIO(data))
+        for info in special:
+            archive.addfile(info)
+
+
+def place(zipped: FakeTinyImageNet, fmt: str, extra: list[Member]) -> str:
+    """Put the official members plus ``extra`` at the zip's place, as a zip or a tar.gz; return its md5 (what a user
+    would pass with --md5, trusting whoever handed them the file)."""
+    members = official_members(zipped.zip_path) + extra
+    (write_zip_members if fmt == "zip" else write_tar_members)(zipped.zip_path, members)
+    return hashlib.md5(zipped.zip_path.read_bytes()).hexdigest()
+
+
+def refused(root: Path, md5: str, capsys) -> str:
+    """The one line on stderr, after any progress bar, of a run that must exit 2."""
+    capsys.readouterr()
+    assert tip.main([str(root), "--md5", md5]) == 2
+    *progress, line, end = capsys.readouterr().err.split("\n")
+    assert line.startswith("prepare_tiny_imagenet: error: ") and end == ""
+    assert all(bar.startswith("\rextracting ") for bar in progress), progress
+    return line
+
+
+@pytest.fixture
+def victim(tmp_path: Path) -> Path:
+    """A user's file beside the data folder, where a crafted member aims."""
+    path = tmp_path / "victim.txt"
+    path.write_text("mine")
+    return path
+
+
+# Names that the old check let through or that only go wrong once the prefix is removed; each would land outside
+# the scratch folder tmp_path/zip root/tiny-imagenet-200.partial (its ../.. is tmp_path, where the victim is).
+ESCAPES = [
+    ("{victim}", "an absolute path or a drive letter once 'tiny-imagenet-200/' is removed"),  # P + "/tmp/..."
+    ("../../victim.txt", "'..'"),
+    ("./../../victim.txt", "'..'"),
+    ("train/../../../victim.txt", "'..'"),
+    ("..\\..\\victim.txt", "a backslash"),
+    ("C:/victim.txt", "an absolute path or a drive letter"),
+    ("C:victim.txt", "an absolute path or a drive letter"),
+    ("victim.txt\0.JPEG", "a NUL byte"),
+    (".", "no file name once 'tiny-imagenet-200/' is removed"),
+]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "rest", "reason"),
+    # Only a zip keeps a name of nothing but slashes: tarfile reads "tiny-imagenet-200///" as "tiny-imagenet-200".
+    [*((fmt, *escape) for fmt in ("zip", "tar") for escape in ESCAPES), ("zip", "///", "an absolute path")],
+)
+def test_a_member_that_would_land_outside_its_folder_refuses_the_whole_archive(
+    zipped, victim, tmp_path, capsys, fmt, rest, reason
+):
+    name = P + rest.format(victim=victim)
+    md5 = place(zipped, fmt, [(name, b"written by the attacker")])
+    before = tree(tmp_path)
+
+    err = refused(zipped.root, md5, capsys)
+
+    assert f"{zipped.zip_path}: refusing to extract it: " in err and f"{name!r} ({reason}" in err
+    assert "Nothing was extracted" in err
+    assert tree(tmp_path) == before  # nothing written anywhere: not beside the victim, not in the data folder
+    assert victim.read_text() == "mine"
+
+
+@pytest.mark.parametrize("fmt", ["zip", "tar"])
+@pytest.mark.parametrize("name", ["../evil.txt", "/etc/evil.txt", "tiny-imagenet-200/../../evil.txt"])
+def test_an_unsafe_member_outside_the_prefix_refuses_the_archive_too(zipped, tmp_path, capsys, fmt, name):
+    md5 = place(zipped, fmt, [(name, b"x")])
+    before = tree(tmp_path)
+    assert "refusing to extract it" in refused(zipped.root, md5, capsys)
+    assert tree(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    ("extra", "reason"),
+    [
+        ([(P + "wnids.txt", b"n00000000\n")], "'tiny-imagenet-200/wnids.txt' (a second member with the same path)"),
+        ([(P + "train", b"a file where a folder is")], "('train' would be both a file and a folder)"),
+        ([(P + "wnids.txt/x", b"")], "('wnids.txt' would be both a file and a folder)"),
+    ],
+)
+@pytest.mark.parametrize("fmt", ["zip", "tar"])
+@pytest.mark.filterwarnings("ignore:Duplicate name")  # zipfile warns the attacker, and writes it all the same
+def test_members_that_would_overwrite_each_other_refuse_the_archive(zipped, tmp_path, capsys, fmt, extra, reason):
+    md5 = place(zipped, fmt, extra)
+    before = tree(tmp_path)
+    assert reason in refused(zipped.root, md5, capsys)
+    assert tree(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    ("kind", "what"),
+    [
+        (tarfile.SYMTYPE, "a symbolic link"),
+        (tarfile.LNKTYPE, "a hard link"),
+        (tarfile.FIFOTYPE, "a FIFO"),
+        (tarfile.CHRTYPE, "a character device"),
+        (tarfile.BLKTYPE, "a block device"),
+    ],
+)
+def test_a_tar_member_that_is_not_a_file_or_folder_is_refused_and_named_for_what_it_is(
+    zipped, victim, tmp_path, capsys, kind, what
+):
+    write_tar_members(
+        zipped.zip_path, official_members(zipped.zip_path), (tar_info(P + "wnids.txt.link", kind, link=str(victim)),)
+    )
+    before = tree(tmp_path)
+    err = refused(zipped.root, hashlib.md5(zipped.zip_path.read_bytes()).hexdigest(), capsys)
+    assert f"'tiny-imagenet-200/wnids.txt.link' ({what})" in err
+    assert tree(tmp_path) == before
+
+
+def test_a_zip_member_marked_as_a_symbolic_link_is_refused(zipped, victim, tmp_path, capsys):
+    write_zip_members(zipped.zip_path, official_members(zipped.zip_path))
     with zipfile.ZipFile(zipped.zip_path, "a") as archive:
-        archive.writestr(bad_name, "x")
-    md5 = hashlib.md5(zipped.zip_path.read_bytes()).hexdigest()
-    with pytest.raises(UserError, match="refusing to extract it"):
-        prepare(zipped.root, md5=md5)
+        info = zipfile.ZipInfo(P + "train/link")
+        info.external_attr = (stat.S_IFLNK | 0o777) << 16
+        archive.writestr(info, str(victim))
+    before = tree(tmp_path)
+    err = refused(zipped.root, hashlib.md5(zipped.zip_path.read_bytes()).hexdigest(), capsys)
+    assert "'tiny-imagenet-200/train/link' (a symbolic link)" in err
+    assert tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("link", ["train", "wnids.txt", "wnids.txt.part"])
+def test_extract_never_writes_through_a_symbolic_link_already_in_its_folder(zipped, tmp_path, link):
+    """Into a folder that already holds files (MNIST/raw, a CIFAR data_dir), a link there must not carry a member
+    elsewhere: not a folder on the way, not the file itself, not the name it is written under first."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "wnids.txt").write_text("mine")
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / link).symlink_to(elsewhere if link == "train" else elsewhere / "wnids.txt")
+    before = tree(tmp_path)
+    with pytest.raises(UserError, match=re.escape(f"({dest / link} is already there as a symbolic link)")):
+        extract(zipped.zip_path, dest, prefix=P)
+    assert tree(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    ("content", "found"),
+    [
+        (b"", "is not a zip, tar or gzip archive: it is empty (0 bytes)"),
+        (b"<html>Not Found</html>\n", "is not a zip, tar or gzip archive: it starts with b'<html>No'"),
+        (None, "it starts like a zip but has no zip directory at its end: a download cut short"),  # truncated zip
+        (gzip.compress(b"not a tar\n" * 100), "holds no tiny-imagenet-200/wnids.txt: it is not the Tiny ImageNet zip"),
+    ],
+)
+def test_a_file_that_is_not_the_archive_is_refused_before_anything_is_written_and_a_rerun_works(
+    zipped, capsys, content, found
+):
+    good, good_md5 = zipped.zip_path.read_bytes(), zipped.zip_md5
+    bad = good[: len(good) // 2] if content is None else content
+    zipped.zip_path.write_bytes(bad)
+
+    # The user passed the md5 of what they have: it matches, so the bytes themselves must be judged.
+    err = refused(zipped.root, hashlib.md5(bad).hexdigest(), capsys)
+
+    assert f"{zipped.zip_path} " in err and found in err and "Nothing was extracted" in err
     assert sorted(p.name for p in zipped.root.iterdir()) == ["tiny-imagenet-200.zip"]
+    zipped.zip_path.write_bytes(good)
+    assert tip.main([str(zipped.root), "--md5", good_md5]) == 0
+    assert tip.state(zipped.dataset_dir) == "prepared"
+
+
+def damage_last_member(zip_path: Path) -> str:
+    """Flip a byte inside the data of the zip's last file, so that extraction fails on its CRC, part-way."""
+    with zipfile.ZipFile(zip_path) as archive:
+        info = [i for i in archive.infolist() if not i.is_dir()][-1]
+    data = bytearray(zip_path.read_bytes())
+    name_length, extra_length = struct.unpack("<HH", data[info.header_offset + 26 : info.header_offset + 30])
+    data[info.header_offset + 30 + name_length + extra_length + info.compress_size // 2] ^= 0xFF
+    zip_path.write_bytes(data)
+    return info.filename
+
+
+def test_an_extraction_that_fails_part_way_leaves_nothing_and_a_rerun_works(zipped, capsys):
+    good, good_md5 = zipped.zip_path.read_bytes(), zipped.zip_md5
+    damaged = damage_last_member(zipped.zip_path)
+
+    err = refused(zipped.root, hashlib.md5(zipped.zip_path.read_bytes()).hexdigest(), capsys)
+
+    assert f"{zipped.zip_path} is damaged (BadZipFile: Bad CRC-32 for file {damaged!r})" in err
+    assert sorted(p.name for p in zipped.root.iterdir()) == ["tiny-imagenet-200.zip"]  # no .partial/ in the way
+    zipped.zip_path.write_bytes(good)
+    assert tip.main([str(zipped.root), "--md5", good_md5]) == 0
+    assert tip.state(zipped.dataset_dir) == "prepared"
+
+
+def test_an_archive_larger_than_the_free_space_is_refused_before_extracting(zipped, tmp_path, capsys, monkeypatch):
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=100_000))
+    before = tree(tmp_path)
+
+    err = refused(zipped.root, zipped.zip_md5, capsys)
+
+    assert re.search(r"would take [\d.]+ KiB once extracted .* but .* has 97\.7 KiB free; free space there", err)
+    assert tree(tmp_path) == before
+
+
+def test_a_scratch_folder_left_by_a_killed_extraction_is_discarded_by_the_next_run(zipped):
+    scratch = zipped.root / "tiny-imagenet-200.partial"
+    (scratch / "train").mkdir(parents=True)
+    (scratch / "wnids.txt").write_text(zipped.wnids[0])
+    (scratch / "words.txt.part").write_text("half a fi")  # the name a file is written under until complete
+    summary = prepare(zipped.root, md5=zipped.zip_md5)
+    assert "this run: extracted tiny-imagenet-200.zip" in summary
+    assert not scratch.exists() and tip.state(zipped.dataset_dir) == "prepared"
+
+
+def test_a_truncated_gzip_file_leaves_no_half_file_and_nothing_it_did_not_create_is_removed(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "notes.txt").write_text("mine")
+    whole = gzip.compress(os.urandom(50_000))
+    (raw / "images.gz").write_bytes(whole[:-1000])
+    before = tree(tmp_path)
+    with pytest.raises(UserError, match=r"images.gz is damaged \(EOFError: "):
+        extract(raw / "images.gz", raw / "new folder")
+    assert tree(tmp_path) == before  # not images, not images.part, not the folder it made
+    (raw / "images.gz").write_bytes(whole)
+    extract(raw / "images.gz", raw)
+    assert gzip.decompress(whole) == (raw / "images").read_bytes()
+    assert sorted(p.name for p in raw.iterdir()) == ["images", "images.gz", "notes.txt"]
 
 
 def test_an_interrupted_extraction_is_redone(zipped, tmp_path):

@@ -1,26 +1,19 @@
 """Fetch a dataset's raw files once: use what is on disk, else an archive the user placed, else download it.
 
-Every archive is checked against its md5 before it is extracted, and refused before anything is written if a member
-would land outside the target folder (an absolute path, ``..``) or is a link. When nothing works (no network, as on
-many course machines), the error names the file, its URL, its md5 and where to put it.
+Every archive is checked against its md5 before it is extracted (`lit_cs201.data.archives`, which refuses one whose
+members would land outside their folder). When nothing works (no network, as on many course machines), the error
+names the file, its URL, its md5 and where to put it.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import os
-import re
-import shutil
-import stat
-import tarfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
-from lit_cs201.errors import UserError, first_few
+from lit_cs201.data.archives import extract
+from lit_cs201.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -36,10 +29,18 @@ class Archive:
         return [name for name in self.provides if not (folder / name).is_file()]
 
 
-def ensure_archive(archive: Archive, archive_dir: Path, extract_dir: Path, download: bool) -> None:
-    """Make the files of ``archive`` exist in ``extract_dir``, from ``archive_dir/archive.filename`` if needed."""
+def ensure_archive(
+    archive: Archive, archive_dir: Path, extract_dir: Path, download: bool, read_only: bool = False
+) -> None:
+    """Make the files of ``archive`` exist in ``extract_dir``, from ``archive_dir/archive.filename`` if needed;
+    ``read_only``: only check that they do, writing nothing."""
     if not archive.missing(extract_dir):
         return
+    if read_only:
+        raise UserError(
+            f"{', '.join(archive.missing(extract_dir))} not found in {extract_dir}, a data folder that is only read "
+            "here (nothing is downloaded or extracted into it); give the folder that holds the dataset as data_dir"
+        )
     path = fetch(archive, archive_dir, download)
     extract(path, extract_dir)
     if archive.missing(extract_dir):
@@ -104,48 +105,3 @@ def _missing_message(archive: Archive, path: Path, reason: str) -> str:
         f"{', '.join(archive.missing(path.parent))} not found in {path.parent} ({reason}). "
         f"Download {archive.urls[0]} (md5 {archive.md5}) and place it at {path}, then run again"
     )
-
-
-_DRIVE = re.compile(r"[A-Za-z]:")
-
-
-def extract(path: Path, dest: Path, prefix: str = "") -> None:
-    """Extract the members of a zip or tar archive whose names start with ``prefix`` into ``dest``, without the
-    prefix; a single gzip-compressed file (``x.gz``) becomes ``dest/x``.
-
-    An archive holding a member with an absolute path, ``..`` or a link is refused before anything is written.
-    """
-    if zipfile.is_zipfile(path):
-        archive = zipfile.ZipFile(path)
-        members = [(i.filename, i.is_dir(), stat.S_ISLNK(i.external_attr >> 16), i) for i in archive.infolist()]
-        read = archive.open
-    elif tarfile.is_tarfile(path):
-        archive = tarfile.open(path)
-        members = [(m.name, m.isdir(), not (m.isfile() or m.isdir()), m) for m in archive.getmembers()]
-        read = archive.extractfile
-    else:
-        dest.mkdir(parents=True, exist_ok=True)
-        with gzip.open(path) as source, open(dest / path.stem, "wb") as out:
-            shutil.copyfileobj(source, out)
-        return
-    with archive:
-        unsafe = [
-            name
-            for name, _, link, _ in members
-            if link or name.startswith("/") or "\\" in name or _DRIVE.match(name) or ".." in name.split("/")
-        ]
-        if unsafe:
-            raise UserError(
-                f"{path} holds {len(unsafe)} members with an absolute path, '..' or a link ({first_few(unsafe)}); "
-                "refusing to extract it. Nothing was extracted"
-            )
-        dest.mkdir(parents=True, exist_ok=True)
-        wanted = [m for m in members if m[0].startswith(prefix)]
-        for name, is_dir, _, member in tqdm(wanted, f"extracting {path.name}", unit=" files"):
-            target = dest / name[len(prefix) :]
-            if is_dir:
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with read(member) as source, open(target, "wb") as out:
-                shutil.copyfileobj(source, out)

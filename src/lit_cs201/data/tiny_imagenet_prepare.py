@@ -22,7 +22,6 @@ import argparse
 import os
 import shutil
 import sys
-import zipfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
@@ -31,7 +30,8 @@ from pathlib import Path, PurePosixPath
 from tqdm import tqdm
 
 from lit_cs201.argtypes import ArgumentParser
-from lit_cs201.data.download import Archive, extract, fetch
+from lit_cs201.data.archives import extract, members
+from lit_cs201.data.download import Archive, fetch
 from lit_cs201.errors import UserError, first_few, run_command
 
 URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
@@ -142,13 +142,23 @@ def _discard(folder: Path, allowed: set[str]) -> None:
     shutil.rmtree(folder)
 
 
-def _extract(zip_path: Path, dataset_dir: Path) -> None:
-    """Extract ``tiny-imagenet-200/`` of the zip into a scratch folder, then rename that to ``dataset_dir``."""
+def _extract(zip_path: Path, dataset_dir: Path, archive: Archive) -> None:
+    """Extract ``tiny-imagenet-200/`` of the zip into a scratch folder, then rename that to ``dataset_dir``.
+
+    Whatever the zip holds, nothing is written unless it is an archive whose members land inside the scratch folder
+    and include ``wnids.txt``; a failed extraction removes what it wrote, and a killed one leaves the scratch folder,
+    which the next run discards once sure it holds only what this zip would put there."""
     scratch = dataset_dir.with_name(DIR_NAME + ".partial")
+    names = [PurePosixPath(name) for name in members(zip_path, prefix=DIR_NAME + "/")]
+    if PurePosixPath("wnids.txt") not in names:
+        raise UserError(
+            f"{zip_path} holds no {DIR_NAME}/wnids.txt: it is not the Tiny ImageNet zip. Nothing was extracted; "
+            f"delete it and download {archive.urls[0]} again (the official zip's md5 is {MD5})"
+        )
     if scratch.exists() or scratch.is_symlink():
-        with zipfile.ZipFile(zip_path) as archive:
-            names = [PurePosixPath(name.removeprefix(DIR_NAME + "/")) for name in archive.namelist()]
-        _discard(scratch, {p.as_posix() for name in names for p in (name, *name.parents)})
+        # extract() writes each file as <name>.part first: a killed run may leave those too.
+        parts = {name.with_name(name.name + ".part") for name in names}
+        _discard(scratch, {p.as_posix() for name in (*names, *parts) for p in (name, *name.parents)})
     extract(zip_path, scratch, prefix=DIR_NAME + "/")
     _sync()
     os.rename(scratch, dataset_dir)
@@ -190,7 +200,7 @@ def prepare(data_dir: str | os.PathLike[str], download: bool = False, archive: A
     if not dataset_dir.exists():
         if download and not zip_path.is_file():
             done.append(f"downloaded {ZIP_NAME}")
-        _extract(fetch(archive, root, download), dataset_dir)
+        _extract(fetch(archive, root, download), dataset_dir, archive)
         done.append(f"extracted {ZIP_NAME}")
     where = state(dataset_dir)
     if where == "foreign":
