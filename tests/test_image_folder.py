@@ -247,7 +247,7 @@ def test_a_cache_that_does_not_fit_on_the_disk_is_refused_with_the_figures(tmp_p
     write_image_folder(tmp_path, splits=("train",))
     monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**12, 10**12 - 100, 100))
     before = snapshot(tmp_path)
-    with pytest.raises(StorageError, match=r"needs 0\.00 GiB but its disk has 0\.00 GiB free"):
+    with pytest.raises(StorageError, match=r"needs 9\.12 KiB but its disk has 100 bytes free"):
         folder_module(tmp_path).setup("fit")
     assert snapshot(tmp_path) == before and not (tmp_path / "cache").exists()
 

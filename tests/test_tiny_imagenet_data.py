@@ -20,6 +20,7 @@ from PIL import Image
 from fake_tiny_imagenet import FakeTinyImageNet, make_fake_tiny_imagenet
 from helpers import CONFIGS, run_cli, scalars, snapshot
 from lit_cs201.data import TinyImageNetDataModule, decode
+from lit_cs201.data import cache as image_cache
 from lit_cs201.data import tiny_imagenet_prepare as tip
 from lit_cs201.errors import UserError
 
@@ -206,13 +207,13 @@ def test_prepare_data_extracts_and_prepares_a_zip_placed_in_data_dir(tmp_path, m
 def test_cache_is_reused_and_rebuilt_when_a_file_changes(tmp_path, monkeypatch):
     fake = fake_dataset(tmp_path / "data")
     decoded: list[int] = []
-    decode_images = decode.decode_images
+    decode_images = image_cache.decode_images
 
     def counting(files, *args, **kwargs):
         decoded.append(len(files))
         return decode_images(files, *args, **kwargs)
 
-    monkeypatch.setattr(decode, "decode_images", counting)
+    monkeypatch.setattr(image_cache, "decode_images", counting)
     cache = fake.dataset_dir / "cache"
 
     first = loaded(fake)
@@ -250,7 +251,7 @@ def test_where_the_cache_cannot_be_written_images_are_decoded_in_memory(tmp_path
     def read_only(*args):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(decode, "_write_cache", read_only)
+    monkeypatch.setattr(image_cache, "_write_cache", read_only)
     data = datamodule(fake)
     with pytest.warns(UserWarning, match="cannot write the decode cache .* decoding in memory, every run"):
         data.setup("test")

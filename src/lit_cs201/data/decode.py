@@ -1,41 +1,35 @@
-"""Image files to uint8 arrays, decoded once into a memory-mapped cache: the one decoder of every image dataset.
+"""Image files to uint8 arrays: the one decoder of every image dataset and of predictions.
 
-    files ──to_uint8 (threads)──▶ uint8 (N, C, H, W) ──▶ <cache>/<name>_<C>x<H>x<W>_<fingerprint>.npy ──▶ np.load(mmap)
+    files ──to_uint8 (threads)──▶ uint8 (N, C, H, W)
 
 `to_uint8` turns one image (a file, a PIL image or an array) into ``(channels, height, width)`` uint8: EXIF
-orientation applied, transparency shown over white, converted to greyscale or RGB, resized once. The datamodules
-decode their files with it and predictions on new files should too, so both see the same pixels.
+orientation applied, transparent parts filled with the colour that contrasts with what is drawn, converted to
+greyscale or RGB, resized once. The datamodules decode their files with it and predictions on new files should too,
+so both see the same pixels. Only regular files are read: a FIFO or a device (which could block for ever or never
+end) is refused, also when it is put in a listed file's place, and `find_images` does not list one.
 
-`cached_images` decodes a list of files on all cores into a ``.npy`` cache and memory-maps it afterwards, so
-decoding is paid once and a dataset larger than memory still trains. The cache's name holds a fingerprint of the
-file list (paths, labels, sizes, modification times), the target shape and `FORMAT_VERSION`: a folder that changed
-since gets a new cache, never the stale one. Files that cannot be decoded are collected and reported together.
+`decode_images` decodes a list of them on all cores; `lit_cs201.data.cache` keeps the result on disk.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
 import os
-import secrets
-import shutil
-import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import NamedTuple
+from typing import BinaryIO
 
 import numpy as np
-from PIL import ExifTags, Image, ImageOps
+from PIL import ExifTags, Image, ImageChops, ImageOps, ImageStat, UnidentifiedImageError
 from tqdm import tqdm
 
-from lit_cs201.errors import StorageError, UserError
+from lit_cs201.data.files import UnreadableFileError, listable, open_regular
+from lit_cs201.errors import UserError
 
 #: File name endings (lower case) of the image formats searched for; Pillow reads them all.
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 #: Bumped whenever decoding would give other pixels for the same files: caches of older versions are not used.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 #: Lists at least this long show a progress line while they are decoded.
 PROGRESS_FROM = 256
 #: Reasons shown in the message about files that cannot be decoded; the rest are counted.
@@ -63,6 +57,13 @@ def size_pair(size: int | Sequence[int], name: str = "image_size") -> tuple[int,
     return pair[0], pair[1]
 
 
+def _open_image(path: str | os.PathLike[str]) -> BinaryIO:
+    try:
+        return open_regular(path)
+    except UnreadableFileError as err:
+        raise BadImageError(path, str(err)) from None
+
+
 def _orientation(image: Image.Image) -> int:
     """The EXIF orientation tag (1 = as stored), read from the header without decoding any pixels."""
     if image.format == "PNG" and "exif" not in image.info:
@@ -73,10 +74,12 @@ def _orientation(image: Image.Image) -> int:
 def image_header(path: str | os.PathLike[str]) -> tuple[int, int, bool]:
     """(height, width, greyscale) of an image file as `to_uint8` shows it, from the file's header alone.
 
-    Palette images count as colour. Raises `BadImageError` for a file Pillow cannot identify.
+    Palette images count as colour. Raises `BadImageError` for a file Pillow cannot identify, and for one that is
+    not a regular file.
     """
+    file = _open_image(path)
     try:
-        with Image.open(path) as image:  # lazy: reads the header, decodes nothing
+        with file, Image.open(file) as image:  # lazy: reads the header, decodes nothing
             width, height = image.size
             if _orientation(image) in _SIDEWAYS:
                 width, height = height, width
@@ -86,6 +89,8 @@ def image_header(path: str | os.PathLike[str]) -> tuple[int, int, bool]:
 
 
 def _reason(err: Exception) -> str:
+    if isinstance(err, UnidentifiedImageError):  # its own text names the open file object, not the file
+        return "not an image Pillow can identify"
     return str(err) or type(err).__name__
 
 
@@ -105,10 +110,27 @@ def _convert(image: Image.Image, channels: int) -> Image.Image:
     if image.mode in ("I", "F") or image.mode.startswith("I;16"):
         image = _eight_bit(image)
     if image.mode in ("RGBA", "RGBa", "LA", "La", "PA") or "transparency" in image.info:
-        # Transparent pixels hold arbitrary colours (often black): show them as image viewers do, over white.
+        # Transparent pixels hold arbitrary colours (often black): fill them with a backdrop instead.
         rgba = image.convert("RGBA")
-        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, _backdrop(rgba)), rgba)
     return image if image.mode == mode else image.convert(mode)
+
+
+def _backdrop(rgba: Image.Image) -> tuple[int, int, int, int]:
+    """Black behind a drawing that is mostly light, else white (as image viewers show transparency).
+
+    Over white, a white digit on a transparent background (as drawing programs and canvases export them) would
+    vanish into an all-white image; black keeps it visible, as MNIST shows digits.
+    """
+    # The mean brightness (Pillow's "L") weighted by opacity, from 8-bit images summed in C: a large photo costs
+    # no float copy of its pixels.
+    alpha = rgba.getchannel("A")
+    opacity = ImageStat.Stat(alpha).sum[0]
+    if opacity == 0:
+        return 255, 255, 255, 255  # nothing drawn
+    weighted = ImageChops.multiply(rgba.convert("L"), alpha)  # brightness x opacity / 255
+    light = ImageStat.Stat(weighted).sum[0] / opacity > 0.5
+    return (0, 0, 0, 255) if light else (255, 255, 255, 255)
 
 
 def _from_array(array: np.ndarray) -> Image.Image:
@@ -137,7 +159,9 @@ def to_uint8(
 ) -> np.ndarray:
     """One image as a uint8 array ``(channels, height, width)``, exactly as the image datamodules decode files.
 
-    The image is turned upright by its EXIF orientation, transparent parts are shown over white, 16-bit
+    The image is turned upright by its EXIF orientation, transparent parts are filled with black where what is
+    drawn (its opaque pixels, weighted by their opacity) is mostly light, else with white (so a white digit on a
+    transparent background comes out as MNIST's white on black, a logo in black ink as black on white), 16-bit
     greyscale is scaled to 8 bits, the image is converted to greyscale (ITU-R 601 luma, Pillow's "L") or RGB, and
     resized to ``size`` (bilinear, antialiased; the aspect ratio is not kept). A JPEG larger than twice ``size``
     is decoded at 1/2, 1/4 or 1/8 scale first (Pillow's draft mode), which makes a phone photo several times faster.
@@ -149,7 +173,8 @@ def to_uint8(
         size: Output size, an int for a square or (height, width); None keeps the image's own size.
 
     Raises:
-        BadImageError: (a `UserError`) for a file that cannot be decoded; its ``reason`` says why.
+        BadImageError: (a `UserError`) for a file that cannot be decoded, or that is not a regular file (a FIFO,
+            a device, a link that leads nowhere); its ``reason`` says why.
         ValueError: for ``channels`` other than 1 or 3, or an array of another type or shape.
     """
     if channels not in (1, 3):
@@ -159,8 +184,9 @@ def to_uint8(
         return _finish(_from_array(image), channels, target)
     if isinstance(image, Image.Image):
         return _finish(ImageOps.exif_transpose(image), channels, target)  # a copy: the caller's image stays
+    file = _open_image(image)
     try:
-        with Image.open(image) as opened:
+        with file, Image.open(file) as opened:
             if target is not None:
                 height, width = target
                 if _orientation(opened) in _SIDEWAYS:  # draft sizes are in stored pixels
@@ -177,17 +203,38 @@ def find_images(folder: str | os.PathLike[str], suffixes: frozenset[str] = IMAGE
     """Image files under ``folder``, searched recursively, in sorted order of their paths.
 
     Hidden files and folders (a name starting with ".") and files without one of ``suffixes`` (lower case;
-    matched in any case) are ignored: ``.txt``, ``Thumbs.db``, ``desktop.ini``, ``.DS_Store``.
+    matched in any case) are ignored: ``.txt``, ``Thumbs.db``, ``desktop.ini``, ``.DS_Store``; so are FIFOs,
+    devices and sockets, and links to them (see `listable`). As with `os.walk`, linked folders are not entered (a
+    link to a folder above would loop) and a folder that cannot be listed is passed over.
     """
     found: list[Path] = []
-    for top, dirs, names in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # in place: os.walk then skips the hidden ones
-        found += [
-            Path(top) / name
-            for name in sorted(names)
-            if not name.startswith(".") and os.path.splitext(name)[1].lower() in suffixes
-        ]
+    pending = [Path(folder)]
+    while pending:  # depth first, files before subfolders: the order of os.walk
+        files, subfolders = _scan(pending.pop(), suffixes)
+        found += files
+        pending += reversed(subfolders)
     return found
+
+
+def _scan(folder: Path, suffixes: frozenset[str]) -> tuple[list[Path], list[Path]]:
+    """The image files and the subfolders to search of ``folder``, each sorted by name."""
+    try:
+        with os.scandir(folder) as listing:
+            entries = sorted((e for e in listing if not e.name.startswith(".")), key=lambda e: e.name)
+    except OSError:
+        return [], []
+    files: list[Path] = []
+    subfolders: list[Path] = []
+    for entry in entries:
+        # The listing tells plain files and folders apart without a system call; only links are followed (a loop
+        # raises there, which DirEntry.is_dir does not catch).
+        linked = entry.is_symlink()
+        if not linked and entry.is_dir(follow_symlinks=False):
+            subfolders.append(folder / entry.name)
+        elif os.path.splitext(entry.name)[1].lower() in suffixes:
+            if listable(entry.path) if linked else entry.is_file(follow_symlinks=False):
+                files.append(folder / entry.name)
+    return files, subfolders
 
 
 def default_workers() -> int:
@@ -252,20 +299,6 @@ def decode_images(
             bar.update(len(part))
 
 
-def fingerprint(
-    root: Path, files: Sequence[Path], labels: Sequence[int], shape: Sequence[int], resize: bool = True
-) -> str:
-    """Hash of what a cache holds: the files (path under ``root``, label, size, modification time), the shape.
-
-    Any change to the folder (a file added, removed, renamed, relabelled or rewritten) changes it.
-    """
-    digest = hashlib.sha256(f"lit-cs201 decode cache {FORMAT_VERSION} {tuple(shape)} resize={resize}\n".encode())
-    for path, label in zip(files, labels, strict=True):
-        stat = path.stat()
-        digest.update(f"{path.relative_to(root).as_posix()}\t{label}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:16]
-
-
 def bad_images_message(files: Sequence[Path], bad: dict[int, str], hint: str) -> str:
     """One line naming the first few files that cannot be decoded, with why, and how many there are."""
     named = [f"{files[i]} ({bad[i]})" for i in sorted(bad)[:NAMED_BAD]]
@@ -273,174 +306,3 @@ def bad_images_message(files: Sequence[Path], bad: dict[int, str], hint: str) ->
         return f"cannot decode {named[0]}; {hint}"
     more = f" and {len(bad) - NAMED_BAD} more" if len(bad) > NAMED_BAD else ""
     return f"cannot decode {len(bad)} of {len(files)} images: {', '.join(named)}{more}; {hint}"
-
-
-def _existing(folder: Path) -> Path:
-    """``folder``, or its nearest ancestor that exists."""
-    return next(p for p in (folder, *folder.parents) if p.exists())
-
-
-def check_free_space(folder: Path, needed: int) -> None:
-    """Refuse to start a cache of ``needed`` bytes in ``folder`` where the disk does not have them."""
-    free = shutil.disk_usage(_existing(folder)).free
-    if needed > free:
-        raise StorageError(
-            f"the decode cache in {folder} needs {needed / 2**30:.2f} GiB but its disk has {free / 2**30:.2f} GiB "
-            "free; free up space there, or decode to a smaller image size"
-        )
-
-
-def _write_cache(
-    path: Path, shape: tuple[int, ...], chunks: Iterator[np.ndarray], before_replace: Callable[[], None]
-) -> None:
-    """Write the chunks as one ``.npy`` under a temporary name, flushed to disk, then rename it to ``path``.
-
-    Sequential writes (not a memory map) make a full disk an ``OSError`` rather than a crash, and the flush
-    before the rename means a power cut cannot leave a complete-looking file of zeros. ``before_replace`` runs
-    between the two and may still refuse the file by raising. A cache folder this call created and could not
-    fill is removed again, so a failed decode leaves nothing behind.
-    """
-    created = not path.parent.exists()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A name of its own per writer (processes of a multi-node run may share the folder); os.open rather than
-    # mkstemp so that the file gets the usual permissions and others sharing the dataset can read it.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "wb") as out:
-            np.lib.format.write_array_header_1_0(out, {"descr": "|u1", "fortran_order": False, "shape": shape})
-            for chunk in chunks:
-                out.write(chunk.tobytes())
-            out.flush()
-            os.fsync(out.fileno())
-        before_replace()
-        os.replace(tmp, path)  # the cache appears complete or not at all
-    finally:
-        tmp.unlink(missing_ok=True)
-        if created and not path.exists() and not any(path.parent.iterdir()):
-            path.parent.rmdir()
-
-
-def _skipped_path(path: Path) -> Path:
-    return path.with_suffix(".skipped.json")
-
-
-def _write_skipped(path: Path, bad: dict[int, str]) -> None:
-    """The files a cache left out, beside it (written before the cache itself appears)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with tmp.open("w", encoding="utf-8") as out:
-            json.dump({str(i): reason for i, reason in sorted(bad.items())}, out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _open_cache(path: Path, shape: tuple[int, ...]) -> tuple[np.ndarray, dict[int, str]] | None:
-    """The cached images and the rows left out when they were decoded; None if missing or unreadable."""
-    if not path.is_file():
-        return None
-    try:
-        # Copy-on-write: the tensor is writable (torch warns about read-only arrays) and the file stays as is.
-        images = np.load(path, mmap_mode="c", allow_pickle=False)
-        skipped = _skipped_path(path)
-        bad = {int(i): str(r) for i, r in json.loads(skipped.read_text("utf-8")).items()} if skipped.is_file() else {}
-    except (OSError, ValueError):
-        return None  # decode again; the new file replaces it
-    if images.shape != shape or images.dtype != np.uint8:
-        return None
-    return images, bad
-
-
-class Decoded(NamedTuple):
-    """The decoded images of a list of files."""
-
-    #: uint8 (N, C, H, W), one row per file, memory-mapped when cached; rows of skipped files are zeros.
-    images: np.ndarray
-    #: Files that could not be decoded and were left out: index in the list -> reason.
-    skipped: dict[int, str]
-
-
-def cached_images(
-    files: Sequence[Path],
-    labels: Sequence[int],
-    shape: Sequence[int],
-    cache_dir: Path,
-    name: str,
-    root: Path,
-    resize: bool = True,
-    skip_bad: bool = False,
-    hint: str = "fix or delete them",
-) -> Decoded:
-    """The decoded images of ``files``, memory-mapped from ``cache_dir``; decoded and cached first if needed.
-
-    Args:
-        files: Image files, in the order of the rows.
-        labels: Label of each file; part of the fingerprint, so a relabelled folder gets a new cache.
-        shape: (channels, height, width) of every decoded image.
-        cache_dir: Folder of the cache files ``<name>_<C>x<H>x<W>_<fingerprint>.npy``; a previous cache of
-            ``name`` there is deleted once the new one is complete.
-        name: What the files are (e.g. the split, ``train``), for the file name and the progress line.
-        root: Folder the fingerprint takes the files' paths relative to (so the folder can move).
-        resize: Resize images to ``shape``; False refuses an image of another size as a bad one.
-        skip_bad: Leave out files that cannot be decoded (``Decoded.skipped`` says which) instead of refusing.
-        hint: What to do about files that cannot be decoded, the end of the error message.
-
-    Raises:
-        UserError: naming the first few files that cannot be decoded and their count, unless ``skip_bad``.
-        StorageError: where the disk has less free space than the cache needs (the message gives both).
-
-    Where the cache cannot be written (a read-only shared dataset), the images are decoded into memory instead,
-    every time, with a warning.
-    """
-    shape = (len(files), *(int(s) for s in shape))
-    channels, height, width = shape[1:]
-    path = cache_dir / f"{name}_{channels}x{height}x{width}_{fingerprint(root, files, labels, shape[1:], resize)}.npy"
-    cached = _open_cache(path, shape)
-    if cached is not None:
-        images, bad = cached
-        if bad and not skip_bad:
-            raise UserError(bad_images_message(files, bad, hint))
-        return Decoded(images, bad)
-
-    show = len(files) >= PROGRESS_FROM
-    bad: dict[int, str] = {}
-
-    def chunks(label: str) -> Iterator[np.ndarray]:
-        for chunk, found in decode_images(files, shape[1:], resize, label=label if show else ""):
-            bad.update(found)
-            yield chunk
-
-    def accept() -> None:  # before the cache appears: a file that cannot be decoded stops it, unless skipped
-        if bad and not skip_bad:
-            raise UserError(bad_images_message(files, bad, hint))
-        if bad:
-            _write_skipped(_skipped_path(path), bad)
-
-    if os.access(_existing(cache_dir), os.W_OK):
-        check_free_space(cache_dir, 128 + math.prod(shape))  # 128: the .npy header
-        try:
-            _write_cache(path, shape, chunks(f"decoding {name}/ images (once; cached in {cache_dir})"), accept)
-        except OSError as err:
-            problem = str(err)
-        else:
-            for stale in cache_dir.glob(f"{name}_*"):  # the cache of the folder as it was before it changed
-                if stale not in (path, _skipped_path(path)):
-                    stale.unlink(missing_ok=True)
-            return Decoded(np.load(path, mmap_mode="c", allow_pickle=False), bad)
-    else:
-        problem = "not writable"
-    warnings.warn(
-        f"cannot write the decode cache in {cache_dir} ({problem}); decoding in memory, every run", stacklevel=2
-    )
-    bad.clear()
-    images = np.empty(shape, dtype=np.uint8)
-    start = 0
-    for chunk in chunks(f"decoding {name}/ images"):
-        images[start : start + len(chunk)] = chunk
-        start += len(chunk)
-    if bad and not skip_bad:
-        raise UserError(bad_images_message(files, bad, hint))
-    return Decoded(images, bad)

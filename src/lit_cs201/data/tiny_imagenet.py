@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lit_cs201.data import decode
 from lit_cs201.data import tiny_imagenet_prepare as tip
+from lit_cs201.data.cache import cached_images
 from lit_cs201.data.images import ImageDataModule, image_args, visible_dirs
 from lit_cs201.errors import UserError, first_few
 
@@ -143,14 +143,17 @@ def list_split(root: Path, split: str, wnids: Sequence[str]) -> tuple[list[Path]
     return files, labels
 
 
-def cached_split(root: Path, split: str, files: Sequence[Path], labels: Sequence[int]) -> np.ndarray:
+def cached_split(
+    root: Path, split: str, files: Sequence[Path], labels: Sequence[int], read_only: str | None = None
+) -> np.ndarray:
     """The decoded images of ``split`` (uint8, N x 3 x 64 x 64), memory-mapped from ``root/cache``.
 
     Decoded and cached first if needed; every image must be a 64x64 JPEG (greyscale ones come out RGB, as with
     ImageFolder's loader). Where the cache cannot be written, the images are decoded into memory, with a warning.
     """
     shape, hint = (3, NATIVE_SIZE, NATIVE_SIZE), f"re-extract {tip.ZIP_NAME}"
-    return decode.cached_images(files, labels, shape, root / CACHE_DIR, split, root, resize=False, hint=hint).images
+    cache = root / CACHE_DIR
+    return cached_images(files, labels, shape, cache, split, root, False, hint=hint, read_only=read_only).images
 
 
 def cache_splits(data_dir: str | os.PathLike[str]) -> list[str]:
@@ -257,7 +260,11 @@ class TinyImageNetDataModule(ImageDataModule):
         return dataset_dir(self.data_dir)
 
     def _require_prepared(self) -> None:
-        message = not_ready_message(self.data_dir, "" if self.download else "; or set download: true to fetch it")
+        if self.read_only:  # a folder a checkpoint names: nothing is fetched into it
+            hint = "; or give the folder that holds the prepared dataset as data_dir"
+        else:
+            hint = "" if self.download else "; or set download: true to fetch it"
+        message = not_ready_message(self.data_dir, hint)
         if message is not None:
             raise UserError(message)
         wnids = tuple(read_classes(self.root))
@@ -270,8 +277,12 @@ class TinyImageNetDataModule(ImageDataModule):
         self.class_names = read_class_names(self.root, wnids)
 
     def fetch(self) -> None:
-        """Extract and prepare a zip (downloading it if allowed), then decode both splits into the cache."""
+        """Extract and prepare a zip (downloading it if allowed), then decode both splits into the cache; in a data
+        folder that is only read (`read_only`), only check that the dataset is prepared there."""
         root = self.root
+        if self.read_only:
+            self._require_prepared()
+            return
         if not root.exists() and (self.download or (Path(self.data_dir) / tip.ZIP_NAME).is_file()):
             # Only a tree this call creates itself is reorganised; the zip is only read.
             print(tip.prepare(self.data_dir, download=self.download), file=sys.stderr)
@@ -296,5 +307,6 @@ class TinyImageNetDataModule(ImageDataModule):
         """
         if split not in self._splits:
             files, labels = list_split(self.root, split, self.wnids)
-            self._splits[split] = (cached_split(self.root, split, files, labels), labels)
+            read_only = "the data folder is only read" if self.read_only else None
+            self._splits[split] = (cached_split(self.root, split, files, labels, read_only), labels)
         return self._splits[split]
