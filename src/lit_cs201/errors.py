@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import errno
+import os
 import sys
+import unicodedata
 from argparse import ArgumentError
 from collections.abc import Callable, Iterable
 
@@ -47,6 +49,41 @@ def check_range(
     raise UserError(f"{name} must be {expected}, got {value}" + (f"; {hint}" if hint else ""))
 
 
+# Characters that act instead of showing when printed: C0 and C1 controls (an ANSI escape sequence starts with ESC or
+# CSI and can clear the screen or rewrite lines already shown), DEL, line breaks, and the bidirectional controls that
+# make a name read as another ("photo<U+202E>gpj.exe" shows as "photoexe.jpg"). File names and a checkpoint's class
+# names are data: printed raw, they could forge what the program seems to say.
+_ACTING_CATEGORIES = frozenset({"Cc", "Zl", "Zp", "Cs"})
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(name: object) -> str:
+    """``name`` (text, a path, bytes) as text that is safe to print, to write to a UTF-8 file and to show in a figure.
+
+    A file name that is not valid UTF-8 reaches Python with each undecodable byte as a lone surrogate (`os.fsdecode`),
+    which no UTF-8 file or terminal accepts: it is shown as ``\\xNN``, the byte. Control characters are shown as
+    ``\\n``, ``\\x1b``, ``\\u202e``. Everything else, CJK and emoji included, is kept; text without such characters
+    comes back unchanged, so applying it twice changes nothing.
+    """
+    if isinstance(name, bytes):
+        text = name.decode("utf-8", "surrogateescape")
+    else:
+        text = os.fsdecode(name) if isinstance(name, os.PathLike) else str(name)
+    if text.isprintable():  # the common case, at C speed
+        return text
+    return "".join(_escape(char) for char in text)
+
+
+def _escape(char: str) -> str:
+    if unicodedata.category(char) not in _ACTING_CATEGORIES and char not in _BIDI_CONTROLS:
+        return char
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # surrogateescape's stand-in for the byte code - 0xDC00
+        return f"\\x{code - 0xDC00:02x}"
+    return _NAMED_ESCAPES.get(char) or (f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}")
+
+
 def first_few(items: Iterable[object], limit: int = 5) -> str:
     """``a, b, c and 7 more``: enough of a list to find the problem, short enough for one line."""
     items = [str(i) for i in items]
@@ -58,6 +95,12 @@ def report(err: BaseException) -> tuple[int, str] | None:
     """The exit status and the one line for ``err``, if it is one a user can act on (else ``None``: a bug, shown as
     a traceback). Bad input may be wrapped (jsonargparse wraps what a class raises while it is built); the project's
     own report wins over an ``OSError`` raised while cleaning up after it (a full disk fails the event files too)."""
+    reported = _report(err)
+    # The message quotes what the user gave (paths, class names, CSV cells): shown escaped, as everything printed.
+    return None if reported is None else (reported[0], printable(reported[1]))
+
+
+def _report(err: BaseException) -> tuple[int, str] | None:
     chain = []
     while err is not None:
         chain.append(err)

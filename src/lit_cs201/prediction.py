@@ -13,6 +13,7 @@ from __future__ import annotations
 import glob
 import importlib
 import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,10 +24,17 @@ import torch
 from PIL import Image
 
 from lit_cs201.data.decode import IMAGE_SUFFIXES, find_images
-from lit_cs201.errors import UserError
+from lit_cs201.data.files import file_kind, listable
+from lit_cs201.errors import UserError, printable
 
 #: Classes listed per prediction besides the top one, at most.
 TOP_K = 5
+#: The error of an input whose class probabilities are not finite numbers. Checkpoints with NaN weights are refused
+#: when read; finite weights can still overflow on an input far outside the training data (or on weights crafted so).
+NONFINITE = (
+    "the model's probabilities are not finite numbers (NaN or infinite): the input, or the checkpoint's weights, "
+    "are far outside the range the model computes in; check the input, or predict with another checkpoint"
+)
 #: An image that is to be predicted: a file, or an image already in memory.
 ImageInput = str | os.PathLike[str] | Image.Image | np.ndarray
 
@@ -37,23 +45,39 @@ def expand_paths(
     """The files ``spec`` names: a file, a folder (searched recursively for ``suffixes``), a glob, or a list of them.
 
     Hidden files and files of other types inside folders are skipped; a file named directly is kept whatever its
-    type, so that a wrong file gets its own error rather than vanishing. Refuses a ``spec`` that matches nothing.
+    type, so that a wrong file gets its own error rather than vanishing (a link that leads nowhere too). FIFOs,
+    devices and sockets, which could block or never end when read, are skipped inside folders and globs as
+    `find_images` skips them. Refuses a ``spec`` that matches nothing, or that names such a file itself.
     """
     specs = [spec] if isinstance(spec, str | os.PathLike) else list(spec)
     found: list[Path] = []
     for item in map(str, specs):
         path = Path(item).expanduser()
-        if path.is_dir():
+        mode = _mode(path)
+        if mode is not None and stat.S_ISDIR(mode):
             matches = find_images(path, suffixes)
-        elif path.is_file():
+        elif mode is not None and not stat.S_ISREG(mode):
+            raise UserError(
+                f"predict_path {item} is {file_kind(mode)}, not a regular file: give files of the types read here "
+                f"({', '.join(sorted(suffixes))}), folders of them or a glob"
+            )
+        elif mode is not None or path.is_symlink():
             matches = [path]
         else:
-            matches = [Path(p) for p in sorted(glob.glob(str(path), recursive=True)) if Path(p).is_file()]
+            matches = [Path(p) for p in sorted(glob.glob(str(path), recursive=True)) if listable(p)]
         if not matches:
             what = "holds no files of the types read here" if path.is_dir() else "matches no file"
             raise UserError(f"predict_path {item} {what} ({', '.join(sorted(suffixes))})")
         found += matches
     return list(dict.fromkeys(found))  # a file named twice is predicted once
+
+
+def _mode(path: Path) -> int | None:
+    """``st_mode`` of what ``path`` names, following links; None if nothing is there (or a link leads nowhere)."""
+    try:
+        return os.stat(path).st_mode
+    except (OSError, ValueError):  # ValueError: a name with a NUL character
+        return None
 
 
 def light_background(images: np.ndarray) -> np.ndarray:
@@ -112,7 +136,10 @@ def predict(
     """Predict the class of each input with ``checkpoint``: image files, folders, globs, PIL images or uint8 arrays
     (height, width[, channels]), prepared exactly as ``lit-cs201 predict --data.predict_path`` prepares files.
 
-    Inputs that cannot be read come back with their ``error`` set; the others in the order given.
+    Inputs that cannot be read, and those the model gives no finite probabilities for (weights or an input so large
+    that they overflow), come back with their ``error`` set and no class; all in the order given. ``source`` is a
+    file's name as Python has it (a name that is not UTF-8 keeps its bytes: ``os.fsencode(source)``); class names and
+    errors are `lit_cs201.errors.printable`, as the command's CSV has them.
     """
     model, datamodule = load(checkpoint)
     model.to(device)
@@ -127,19 +154,25 @@ def predict(
             model(augment(torch.from_numpy(images[start : start + batch_size]).to(device))).softmax(dim=-1).cpu()
             for start in range(0, len(images), batch_size)
         ]
-    decoded = iter(torch.cat(probs) if probs else [])
+    decoded = torch.cat(probs) if probs else torch.zeros(0, model.hparams.num_classes)
+    rows = iter(zip(decoded, torch.isfinite(decoded).all(dim=-1).tolist(), strict=True))
     results = []
     for i, source in enumerate(sources):
         name = str(source) if isinstance(source, str | os.PathLike) else f"<{type(source).__name__} {i}>"
         if i in errors:
-            results.append(Prediction(name, error=errors[i]))
-        else:
-            top = top_classes(next(decoded), model.class_names)
-            results.append(Prediction(name, top[0][0], top[0][1], top))
+            results.append(Prediction(name, error=printable(errors[i])))
+            continue
+        row, ok = next(rows)
+        if not ok:  # topk would rank a NaN first: a class "predicted" with probability nan
+            results.append(Prediction(name, error=NONFINITE))
+            continue
+        top = top_classes(row, model.class_names)
+        results.append(Prediction(name, top[0][0], top[0][1], top))
     return results
 
 
 def top_classes(probs: torch.Tensor, names: Sequence[str]) -> list[tuple[str, float]]:
-    """The ``min(TOP_K, classes)`` most probable classes of one probability vector, best first."""
+    """The ``min(TOP_K, classes)`` most probable classes of one probability vector, best first; the names
+    `printable`, as a checkpoint's names are data and may hold escape codes."""
     values, indices = probs.topk(min(TOP_K, len(probs)))
-    return [(names[int(i)], float(v)) for v, i in zip(values, indices, strict=True)]
+    return [(printable(names[int(i)]), float(v)) for v, i in zip(values, indices, strict=True)]

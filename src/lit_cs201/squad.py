@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
-from lit_cs201.errors import UserError
+from lit_cs201.errors import UserError, first_few
 
 if TYPE_CHECKING:
     from lit_cs201.qa import QAOptions, QuestionAnswerer
@@ -38,6 +39,11 @@ def load_squad(path: str | Path) -> list[SquadQuestion]:
         raise UserError(f"SQuAD file {str(path)!r} does not exist") from exc
     except json.JSONDecodeError as exc:
         raise UserError(f"SQuAD file {str(path)!r} is not valid JSON: {exc}") from exc
+    except RecursionError:  # lists nested thousands deep: Python's parser recurses once a level
+        raise UserError(
+            f"SQuAD file {str(path)!r} nests its JSON deeper than it can be read; a SQuAD file is 6 levels deep: "
+            "give the SQuAD v1.1 file itself"
+        ) from None
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot read SQuAD file {str(path)!r}: {exc}") from exc
 
@@ -54,7 +60,20 @@ def load_squad(path: str | Path) -> list[SquadQuestion]:
         raise UserError(f"SQuAD file {str(path)!r} is not SQuAD v1.1 JSON ({exc!r}); {expected}") from exc
     if not questions:
         raise UserError(f"SQuAD file {str(path)!r} holds no questions; {expected}")
+    _refuse_repeated_ids(path, questions)
     return questions
+
+
+def _refuse_repeated_ids(path: Path, questions: Sequence[SquadQuestion]) -> None:
+    """Refuse a file that gives two questions one id: the scores are kept by id, so the second question's reference
+    replaces the first's and right answers score as wrong (two perfect answers: EM 50)."""
+    counts = Counter(question.id for question in questions)
+    repeated = [f"{number!r} ({count} times)" for number, count in counts.items() if count > 1]
+    if repeated:
+        raise UserError(
+            f"SQuAD file {str(path)!r} gives several questions the same id: {first_few(repeated, 3)}; expected one "
+            "id per question: give each question an id of its own"
+        )
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,9 @@ readable in the card.
 
 from __future__ import annotations
 
+import functools
+import unicodedata
+import warnings
 from collections.abc import Sequence
 
 import matplotlib
@@ -17,8 +20,11 @@ matplotlib.use("Agg")  # figures go to TensorBoard; no screen needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from matplotlib import font_manager  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from torch import Tensor  # noqa: E402
+
+from lit_cs201.errors import printable  # noqa: E402
 
 #: Images in a grid, in rows of `GRID_COLUMNS`: three rows of five have the shape of a TensorBoard card, and few
 #: enough cells for each title to be read in it.
@@ -28,6 +34,80 @@ GRID_COLUMNS = 5
 LABELLED_CLASSES = 30
 #: Characters of a title line in a grid cell; longer class names are cut with an ellipsis.
 LINE_LENGTH = 11
+#: Fonts with CJK glyphs, which matplotlib's own DejaVu Sans lacks: the common ones of Linux (Noto / Source Han,
+#: WenQuanYi, AR PL), macOS (PingFang, Hiragino, Heiti) and Windows (Microsoft YaHei, SimHei, MS Gothic, Malgun).
+CJK_FONTS = (
+    "Noto Sans CJK SC",
+    "Noto Sans CJK JP",
+    "Noto Sans CJK TC",
+    "Noto Sans CJK KR",
+    "Noto Sans SC",
+    "Source Han Sans SC",
+    "Source Han Sans CN",
+    "Source Han Sans",
+    "WenQuanYi Micro Hei",
+    "WenQuanYi Zen Hei",
+    "Droid Sans Fallback",
+    "AR PL UMing CN",
+    "PingFang SC",
+    "Hiragino Sans GB",
+    "Heiti SC",
+    "Microsoft YaHei",
+    "SimHei",
+    "MS Gothic",
+    "Malgun Gothic",
+    "Arial Unicode MS",
+)
+
+
+def _add_cjk_fallbacks() -> None:
+    """Append the installed `CJK_FONTS` to matplotlib's font families: a glyph the first family lacks is then drawn
+    from the next that has it (matplotlib falls back glyph by glyph), so a Chinese class name is drawn, not boxes.
+    Only installed ones: matplotlib logs a warning for every family it cannot find."""
+    installed = {font.name for font in font_manager.fontManager.ttflist}
+    families = list(matplotlib.rcParams["font.family"])
+    matplotlib.rcParams["font.family"] = families + [f for f in CJK_FONTS if f in installed and f not in families]
+
+
+_add_cjk_fallbacks()
+
+
+@functools.cache
+def _drawable() -> frozenset[int]:
+    """The characters that the figures' fonts, fallbacks included, have glyphs for."""
+    characters: set[int] = set()
+    for family in matplotlib.rcParams["font.family"]:
+        try:
+            path = font_manager.findfont(font_manager.FontProperties(family=[family]), fallback_to_default=False)
+        except ValueError:  # a family the user configured that is not installed
+            continue
+        characters.update(font_manager.get_font(path).get_charmap())
+    return frozenset(characters)
+
+
+@functools.cache  # once a process: every figure of a run has the same names
+def _warn_missing_glyphs() -> None:
+    warnings.warn(
+        "no installed font draws some characters of the class names (Chinese, Japanese or Korean ones, say): the "
+        "figures show them as \\uXXXX codes; install a font that has them, e.g. Noto Sans CJK (Debian/Ubuntu: "
+        "apt-get install fonts-noto-cjk; macOS and Windows have one), then delete matplotlib's font list in "
+        f"{matplotlib.get_cachedir()} so that it finds the font",
+        stacklevel=3,
+    )
+
+
+def figure_text(name: str) -> str:
+    """A class name or file name as the figures show it: `printable` (escape codes and bytes that are not UTF-8
+    escaped), and a character no installed font has a glyph for as its ``\\uXXXX`` code, with a warning once
+    saying how to install a font (matplotlib would draw an empty box, and two names would look alike)."""
+    name = printable(name)
+    if name.isascii():  # DejaVu Sans draws all of printable ASCII
+        return name
+    drawable = _drawable()
+    if all(ord(c) in drawable for c in name):
+        return name
+    _warn_missing_glyphs()
+    return "".join(c if ord(c) in drawable else c.encode("unicode_escape").decode("ascii") for c in name)
 
 
 def _displayable(image: Tensor) -> np.ndarray:
@@ -47,6 +127,7 @@ def _displayable(image: Tensor) -> np.ndarray:
 def caption(name: str, detail: str = "", length: int = LINE_LENGTH) -> str:
     """The title of a grid cell: ``name`` cut to ``length`` characters with an ellipsis, then ``detail`` on the same
     line where both fit, else on a second one."""
+    name = figure_text(name)
     name = name if len(name) <= length else name[: length - 1] + "…"
     if not detail:
         return name
@@ -67,7 +148,9 @@ def image_grid(images: Tensor, titles: Sequence[str], colors: Sequence[str] | No
         ax.axis("off")
         if i < n:
             ax.imshow(_displayable(images[i]), cmap="gray", vmin=0, vmax=1)
-            ax.set_title(titles[i], fontsize=16, color=colors[i] if colors else "black", linespacing=1.1)
+            # parse_math=False: a ``$`` in a class or file name is a dollar sign, not the start of a formula.
+            color = colors[i] if colors else "black"
+            ax.set_title(titles[i], fontsize=16, color=color, linespacing=1.1, parse_math=False)
     return figure
 
 
@@ -106,8 +189,9 @@ def confusion_figure(matrix: Tensor, class_names: Sequence[str]) -> Figure:
     if labelled:
         names = [caption(name) for name in class_names]
         turn = max(len(name) for name in names) > 3
-        ax.set_xticks(range(k), names, fontsize=font, rotation=45 if turn else 0, ha="right" if turn else "center")
-        ax.set_yticks(range(k), names, fontsize=font)
+        text = {"fontsize": font, "parse_math": False}  # a "$" in a class name is a dollar sign, not a formula
+        ax.set_xticks(range(k), names, rotation=45 if turn else 0, ha="right" if turn else "center", **text)
+        ax.set_yticks(range(k), names, **text)
         for (r, c), value in np.ndenumerate(counts):
             color = "white" if fractions[r, c] > 0.5 else "black"
             ax.text(c, r, int(value), ha="center", va="center", fontsize=font, color=color)
@@ -123,9 +207,16 @@ def confusion_figure(matrix: Tensor, class_names: Sequence[str]) -> Figure:
 
 
 def accuracy_table(per_class: Sequence[float], class_names: Sequence[str], support: Sequence[int]) -> str:
-    """The per-class accuracy table, as text, worst class first."""
-    width = max(len("class"), *(len(n) for n in class_names))
+    """The per-class accuracy table, as text, worst class first; names `printable` (a checkpoint's names are data)."""
+    names = [printable(name) for name in class_names]
+    width = max(len("class"), *map(_columns, names))
     lines = [f"{'class':<{width}}  accuracy  images", f"{'-' * width}  --------  ------"]
-    for i in sorted(range(len(class_names)), key=lambda i: per_class[i]):
-        lines.append(f"{class_names[i]:<{width}}  {100 * per_class[i]:7.2f}%  {support[i]:6d}")
+    for i in sorted(range(len(names)), key=lambda i: per_class[i]):
+        padding = " " * (width - _columns(names[i]))
+        lines.append(f"{names[i]}{padding}  {100 * per_class[i]:7.2f}%  {support[i]:6d}")
     return "\n".join(lines)
+
+
+def _columns(text: str) -> int:
+    """Terminal columns ``text`` takes: two for a wide (CJK) character, so that the table's columns line up."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)

@@ -73,6 +73,11 @@ class ClassificationDataModule(LightningDataModule):
     class_names: Sequence[str] = ()
     #: Shape of one sample without the batch dimension.
     input_shape: Sequence[int] = ()
+    #: What ``predict_path`` holds one prediction per, in the predictions' summary line.
+    predict_unit: str = "files"
+    #: Write nothing where the data is (no download, extraction or decode cache), only read it: set for a
+    #: ``data_dir`` that came from a checkpoint, which says where a model was trained, never where to write now.
+    read_only: bool = False
 
     def __init__(self, batch_size: int = 64, num_workers: int = 0, predict_path: str | list[str] | None = None) -> None:
         super().__init__()

@@ -31,17 +31,17 @@ from sklearn.model_selection import train_test_split
 from torch import Tensor
 
 from lit_cs201.data.base import TensorBatchDataset, split_count
+from lit_cs201.data.cache import cached_images
 from lit_cs201.data.decode import (
     BadImageError,
     bad_images_message,
-    cached_images,
     default_workers,
     find_images,
     image_header,
     size_pair,
 )
 from lit_cs201.data.images import ImageDataModule, _augment, image_args, visible_dirs
-from lit_cs201.errors import UserError, first_few
+from lit_cs201.errors import UserError, first_few, printable
 from lit_cs201.prediction import light_background
 
 SPLITS = ("train", "val", "test")
@@ -166,6 +166,23 @@ class ImageFolderDataModule(ImageDataModule):
         self._decoded_splits: dict[str, tuple[Tensor, Tensor, Tensor]] = {}
 
     # -- the folder --------------------------------------------------------------------------------------------
+    @staticmethod
+    def _class_folders(folder: Path) -> dict[str, str]:
+        """The class folders of ``folder``: {class name: folder name}, in sorted order. The class name is the folder
+        name `printable`: a name that is not UTF-8 (its bytes shown as ``\\xNN``) or holds control characters becomes
+        one that a checkpoint, a TensorBoard tag, the CSV and the terminal can all hold, while its images are still
+        read from the folder as it is named on disk."""
+        folders: dict[str, str] = {}
+        for on_disk in visible_dirs(folder):
+            name = printable(on_disk)
+            if name in folders:
+                raise UserError(
+                    f"{folder} has two class folders that both show as the class {name!r} (one's name is not UTF-8 "
+                    "or holds control characters, shown escaped): rename one of them"
+                )
+            folders[name] = on_disk
+        return folders
+
     def _list_classes(self, expected: list[str] | None) -> list[str]:
         """The class folders of ``train/``, which must be ``expected`` if given (a checkpoint's classes)."""
         train = self.root / "train"
@@ -174,7 +191,7 @@ class ImageFolderDataModule(ImageDataModule):
                 f"{self.root} has no train/ folder: put the training images in {train}/<class name>/, one folder "
                 "per class (val/ and test/ alike, optionally)"
             )
-        classes = visible_dirs(train)
+        classes = list(self._class_folders(train))
         if len(classes) < 2:
             found = f"only one class folder ({classes[0]})" if classes else "no class folders"
             raise UserError(f"{train} has {found}: a classifier needs at least two, one folder per class")
@@ -194,7 +211,7 @@ class ImageFolderDataModule(ImageDataModule):
     def _list_split(self, split: str) -> tuple[list[Path], list[int]]:
         """Image files of ``split`` and their labels, class by class, files in sorted order."""
         folder = self.root / split
-        classes = visible_dirs(folder)
+        classes = self._class_folders(folder)
         unknown = sorted(set(classes) - set(self.class_names))
         if unknown:
             raise UserError(
@@ -204,9 +221,9 @@ class ImageFolderDataModule(ImageDataModule):
         files: list[Path] = []
         labels: list[int] = []
         empty: list[str] = []
-        for name in classes:
-            found = find_images(folder / name)
-            empty += [] if found else [str(folder / name)]
+        for name, on_disk in classes.items():
+            found = find_images(folder / on_disk)
+            empty += [] if found else [str(folder / on_disk)]
             files += found
             labels += [self.class_names.index(name)] * len(found)
         if empty:
@@ -295,6 +312,7 @@ class ImageFolderDataModule(ImageDataModule):
                 self.root,
                 skip_bad=self.skip_bad_images,
                 hint=SKIP_HINT,
+                read_only=self._cache_read_only(),
             )
             if decoded.skipped:
                 first = min(decoded.skipped)
@@ -313,9 +331,16 @@ class ImageFolderDataModule(ImageDataModule):
     def fetch(self) -> None:
         """Decode every split into the cache once (on one process per machine), so `setup` only maps it."""
         existing = next(p for p in (self.cache_dir, *self.cache_dir.parents) if p.exists())
-        if os.access(existing, os.W_OK):  # else (a read-only folder) `setup` decodes into memory, once, not twice
+        # Else (a read-only folder, or one only to be read) `setup` decodes into memory, once, not twice.
+        if os.access(existing, os.W_OK) and self._cache_read_only() is None:
             for split in self.files:
                 self._decoded(split)
+
+    def _cache_read_only(self) -> str | None:
+        """Why the cache may not be written, if so: the default one lies in a data folder that is only read."""
+        if self.read_only and self.hparams["cache_dir"] is None:
+            return "the data folder is only read (set cache_dir to cache its images elsewhere)"
+        return None
 
     def _split_train(self) -> tuple[Tensor, Tensor]:
         """Rows of train/ for training and for validation (stratified by class, seeded)."""

@@ -46,8 +46,32 @@ def _key(column: str) -> str:
     return letters.removesuffix("cm")
 
 
+def _feature_columns(path: Path, header: list[str]) -> list[int]:
+    """The column of each of `FEATURES` in ``header``; refuses a missing one, and one given twice (``petal_length``
+    beside ``petal length (cm)``): which of the two the user meant cannot be known, so using either would predict
+    with confidence from a guess."""
+    where: dict[str, list[int]] = {}
+    for i, name in enumerate(header):
+        where.setdefault(_key(name), []).append(i)
+    missing = [name for name in FEATURES if _key(name) not in where]
+    if missing:
+        raise UserError(
+            f"{path} has no column for {', '.join(missing)} (its header: {', '.join(header) or 'none'}); expected "
+            f"{', '.join(FEATURES)} in cm, e.g. scikit-learn's '{FEATURES[0]} (cm)' or 'sepal_length'"
+        )
+    repeated = {name: where[_key(name)] for name in FEATURES if len(where[_key(name)]) > 1}
+    if repeated:
+        found = "; ".join(f"{name}: {', '.join(repr(header[i]) for i in both)}" for name, both in repeated.items())
+        raise UserError(
+            f"{path} has more than one column for a measurement ({found}); expected one column each for "
+            f"{', '.join(FEATURES)}: remove or rename the others"
+        )
+    return [where[_key(name)][0] for name in FEATURES]
+
+
 def read_flowers(path: Path) -> tuple[list[str], np.ndarray]:
-    """The flowers of a CSV file: ``file:line`` of each row, and its four measurements in `FEATURES` order."""
+    """The flowers of a CSV file: ``file:line`` of each row, and its four measurements in `FEATURES` order (``nan``
+    or ``inf`` kept as such: such a row is refused on its own, when it is predicted)."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's byte-order mark
             reader = csv.reader(f)
@@ -55,14 +79,7 @@ def read_flowers(path: Path) -> tuple[list[str], np.ndarray]:
             lines = list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise UserError(f"{path} is not a readable CSV file ({err})") from None
-    where = {_key(name): i for i, name in enumerate(header)}
-    missing = [name for name in FEATURES if _key(name) not in where]
-    if missing:
-        raise UserError(
-            f"{path} has no column for {', '.join(missing)} (its header: {', '.join(header) or 'none'}); expected "
-            f"{', '.join(FEATURES)} in cm, e.g. scikit-learn's '{FEATURES[0]} (cm)' or 'sepal_length'"
-        )
-    columns = [where[_key(name)] for name in FEATURES]
+    columns = _feature_columns(path, header)
     rows, features = [], []
     for number, line in enumerate(lines, start=2):
         if not any(cell.strip() for cell in line):
@@ -71,8 +88,6 @@ def read_flowers(path: Path) -> tuple[list[str], np.ndarray]:
             values = [float(line[i]) for i in columns]
         except (IndexError, ValueError):
             raise UserError(f"{path}:{number}: expected four numbers ({', '.join(FEATURES)}), got {line}") from None
-        if not np.isfinite(values).all():
-            raise UserError(f"{path}:{number}: measurements must be finite numbers, got {values}")
         rows.append(f"{path}:{number}")
         features.append(values)
     if not rows:
@@ -99,6 +114,7 @@ class IrisDataModule(ClassificationDataModule):
 
     class_names = ("setosa", "versicolor", "virginica")
     input_shape = (4,)
+    predict_unit = "rows"
 
     def __init__(
         self,
@@ -143,11 +159,38 @@ class IrisDataModule(ClassificationDataModule):
         self.val_set = tensors(x_val, y_val)
         self.test_set = tensors(x_test, y_test)
         if self.predict_path is not None:
-            rows: list[str] = []
-            measured = []
-            for path in expand_paths(self.predict_path, frozenset({".csv"})):
-                names, features = read_flowers(path)
-                rows += names
-                measured.append(features)
-            features = torch.as_tensor(scaler.transform(np.concatenate(measured)), dtype=torch.float32)
-            self.set_predict_files(TensorBatchDataset(features), rows, [])
+            self._set_predict_rows(scaler)
+
+    def _set_predict_rows(self, scaler: StandardScaler) -> None:
+        """The flowers of `predict_path`, standardised as the training ones; a row that is not finite numbers then
+        (``nan`` in the file, or 1e308 cm, which standardising overflows) gets an error of its own instead of a
+        class: the model would otherwise answer a NaN input with a class of probability ``nan``."""
+        rows: list[str] = []
+        measured = []
+        for path in expand_paths(self.predict_path, frozenset({".csv"})):
+            names, features = read_flowers(path)
+            rows += names
+            measured.append(features)
+        raw = np.concatenate(measured)
+        with np.errstate(over="ignore", invalid="ignore"):  # the rows that overflow are reported below
+            features = torch.as_tensor(scaler.transform(raw), dtype=torch.float32)
+        finite = torch.isfinite(features).all(dim=1).tolist()
+        errors = [(row, _nonfinite_reason(values)) for row, values, ok in zip(rows, raw, finite, strict=True) if not ok]
+        if len(errors) == len(rows):
+            raise UserError(
+                f"predict_path {self.predict_path}: none of its {len(rows)} flowers can be predicted "
+                f"({'; '.join(f'{row}: {reason}' for row, reason in errors[:3])})"
+            )
+        kept = [row for row, ok in zip(rows, finite, strict=True) if ok]
+        self.set_predict_files(TensorBatchDataset(features[torch.tensor(finite)]), kept, errors)
+
+
+def _nonfinite_reason(values: np.ndarray) -> str:
+    """Why a row of measurements ``values`` (as in the file) is not finite once standardised."""
+    measured = ", ".join(f"{value:g}" for value in values)
+    if not np.isfinite(values).all():
+        return f"expected four finite measurements in cm, got {measured}; fix or remove the row"
+    return (
+        f"a measurement too large to standardise (the training flowers measure 0.1 to 7.9 cm), got {measured}; "
+        "check the row's numbers and units"
+    )
