@@ -84,7 +84,7 @@ def fill_up(kind: str, folder: Path, monkeypatch) -> None:
     real_open = Path.open
 
     def open_on_full_disk(path, mode="r", *args, **kwargs):
-        if path.name.endswith(".partial"):  # what AtomicCheckpointIO writes before renaming it into place
+        if path.name.endswith(".partial"):  # what SafeCheckpointIO writes before renaming it into place
             return FullDisk(path, mode)
         return real_open(path, mode, *args, **kwargs)
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from helpers import CONFIGS, assert_same, curves_by_step, run_cli, snapshot
-from lit_cs201.checkpoint_io import AtomicCheckpointIO
+from lit_cs201.checkpoint_io import SafeCheckpointIO
 from synthetic import write_cifar10
 
 IMAGES = [
@@ -95,7 +95,7 @@ def test_interrupted_fit_continues_exactly_from_last(tmp_path, signum, config, e
 
 
 def test_a_crash_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch):
-    io = AtomicCheckpointIO()
+    io = SafeCheckpointIO()
     path = tmp_path / "last.ckpt"
     io.save_checkpoint({"epoch": 1, "weights": torch.arange(1000.0)}, path)
     before = snapshot(tmp_path)
@@ -120,13 +120,13 @@ def test_a_crash_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, mon
 
 def test_every_checkpoint_the_cli_writes_goes_through_the_atomic_writer(tmp_path, monkeypatch):
     written = []
-    real = AtomicCheckpointIO.save_checkpoint
+    real = SafeCheckpointIO.save_checkpoint
 
     def recording(self, checkpoint, path, *args, **kwargs):
         written.append(Path(path).resolve())
         real(self, checkpoint, path, *args, **kwargs)
 
-    monkeypatch.setattr(AtomicCheckpointIO, "save_checkpoint", recording)
+    monkeypatch.setattr(SafeCheckpointIO, "save_checkpoint", recording)
     monkeypatch.chdir(tmp_path)
     from lit_cs201.cli import main
 

@@ -69,11 +69,29 @@ class RunCheckpoint(ModelCheckpoint):
         return {**super().state_dict(), "best_tie_value": self.best_tie_value}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        super().load_state_dict(state_dict)
+        super().load_state_dict(self._own_paths_only(state_dict))
         self.best_tie_value = state_dict.get("best_tie_value")
         # Saved but not restored by Lightning: without it a resumed run's checkpoints differ from an uninterrupted
         # run's until the next best epoch.
         self.current_score = state_dict.get("current_score", self.current_score)
+
+    def _own_paths_only(self, state_dict: dict[str, Any]) -> dict[str, Any]:
+        """The saved state without the paths that are not this callback's own file in the run folder.
+
+        Lightning deletes the checkpoint a new best replaces, by the path the restored state gives, and a
+        checkpoint is data: a path in it says where it was trained, never what to delete now. Lightning's own check
+        (a path under the run folder) passes ``<run>/../../anything``, another tool's file in the run folder, and
+        any remote URL.
+        """
+        own = self.format_checkpoint_name({})  # as Lightning names the file it writes
+        state = dict(state_dict)
+        for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
+            if key in state and state[key] != own:
+                state[key] = ""
+        best = state.get("best_k_models")
+        if isinstance(best, dict):
+            state["best_k_models"] = {path: score for path, score in best.items() if path == own}
+        return state
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if self.dirpath is None:

@@ -12,11 +12,13 @@ import torch
 from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from lit_cs201.checkpoint import Checkpoint, checked, file_stamp
 from lit_cs201.errors import StorageError
+from lit_cs201.torch_files import load_plain
 
 
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """`TorchCheckpointIO` whose local writes replace the old file in one step.
+class SafeCheckpointIO(TorchCheckpointIO):
+    """`TorchCheckpointIO` whose local writes replace the old file in one step, and whose reads are checked.
 
     Lightning's own writer stages a checkpoint in the system temp folder and moves it over the destination; when
     that folder is on another file system (a tmpfs ``/tmp``, a cluster's node-local disk) the move is a copy into the
@@ -24,7 +26,25 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     where a good one was. Here the checkpoint is written and flushed to disk under a hidden name in the same folder
     and then renamed, which is atomic: the path holds the old checkpoint or the new one, never a part of either.
     Remote paths (``s3://`` and the like) go through Lightning's writer unchanged.
+
+    Checkpoints are read as data (`lit_cs201.checkpoint`), bounded and checked, also where Lightning reads them to
+    restore a run; the one ``--ckpt_path`` named, already read and checked by the CLI, is not read twice.
     """
+
+    def __init__(self, preloaded: Checkpoint | None = None) -> None:
+        super().__init__()
+        self.preloaded = preloaded
+
+    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+        if not _is_local_file_protocol(path):
+            return super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
+        preloaded, self.preloaded = self.preloaded, None  # once: Lightning changes what it is given
+        if preloaded is not None and Path(path) == preloaded.path and file_stamp(path) == preloaded.stamp:
+            return preloaded.content
+        content = load_plain(Path(path), "checkpoint", "checkpoint")
+        if isinstance(content, dict) and "state_dict" in content:
+            return checked(Checkpoint(Path(path), content, "checkpoint")).content
+        return content  # the weights a process of a ddp_spawn run hands back, which it wrote itself
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
         if storage_options is not None or not _is_local_file_protocol(path):

@@ -29,8 +29,9 @@ def check_accelerator(name: Any) -> None:
 
 
 def check_fit_settings(trainer: Trainer, model: Classifier) -> None:
-    """Refuse trainer settings that Lightning accepts but that crash in the middle of ``fit`` or train nothing, before
-    the run folder exists."""
+    """Refuse settings that Lightning accepts but that crash in the middle of ``fit`` or train nothing, before the
+    run folder exists."""
+    model.check_optimization()
     check_range("trainer.accumulate_grad_batches", trainer.accumulate_grad_batches, 1)
     if trainer.check_val_every_n_epoch is not None:  # None: validate every val_check_interval batches instead
         check_range("trainer.check_val_every_n_epoch", trainer.check_val_every_n_epoch, 1)

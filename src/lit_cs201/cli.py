@@ -39,11 +39,12 @@ from lit_cs201.callbacks import (
     best_checkpoint,
     last_checkpoint,
 )
-from lit_cs201.checkpoint_io import AtomicCheckpointIO
+from lit_cs201.checkpoint import Checkpoint, FromCheckpoint, read_checkpoint
+from lit_cs201.checkpoint_io import SafeCheckpointIO
 from lit_cs201.checks import check_accelerator, check_fit_settings
 from lit_cs201.data.base import ClassificationDataModule
 from lit_cs201.devices import training_precision
-from lit_cs201.errors import EXIT_BAD_INPUT, MAX_SEED, UserError, check_range, report, run_command
+from lit_cs201.errors import EXIT_BAD_INPUT, MAX_SEED, UserError, check_range, printable, report, run_command
 from lit_cs201.models.classifier import Classifier
 from lit_cs201.restore import (
     ALIASES,
@@ -54,9 +55,7 @@ from lit_cs201.restore import (
     check_classes,
     check_fits,
     check_resume,
-    class_config,
     latest_config,
-    load_checkpoint,
     read_given,
     resolve_checkpoint,
 )
@@ -90,6 +89,8 @@ class LitCS201CLI(LightningCLI):
 
     def __init__(self, args: list[str], **kwargs: Any) -> None:
         self.checkpoint: Path | None = None  # what --ckpt_path resolved to
+        self._checkpoint: Checkpoint | None = None  # what it holds, checked
+        self._data_read_only = False  # the data folder came from the checkpoint: only read it
         self._created: list[Path] = []  # log folders this run created (see _claim_run_folder)
         self._lock: RunLock | None = None
         self._given = Given()  # what the command line and its configs said (restore.read_given)
@@ -183,11 +184,16 @@ class LitCS201CLI(LightningCLI):
         #20801); here they are the parser's defaults instead (`_restore_defaults`)."""
 
     def _restore_defaults(self, subcommand: str, parser: LightningArgumentParser, given: Given) -> None:
-        """Make the checkpoint's model and data, and for ``fit`` the run's latest config, the parser's defaults."""
+        """Make the checkpoint's model and data settings, and for ``fit`` the run's latest config, the parser's
+        defaults. A checkpoint is data: its settings arrive checked (`Checkpoint.settings`), without those that
+        would fetch weights (``pretrained``), read files it names (``predict_path``) or write where it says
+        (``cache_dir``)."""
         path = resolve_checkpoint(given.ckpt_path, given.save_dir, given.experiment)
-        self._checkpoint = load_checkpoint(path, mmap=True)  # tensors are read only where compared
-        model = class_config(path, self._checkpoint.get("hyper_parameters", {}), Classifier, LINKED_MODEL_ARGS)
-        data = class_config(path, self._checkpoint.get("datamodule_hyper_parameters", {}), ClassificationDataModule)
+        self._checkpoint = read_checkpoint(path, mmap=True)  # tensors are read only where compared
+        model = self._checkpoint.settings("model", drop=(*LINKED_MODEL_ARGS, "pretrained"))
+        data = self._checkpoint.settings("data", drop=("predict_path", "cache_dir"))
+        if data is not None and isinstance(data["init_args"].get("data_dir"), str):
+            data["init_args"]["data_dir"] = FromCheckpoint(data["init_args"]["data_dir"])  # see _data_read_only
         parser.set_defaults({key: value for key, value in (("model", model), ("data", data)) if value is not None})
         if subcommand == "fit":
             saved = latest_config(path.parent)
@@ -216,6 +222,13 @@ class LitCS201CLI(LightningCLI):
         config.ckpt_path = str(self.checkpoint)
         if config.model.init_args.get("pretrained"):
             config.model.init_args.pretrained = None  # the weights come from the checkpoint, not from a download
+        # An evaluation reads its data where the checkpoint says it was trained, unless a flag or a config names a
+        # folder (the same one included); a checkpoint never says where to write, so nothing is downloaded,
+        # extracted or cached there. (A resume's settings come from the run's config.yaml, trusted as any config.)
+        settings = config.data.get("init_args") if isinstance(config.data, Namespace) else None
+        if settings is not None and isinstance(settings.get("data_dir"), FromCheckpoint):
+            self._data_read_only = self.subcommand != "fit"
+            settings.data_dir = str(settings.data_dir)
         run = self.checkpoint.parent
         if isinstance(logger, Namespace) and logger.class_path == TENSORBOARD:
             # fit continues in the run's own folder. An evaluation logs beside the checkpoint, <run>/<subcommand>/,
@@ -256,12 +269,14 @@ class LitCS201CLI(LightningCLI):
         if type(bar) in PROGRESS_BARS and bar not in (settings.get("callbacks") or []):  # Lightning's default
             trainer.callbacks[trainer.callbacks.index(bar)] = PROGRESS_BARS[type(bar)]()
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # not one the user chose
-            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+            trainer.strategy.checkpoint_io = SafeCheckpointIO(preloaded=self._checkpoint)
         return trainer
 
     def _preflight(self, stage: str) -> None:
         """Check the checkpoint and load the data before the trainer creates the run folder, so that bad input
         leaves nothing behind."""
+        if self.datamodule is not None:
+            self.datamodule.read_only = self._data_read_only  # in every process: each one decodes
         if self.trainer.local_rank != 0:
             return  # another process of a multi-process run on this machine: the first one checks and prepares
         for logger in self.trainer.loggers:
@@ -273,9 +288,9 @@ class LitCS201CLI(LightningCLI):
         if stage == "fit":
             check_fit_settings(self.trainer, self.model)
         if self.checkpoint is not None:
-            check_fits(self.model, self.checkpoint, self._checkpoint)
+            check_fits(self.model, self._checkpoint)
             if stage == "fit":
-                check_resume(self.model, self.checkpoint, self._checkpoint)
+                check_resume(self.model, self._checkpoint)
         if self.datamodule is not None:
             self.datamodule.prepare_data()
             self.datamodule.setup(stage)
@@ -313,11 +328,11 @@ class LitCS201CLI(LightningCLI):
         log_dir = self.trainer.loggers[0].log_dir if self.trainer.loggers else None
         best = next((cb for cb in self.trainer.checkpoint_callbacks if cb.monitor == "val/acc"), None)
         if subcommand != "fit":
-            print(f"\nLogs and results of this {subcommand}: {log_dir}")
+            print(f"\nLogs and results of this {subcommand}: {printable(log_dir)}")
         elif best is not None and best.best_model_path:
             print(
-                f"\nBest checkpoint: {best.best_model_path} (val/acc {float(best.best_model_score):.4f})\n"
-                f"Test it with:    lit-cs201 test --ckpt_path {shlex.quote(best.best_model_path)}"
+                f"\nBest checkpoint: {printable(best.best_model_path)} (val/acc {float(best.best_model_score):.4f})\n"
+                f"Test it with:    lit-cs201 test --ckpt_path {printable(shlex.quote(best.best_model_path))}"
             )
 
 

@@ -11,7 +11,6 @@ PATH``) and `predict` below prepare images through the same datamodule methods, 
 from __future__ import annotations
 
 import glob
-import importlib
 import os
 import stat
 from collections.abc import Sequence
@@ -102,29 +101,31 @@ class Prediction:
 
 
 def load(checkpoint: str | os.PathLike[str]) -> tuple[Any, Any]:
-    """The `Classifier` and its datamodule, rebuilt from ``checkpoint`` alone (no training data needed)."""
-    from lit_cs201.data.base import ClassificationDataModule
-    from lit_cs201.models import Classifier
-    from lit_cs201.torch_files import load_plain
+    """The `Classifier` and its datamodule, rebuilt from ``checkpoint`` alone (no training data needed).
+
+    The checkpoint is data (`lit_cs201.checkpoint`): its settings are checked, nothing it names beyond this
+    package's classes is built, and no optimizer or schedule is: the model is only evaluated.
+    """
+    from lit_cs201.checkpoint import read_checkpoint
+    from lit_cs201.restore import check_fits
 
     path = Path(checkpoint)
     if not path.is_file():
         raise UserError(f"checkpoint {path}: no such file")
-    saved = load_plain(path, "checkpoint", "checkpoint")
-    settings = dict(saved.get("datamodule_hyper_parameters") or {})
-    class_path = settings.pop("_class_path", None)
-    settings.pop("_instantiator", None)
-    if class_path is None:
-        raise UserError(f"checkpoint {path}: records no datamodule class; it was not written by lit-cs201 fit")
-    settings["predict_path"] = []  # for predictions only: nothing of the dataset itself is read
-    module, _, name = class_path.rpartition(".")
-    cls = getattr(importlib.import_module(module), name, None) if module.startswith("lit_cs201.") else None
-    if not (isinstance(cls, type) and issubclass(cls, ClassificationDataModule)):
-        # A checkpoint is data: what it names is only built if it is one of this package's datamodules.
-        raise UserError(f"checkpoint {path}: its datamodule {class_path} is not one of lit_cs201.data's")
-    datamodule = cls(**settings)
-    model = Classifier.load_from_checkpoint(path, map_location="cpu", weights_only=True)
-    return model.eval(), datamodule
+    saved = read_checkpoint(path, what="checkpoint")
+    data = saved.settings("data", drop=("predict_path", "cache_dir"))
+    model = saved.settings("model", drop=("pretrained", "optimizer", "lr_scheduler"))
+    if data is None or model is None:
+        missing = "datamodule" if data is None else "model"
+        raise UserError(f"checkpoint {path}: records no {missing} class; it was not written by lit-cs201 fit")
+    saved_class = saved.class_of("data")
+    # For predictions only: nothing of the dataset itself is read, and nothing is written where it says.
+    datamodule = saved_class(**data["init_args"], predict_path=[])
+    datamodule.read_only = True
+    classifier = saved.class_of("model")(**model["init_args"])
+    check_fits(classifier, saved)  # also runs the model's own checkpoint hook, as Lightning's loading would
+    classifier.load_state_dict(saved.state_dict)
+    return classifier.eval(), datamodule
 
 
 def predict(

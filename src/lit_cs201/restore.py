@@ -12,9 +12,9 @@ from typing import Any
 
 import yaml
 
-from lit_cs201.errors import UserError
+from lit_cs201.checkpoint import Checkpoint
+from lit_cs201.errors import UserError, printable
 from lit_cs201.models.classifier import init_args
-from lit_cs201.torch_files import load_plain
 
 DEFAULT_RUNS_DIR = "runs"
 # ``--ckpt_path best`` (or ``best.ckpt`` where no such file is) means the newest run's best.ckpt.
@@ -103,6 +103,8 @@ def read_config(path: Path) -> dict[str, Any]:
             if text
         ]
         raise UserError(f"--config {path}: not valid YAML ({': '.join(parts) or err})") from None
+    except RecursionError:  # the YAML parser recurses once per level of nesting
+        raise UserError(f"--config {path}: its values are nested too deeply to read; no config needs that") from None
     if config is not None and not isinstance(config, dict):
         raise UserError(f"--config {path}: expected a mapping of settings (trainer:, model:, ...), got {config!r}")
     return config or {}
@@ -152,31 +154,9 @@ def resolve_checkpoint(value: str, save_dir: str = DEFAULT_RUNS_DIR, experiment:
             "checkpoint's path"
         )
     chosen = max(candidates, key=lambda p: p.stat().st_mtime)
-    print(f"--ckpt_path {value}: using {chosen} (the newest of {len(candidates)})", file=sys.stderr)
+    print(f"--ckpt_path {value}: using {printable(chosen)} (the newest of {len(candidates)})", file=sys.stderr)
     os.environ[PINNED] = os.pathsep.join([value, str(chosen)])
     return chosen
-
-
-def load_checkpoint(path: Path, mmap: bool = False) -> dict[str, Any]:
-    """Read a Lightning checkpoint safely (``weights_only``), with a clear error for anything else."""
-    checkpoint = load_plain(path, "--ckpt_path", "checkpoint", mmap=mmap)
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise UserError(f"--ckpt_path {path}: not a Lightning checkpoint (no state_dict)")
-    return checkpoint
-
-
-def class_config(path: Path, hparams: dict[str, Any], base: type, drop: tuple[str, ...] = ()) -> dict[str, Any] | None:
-    """A checkpoint's saved hyper-parameters as ``{class_path, init_args}`` for the parser, if they name a class of
-    this package that derives from ``base``. A checkpoint is data: a class it names elsewhere is not even imported."""
-    settings = {k: v for k, v in hparams.items() if k != "_instantiator" and k not in drop}
-    class_path = settings.pop("_class_path", None)
-    if class_path is None:
-        return None
-    module, _, name = str(class_path).rpartition(".")
-    cls = getattr(importlib.import_module(module), name, None) if module.startswith("lit_cs201.") else None
-    if not (isinstance(cls, type) and issubclass(cls, base)):
-        raise UserError(f"--ckpt_path {path}: names the class {class_path}, which is not one of lit_cs201's")
-    return {"class_path": class_path, "init_args": settings}
 
 
 def latest_config(run: Path) -> Path | None:
@@ -188,11 +168,11 @@ def latest_config(run: Path) -> Path | None:
     return found[max(found)] if found else None
 
 
-def check_fits(model: Any, path: Path, checkpoint: dict[str, Any]) -> None:
+def check_fits(model: Any, checkpoint: Checkpoint) -> None:
     """Refuse a checkpoint whose weights do not fit ``model``, naming both models (Lightning's own error lists
     every mismatching tensor, hundreds of lines for a ResNet)."""
-    model.on_load_checkpoint(checkpoint)  # fills what older checkpoints lack, as loading would
-    saved, expected = checkpoint["state_dict"], model.state_dict()
+    model.on_load_checkpoint(checkpoint.content)  # fills what older checkpoints lack, as loading would
+    saved, expected = checkpoint.state_dict, model.state_dict()
     problem = next((f"{k} is missing from the checkpoint" for k in expected if k not in saved), None)
     problem = problem or next((f"the model has no {k}" for k in saved if k not in expected), None)
     problem = problem or next(
@@ -201,15 +181,15 @@ def check_fits(model: Any, path: Path, checkpoint: dict[str, Any]) -> None:
         None,
     )  # fmt: skip
     if problem is not None:
-        trained = _describe(checkpoint.get("hyper_parameters", {}))
+        trained = _describe(checkpoint.hyper_parameters("model"))
         configured = _describe({"_class_path": type(model).__name__, **model.hparams})
-        raise UserError(
-            f"--ckpt_path {path} holds {trained}, which does not fit the configured {configured} ({problem}); "
+        raise checkpoint.refuse(
+            f"holds {trained}, which does not fit the configured {configured} ({problem}); "
             "drop the options that change the model or the data, or give a checkpoint of this model"
         )
 
 
-def check_resume(model: Any, path: Path, checkpoint: dict[str, Any]) -> None:
+def check_resume(model: Any, checkpoint: Checkpoint) -> None:
     """Refuse settings that a resumed fit could not apply: Lightning restores the optimizer's and the schedule's
     state from the checkpoint, over what the config builds.
 
@@ -217,28 +197,28 @@ def check_resume(model: Any, path: Path, checkpoint: dict[str, Any]) -> None:
     schedule would be replaced by the saved one; a new learning rate under a schedule would be replaced by the
     schedule's next value. New settings of the same optimizer without a schedule are applied (`Classifier`).
     """
-    saved = checkpoint.get("hyper_parameters", {})
+    saved = checkpoint.hyper_parameters("model")
     optimizer = saved.get("optimizer")
     trained = optimizer.get("class_path") if isinstance(optimizer, dict) else None  # None: passed from Python
     configured = model.optimizer_name
     if trained is not None and trained.rsplit(".", 1)[-1] != configured.rsplit(".", 1)[-1]:
-        raise UserError(
-            f"--ckpt_path {path} was trained with {trained}, not the configured {configured}, and an optimizer's "
+        raise checkpoint.refuse(
+            f"was trained with {trained}, not the configured {configured}, and an optimizer's "
             f"state does not carry over to another class; resume with --model.init_args.optimizer {trained}, or "
             "start a new run (without --ckpt_path) to train with the other optimizer"
         )
     schedule, was = model.hparams.get("lr_scheduler"), saved.get("lr_scheduler")
     if isinstance(was, dict) and schedule != was:
-        raise UserError(
-            f"--ckpt_path {path} continues the schedule it was saved with ({_short(was)}), not the configured "
+        raise checkpoint.refuse(
+            f"continues the schedule it was saved with ({_short(was)}), not the configured "
             f"{_short(schedule)}; resume without changing lr_scheduler, or start a new run to train with another"
         )
     if was is not None:
         lr = init_args(model.hparams.get("optimizer")).get("lr")
         old = init_args(saved.get("optimizer")).get("lr")
         if lr is not None and old is not None and lr != old:
-            raise UserError(
-                f"--ckpt_path {path}: the run's schedule ({_short(was)}) sets the learning rate from its start "
+            raise checkpoint.refuse(
+                f"the run's schedule ({_short(was)}) sets the learning rate from its start "
                 f"value {old}, so a new lr {lr} cannot take effect on resume; resume without it, or start a new run"
             )
 

@@ -20,7 +20,7 @@ except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
 LOCK_NAME = ".lit-cs201.lock"
-# What AtomicCheckpointIO writes before the rename: ``.best.ckpt.<pid>.partial`` (``.best.ckpt.partial`` before).
+# What SafeCheckpointIO writes before the rename: ``.best.ckpt.<pid>.partial`` (``.best.ckpt.partial`` before).
 PARTIAL = re.compile(r"^\..+\.ckpt(\.\d+)?\.partial$")
 
 

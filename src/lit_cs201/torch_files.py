@@ -1,6 +1,8 @@
-"""Reading torch files that anyone may have written: tensors and plain values only, with errors that say why.
+"""Reading torch files that anyone may have written: tensors and plain values only, bounded, with errors that say why.
 
-A checkpoint or weight file is a pickle; unpickled without ``weights_only``, it can run any code it names.
+A checkpoint or weight file is a pickle; unpickled without ``weights_only``, it can run any code it names. Even
+as plain data it may cost without limit: a compressed member of the zip format can inflate to gigabytes, and a
+pickle can be made of millions of objects. `load_plain` refuses both before anything is unpickled.
 """
 
 from __future__ import annotations
@@ -14,14 +16,22 @@ import torch
 
 from lit_cs201.errors import UserError
 
+#: Largest pickle (the part of a torch file that holds everything but the tensors' bytes) read. A ResNet-152
+#: checkpoint with its optimizer state has 160 KB; torch's safe unpickler reads a hostile one at about 1 s per MiB.
+MAX_PICKLE_BYTES = 8 << 20
+
 
 def load_plain(path: Path, what: str, kind: str, mmap: bool = False) -> Any:
-    """``torch.load`` of ``path`` with ``weights_only``; a file that is not plain data, or not a torch file at all,
-    is a one-line `UserError` that starts with ``what`` (the option that named the file) and names the ``kind`` of
-    file expected. ``mmap`` reads tensors only when they are used, where the file's format allows it."""
+    """``torch.load`` of ``path`` with ``weights_only``; a file that is not plain data, not a torch file at all, or
+    larger in its pickle than `MAX_PICKLE_BYTES`, is a one-line `UserError` that starts with ``what`` (the option
+    that named the file) and names the ``kind`` of file expected. ``mmap`` reads tensors only when they are used,
+    where the file's format allows it."""
+    is_zip = zipfile.is_zipfile(path)
+    if is_zip:
+        _check_members(path, what, kind)
     try:
         # mmap works only on the zip format torch.save writes since torch 1.6.
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and zipfile.is_zipfile(path))
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and is_zip)
     except Exception as err:  # torch raises many types for a file that is not one of its own
         # weights_only refuses any object beyond tensors and plain containers, naming the global it would import.
         unsafe = re.search(r"GLOBAL ([\w.]+)", str(err))
@@ -34,3 +44,26 @@ def load_plain(path: Path, what: str, kind: str, mmap: bool = False) -> Any:
             f"{what} {path}: not a readable {kind} ({type(err).__name__}); a truncated or partial copy, or not a "
             "file torch.save wrote"
         ) from None
+
+
+def _check_members(path: Path, what: str, kind: str) -> None:
+    """Refuse a zip whose members torch.save would not have written: compressed ones (torch stores every member
+    as it is, so none can inflate beyond the file's own size) or a pickle above `MAX_PICKLE_BYTES`."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as err:
+        raise UserError(f"{what} {path}: not a readable {kind} ({err})") from None
+    compressed = [m.filename for m in members if m.compress_type != zipfile.ZIP_STORED]
+    if compressed:
+        raise UserError(
+            f"{what} {path}: holds compressed members ({compressed[0]}, ...), which torch.save never writes, so it "
+            f"is not read; not a {kind} torch wrote, or one repacked by another tool"
+        )
+    pickles = [m for m in members if m.filename.endswith(".pkl")]
+    largest = max(pickles, key=lambda m: m.file_size, default=None)
+    if largest is not None and largest.file_size > MAX_PICKLE_BYTES:
+        raise UserError(
+            f"{what} {path}: its settings and structure ({largest.filename}) take {largest.file_size / 2**20:.1f} "
+            f"MiB, more than the {MAX_PICKLE_BYTES >> 20} MiB any {kind} needs, so it is not read"
+        )

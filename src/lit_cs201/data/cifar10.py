@@ -138,7 +138,7 @@ class CIFAR10DataModule(ImageDataModule):
         return Path(self.data_dir) / FOLDER
 
     def fetch(self) -> None:
-        ensure_archive(ARCHIVE, Path(self.data_dir), Path(self.data_dir), self.download)
+        ensure_archive(ARCHIVE, Path(self.data_dir), Path(self.data_dir), self.download, self.read_only)
 
     def load_split(self, train: bool) -> tuple[Tensor, Tensor]:
         meta = self.batches_dir / META

@@ -70,7 +70,7 @@ class MNISTDataModule(ImageDataModule):
 
     def fetch(self) -> None:
         for archive in ARCHIVES:
-            ensure_archive(archive, self.raw_dir, self.raw_dir, self.download)
+            ensure_archive(archive, self.raw_dir, self.raw_dir, self.download, self.read_only)
 
     def load_split(self, train: bool) -> tuple[Tensor, Tensor]:
         prefix = "train" if train else "t10k"

@@ -15,7 +15,7 @@ from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from lit_cs201 import viz
-from lit_cs201.errors import NonFiniteLossError, UserError, check_range
+from lit_cs201.errors import NonFiniteLossError, UserError, check_range, printable
 from lit_cs201.models.nets import build_net
 
 CLASS_NAMES_KEY = "class_names"  # in the checkpoint
@@ -79,7 +79,6 @@ class Classifier(LightningModule):
             self.net.compile()
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler
-        self._check_optimization()
         self.train_loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
 
         # One metric object per stage: torchmetrics keeps state, and sharing it would mix stages. The mean losses
@@ -236,12 +235,11 @@ class Classifier(LightningModule):
         cls = next((c for c in candidates if isinstance(c, type)), None)
         return f"{cls.__module__}.{cls.__qualname__}" if cls is not None else repr(value)
 
-    def _check_optimization(self) -> None:
-        """Build the optimizer and the schedule once now, on a throw-away optimizer: torch checks their settings (a
-        negative learning rate, a pct_start above 1) only when they are built, in the middle of `fit`, after the run
-        folder exists."""
-        if not callable(self.optimizer):
-            return  # built from a checkpoint's plain hyper-parameters, for inference: nothing will be optimized
+    def check_optimization(self) -> None:
+        """Build the optimizer and the schedule once, on a throw-away optimizer, before a `fit`: torch checks their
+        settings (a negative learning rate, a pct_start above 1) only when they are built, in the middle of `fit`,
+        after the run folder exists. Only for a `fit`: an evaluation, a model rebuilt from a checkpoint, builds
+        neither."""
         key = "optimizer"
         try:
             optimizer = self.optimizer(self.parameters())
@@ -315,7 +313,8 @@ class Classifier(LightningModule):
         checkpoint["state_dict"].setdefault("val_acc_best.max_value", self.val_acc_best.max_value)
         names = checkpoint.get(CLASS_NAMES_KEY)
         if isinstance(names, list) and len(names) == self.hparams.num_classes:
-            self.saved_class_names = [str(n) for n in names]
+            # Data: shown escaped wherever they are printed or logged (TensorBoard tags, Lightning's tables).
+            self.saved_class_names = [printable(n) for n in names]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CLASS_NAMES_KEY] = self.class_names  # a checkpoint predicts with its names, data or not
