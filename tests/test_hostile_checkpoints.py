@@ -224,6 +224,18 @@ MALFORMED = {
     "weights that are a list": (_set("state_dict", [1, 2]), "not a Lightning checkpoint (no state_dict)"),
     "weights that are not tensors": (_text_weights, "maps 'net.0.weight' to a str, not a tensor"),
     "NaN weights": (_nan_weights, "are not all finite numbers"),
+    "settings of a far larger model than its weights": (
+        lambda checkpoint: checkpoint["hyper_parameters"].update(hidden_sizes=[10**9]),
+        "settings describe Classifier(net=mlp, hidden_sizes=[1000000000]",
+    ),
+    "settings of another number of classes": (
+        lambda checkpoint: checkpoint["hyper_parameters"].update(num_classes=5),
+        "but its weights are not that model's (net.",
+    ),
+    "an input of billions of values": (
+        lambda checkpoint: checkpoint["hyper_parameters"].update(input_shape=[4, 10**5, 10**5]),
+        "input_shape must be sizes of at least 1, at most 50,331,648 values",
+    ),
     "class names that are not text": (_set("class_names", [1, 2, 3]), "class_names are not a list of names: [1, 2, 3]"),
     "a checkpoint that is a list": (None, "not a Lightning checkpoint"),
 }
@@ -428,3 +440,17 @@ def test_an_evaluation_downloads_and_extracts_nothing_into_a_folder_its_checkpoi
     # Given by the user, the same folder is theirs to fill: the usual offline message (download is off here).
     given = ["--data.init_args.data_dir=somewhere/else", "--data.init_args.download=false"]
     refused(["test", "--ckpt_path", str(best), *given], capsys, "download is off")
+
+
+def test_an_image_size_a_checkpoint_gives_is_bounded(pointed, capsys):
+    """A conv net's weights do not depend on the image size: a checkpoint asking for 100,000-pixel sides would make
+    every prediction decode (and the model's example input take) tens of gigabytes."""
+    best = "runs/photos/version_0/best.ckpt"
+    checkpoint = torch.load(best, weights_only=True)
+    checkpoint["datamodule_hyper_parameters"]["image_size"] = [100_000, 100_000]
+    torch.save(checkpoint, best)
+    image = next(p for p in sorted(Path("photos/test").rglob("*")) if p.is_file())
+    for subcommand in (["test"], ["predict", "--data.predict_path", str(image)]):
+        refused([*subcommand, "--ckpt_path", best], capsys, "larger than the 4096 pixels a side that are decoded")
+    with pytest.raises(UserError, match="larger than the 4096 pixels a side"):
+        predict(best, image)

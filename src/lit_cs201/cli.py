@@ -53,6 +53,7 @@ from lit_cs201.restore import (
     PINNED,
     Given,
     check_classes,
+    check_describes_weights,
     check_fits,
     check_resume,
     latest_config,
@@ -190,6 +191,7 @@ class LitCS201CLI(LightningCLI):
         (``cache_dir``)."""
         path = resolve_checkpoint(given.ckpt_path, given.save_dir, given.experiment)
         self._checkpoint = read_checkpoint(path, mmap=True)  # tensors are read only where compared
+        check_describes_weights(self._checkpoint)
         model = self._checkpoint.settings("model", drop=(*LINKED_MODEL_ARGS, "pretrained"))
         data = self._checkpoint.settings("data", drop=("predict_path", "cache_dir"))
         if data is not None and isinstance(data["init_args"].get("data_dir"), str):

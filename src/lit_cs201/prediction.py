@@ -107,12 +107,13 @@ def load(checkpoint: str | os.PathLike[str]) -> tuple[Any, Any]:
     package's classes is built, and no optimizer or schedule is: the model is only evaluated.
     """
     from lit_cs201.checkpoint import read_checkpoint
-    from lit_cs201.restore import check_fits
+    from lit_cs201.restore import check_describes_weights
 
     path = Path(checkpoint)
     if not path.is_file():
         raise UserError(f"checkpoint {path}: no such file")
     saved = read_checkpoint(path, what="checkpoint")
+    check_describes_weights(saved)
     data = saved.settings("data", drop=("predict_path", "cache_dir"))
     model = saved.settings("model", drop=("pretrained", "optimizer", "lr_scheduler"))
     if data is None or model is None:
@@ -123,7 +124,7 @@ def load(checkpoint: str | os.PathLike[str]) -> tuple[Any, Any]:
     datamodule = saved_class(**data["init_args"], predict_path=[])
     datamodule.read_only = True
     classifier = saved.class_of("model")(**model["init_args"])
-    check_fits(classifier, saved)  # also runs the model's own checkpoint hook, as Lightning's loading would
+    classifier.on_load_checkpoint(saved.content)  # as Lightning's loading would: class names, older checkpoints
     classifier.load_state_dict(saved.state_dict)
     return classifier.eval(), datamodule
 

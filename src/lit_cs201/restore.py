@@ -6,10 +6,11 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from lit_cs201.checkpoint import Checkpoint
@@ -171,21 +172,50 @@ def latest_config(run: Path) -> Path | None:
 def check_fits(model: Any, checkpoint: Checkpoint) -> None:
     """Refuse a checkpoint whose weights do not fit ``model``, naming both models (Lightning's own error lists
     every mismatching tensor, hundreds of lines for a ResNet)."""
-    model.on_load_checkpoint(checkpoint.content)  # fills what older checkpoints lack, as loading would
-    saved, expected = checkpoint.state_dict, model.state_dict()
-    problem = next((f"{k} is missing from the checkpoint" for k in expected if k not in saved), None)
-    problem = problem or next((f"the model has no {k}" for k in saved if k not in expected), None)
-    problem = problem or next(
-        (f"{k} is {list(saved[k].shape)} there and {list(v.shape)} here" for k, v in expected.items()
-         if saved[k].shape != v.shape),
-        None,
-    )  # fmt: skip
+    problem = _mismatch(model, checkpoint)
     if problem is not None:
         trained = _describe(checkpoint.hyper_parameters("model"))
         configured = _describe({"_class_path": type(model).__name__, **model.hparams})
         raise checkpoint.refuse(
             f"holds {trained}, which does not fit the configured {configured} ({problem}); "
             "drop the options that change the model or the data, or give a checkpoint of this model"
+        )
+
+
+def _mismatch(model: Any, checkpoint: Checkpoint) -> str | None:
+    """The first difference between ``model``'s tensors and the checkpoint's weights, in words; None if they fit."""
+    model.on_load_checkpoint(checkpoint.content)  # fills what older checkpoints lack, as loading would
+    saved, expected = checkpoint.state_dict, model.state_dict()
+    problem = next((f"{k} is missing from the checkpoint" for k in expected if k not in saved), None)
+    problem = problem or next((f"the model has no {k}" for k in saved if k not in expected), None)
+    return problem or next(
+        (f"{k} is {list(saved[k].shape)} there and {list(v.shape)} here" for k, v in expected.items()
+         if saved[k].shape != v.shape),
+        None,
+    )  # fmt: skip
+
+
+def check_describes_weights(checkpoint: Checkpoint) -> None:
+    """Refuse a checkpoint whose settings describe another model than its weights, before anything is built from
+    them for real: a setting such as ``hidden_sizes: [1000000000]`` would otherwise take gigabytes of memory before
+    the weights are compared. The model is built on PyTorch's meta device, which allocates nothing and computes
+    nothing (about 0.1 s for a ResNet-50)."""
+    settings = checkpoint.settings("model", drop=("pretrained", "optimizer", "lr_scheduler"))
+    if settings is None:
+        return
+    try:
+        with torch.device("meta"):
+            model = checkpoint.class_of("model")(**settings["init_args"])
+    except (TypeError, UserError) as err:  # a setting missing, or out of its range
+        raise checkpoint.refuse(f"its model settings do not build a model ({printable(err)})") from None
+    # On a copy: the model's checkpoint hook fills what older checkpoints lack, with tensors of the meta device.
+    problem = _mismatch(
+        model, replace(checkpoint, content={**checkpoint.content, "state_dict": dict(checkpoint.state_dict)})
+    )
+    if problem is not None:
+        raise checkpoint.refuse(
+            f"its settings describe {_describe(checkpoint.hyper_parameters('model'))}, but its weights are not that "
+            f"model's ({problem}): not a checkpoint lit-cs201 wrote, or one edited since"
         )
 
 

@@ -30,6 +30,8 @@ from lit_cs201.errors import UserError
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 #: Bumped whenever decoding would give other pixels for the same files: caches of older versions are not used.
 FORMAT_VERSION = 3
+#: The largest side an image is decoded to: a classifier's input, not a poster (and a size a file names costs no more).
+MAX_SIDE = 4096
 #: Lists at least this long show a progress line while they are decoded.
 PROGRESS_FROM = 256
 #: Reasons shown in the message about files that cannot be decoded; the rest are counted.

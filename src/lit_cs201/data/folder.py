@@ -33,6 +33,7 @@ from torch import Tensor
 from lit_cs201.data.base import TensorBatchDataset, split_count
 from lit_cs201.data.cache import cached_images
 from lit_cs201.data.decode import (
+    MAX_SIDE,
     BadImageError,
     bad_images_message,
     default_workers,
@@ -154,6 +155,11 @@ class ImageFolderDataModule(ImageDataModule):
             split: self._list_split(split) for split in SPLITS if not known and (self.root / split).is_dir()
         }
         height, width, channels = self._find_image_shape(image_size, channels)
+        if max(height, width) > MAX_SIDE:
+            raise UserError(
+                f"images of {width}x{height} pixels are larger than the {MAX_SIDE} pixels a side that are decoded; set "
+                "image_size (an int or [height, width]) to resize them when decoding, e.g. image_size: 224"
+            )
         self._image_shape = (channels, height, width)
         self.hparams["image_size"] = [height, width]
         self.hparams["channels"] = channels

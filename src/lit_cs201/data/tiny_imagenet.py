@@ -27,8 +27,9 @@ from torch import Tensor
 
 from lit_cs201.data import tiny_imagenet_prepare as tip
 from lit_cs201.data.cache import cached_images
+from lit_cs201.data.decode import MAX_SIDE
 from lit_cs201.data.images import ImageDataModule, image_args, visible_dirs
-from lit_cs201.errors import UserError, first_few
+from lit_cs201.errors import UserError, check_range, first_few
 
 #: The preparation command, as messages name it: the form that works wherever the package is installed.
 COMMAND = "python -m lit_cs201.data.tiny_imagenet_prepare"
@@ -231,6 +232,7 @@ class TinyImageNetDataModule(ImageDataModule):
         invert: Literal["auto", "always", "never"] = "auto",
     ) -> None:
         super().__init__(**image_args(locals()))
+        check_range("image_size", image_size, 1, MAX_SIDE, hint="224 for the course recipe, 64 native")
         self.input_shape = (3, image_size, image_size)
         # The model is built for image_size: refuse presets that give another size.
         for name, shape in zip((train_augment, eval_augment), self.augment_shapes(), strict=True):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import torch
@@ -19,6 +20,8 @@ from lit_cs201.errors import NonFiniteLossError, UserError, check_range, printab
 from lit_cs201.models.nets import build_net
 
 CLASS_NAMES_KEY = "class_names"  # in the checkpoint
+#: The most values one input may have: an example batch of it is built with the model.
+MAX_INPUT = 3 * 4096 * 4096
 
 Batch = tuple[Tensor, Tensor] | tuple[Tensor] | list[Tensor]
 
@@ -68,6 +71,11 @@ class Classifier(LightningModule):
         super().__init__()
         self.save_hyperparameters()
         check_range("label_smoothing", label_smoothing, 0, below=1, hint="0 for none, 0.1 is usual")
+        if not (input_shape and all(size >= 1 for size in input_shape) and math.prod(input_shape) <= MAX_INPUT):
+            raise UserError(
+                f"input_shape must be sizes of at least 1, at most {MAX_INPUT:,} values in all (3x4096x4096), got "
+                f"{list(input_shape)}"
+            )
         self.net = build_net(net, num_classes, input_shape, hidden_sizes=hidden_sizes, stem=stem, pretrained=pretrained)
         self.example_input_array = torch.zeros(1, *input_shape)  # for the FLOPs in Lightning's model summary
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
