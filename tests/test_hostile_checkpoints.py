@@ -10,6 +10,7 @@ Python API alike, and that the command stops with exit status 2 and one line tha
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -454,3 +455,159 @@ def test_an_image_size_a_checkpoint_gives_is_bounded(pointed, capsys):
         refused([*subcommand, "--ckpt_path", best], capsys, "larger than the 4096 pixels a side that are decoded")
     with pytest.raises(UserError, match="larger than the 4096 pixels a side"):
         predict(best, image)
+
+
+# -- what an attack on the reader found: tensors, lists and states that cost or fail late ---------------------------
+def _repeated(count: int) -> torch.Tensor:
+    """One stored number standing for ``count`` through a stride of 0: eight bytes in the file."""
+    return torch.as_strided(torch.ones(1, dtype=torch.float64), (count,), (0,))
+
+
+def _in_optimizer_state(checkpoint):
+    checkpoint["optimizer_states"][0]["state"][0]["junk"] = _repeated(2**31)
+
+
+def _in_weights(checkpoint):
+    checkpoint["state_dict"]["net.0.weight"] = _repeated(2**31)
+
+
+def _sparse(checkpoint):
+    checkpoint["state_dict"]["net.0.weight"] = torch.sparse_coo_tensor([[0]], [1.0], (10**12,))
+
+
+def _complex_nan(checkpoint):
+    checkpoint["state_dict"]["net.0.weight"] = torch.full((10, 4), complex(float("nan"), 0))
+
+
+@pytest.mark.parametrize(
+    ("edit", "fragment"),
+    [
+        (_in_weights, "holds a tensor of shape [2147483648] made of 8 bytes"),
+        (_in_optimizer_state, "holds a tensor of shape [2147483648] made of 8 bytes"),
+        (_sparse, "holds a torch.sparse_coo tensor"),
+        (_complex_nan, "are not all finite numbers"),
+    ],
+    ids=["repeated weights", "repeated optimizer state", "sparse", "complex NaN"],
+)
+def test_tensors_that_claim_more_than_the_file_holds_are_refused_unexpanded(work, capsys, edit, fragment):
+    checkpoint = saved()
+    edit(checkpoint)
+    path = write(checkpoint)
+    assert os.path.getsize(path) < 1 << 20
+    started = time.monotonic()
+    refused(["test", "--ckpt_path", path], capsys, fragment)
+    assert time.monotonic() - started < 20  # expanded, each would be 16 GiB
+
+
+def test_a_tensor_record_cut_short_is_refused(work, capsys):
+    """torch checks a record's length only when it reads it whole: mapped, it would take the bytes that follow."""
+    torch.save(saved(), "whole.ckpt")
+    with zipfile.ZipFile("whole.ckpt") as old, zipfile.ZipFile("short.ckpt", "w") as new:
+        for info in old.infolist():
+            data = old.read(info)
+            new.writestr(info, data[:4] if "/data/" in info.filename and len(data) > 64 else data)
+    refused(["test", "--ckpt_path", "short.ckpt"], capsys, "not a readable checkpoint")
+
+
+def test_an_old_format_checkpoint_whose_pickle_is_too_large_is_refused_unread(work, capsys):
+    checkpoint = saved()
+    checkpoint["junk"] = list(range(3_000_000))  # about 14 MiB of pickle
+    torch.save(checkpoint, "old.ckpt", _use_new_zipfile_serialization=False)
+    refused(["test", "--ckpt_path", "old.ckpt"], capsys, "take more than the 8 MiB any checkpoint needs")
+
+
+def test_a_long_list_setting_is_refused_before_the_parser_sees_it(work, capsys):
+    """jsonargparse checks a list default in time that grows with its square: 6,000 values took two minutes."""
+    checkpoint = saved()
+    checkpoint["hyper_parameters"]["hidden_sizes"] = [10] * 6000
+    started = time.monotonic()
+    refused(["test", "--ckpt_path", write(checkpoint)], capsys, "hidden_sizes holds 6,000 values; a setting holds")
+    assert time.monotonic() - started < 20
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "fragment"),
+    [
+        ("net", None, "hyper_parameters.net is None, which is not a value this setting takes (str)"),
+        ("hidden_sizes", 5, "hidden_sizes is 5, which is not a value this setting takes (list[int])"),
+        ("num_classes", 3.5, "num_classes is 3.5, which is not a value this setting takes (int)"),
+        ("stem", 3, "stem is 3, which is not a value this setting takes (Literal['imagenet', 'cifar'])"),
+        ("input_shape", [-4], "input_shape must be sizes of at least 1"),
+    ],
+)
+def test_a_setting_of_the_wrong_type_is_one_line(work, capsys, key, value, fragment):
+    checkpoint = saved()
+    checkpoint["hyper_parameters"][key] = value
+    refused(["test", "--ckpt_path", write(checkpoint)], capsys, fragment)
+    with pytest.raises(UserError, match=re.escape(fragment)):
+        load("shared.ckpt")
+
+
+def test_an_evaluation_does_not_compile_what_a_checkpoint_asks_to(work, monkeypatch):
+    """compile: true would run torch's compiler, which writes and loads native code, for a checkpoint's say-so."""
+    compiled = []
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, *a, **k: compiled.append(self))
+    checkpoint = saved()
+    checkpoint["hyper_parameters"]["compile"] = True
+    assert main(["test", "--ckpt_path", write(checkpoint), QUIET]) == 0
+    load("shared.ckpt")
+    assert compiled == []
+
+
+def test_the_python_api_says_which_command_predicts_a_checkpoint_of_measurements(work):
+    with pytest.raises(UserError, match=r"is of IrisDataModule, not of images: predict its inputs with lit-cs201"):
+        predict(BEST, "flowers.csv")
+
+
+RESUME_STATES = {
+    "random state": (lambda c: c["callbacks"]["RandomState"].update(torch=torch.zeros(3, dtype=torch.uint8)), "RNG"),
+    "early stopping score": (lambda c: _callback(c, "RunEarlyStopping").update(best_score="x"), "early-stopping"),
+    "checkpoint score": (
+        lambda c: _callback(c, "RunCheckpoint{'monitor': 'val/acc'").update(best_model_score="high"),
+        "scores are not",
+    ),
+    "optimizer rate": (lambda c: c["optimizer_states"][0]["param_groups"][0].update(lr="fast"), "lr is 'fast'"),
+    "optimizer buffer": (
+        lambda c: c["optimizer_states"][0]["state"][0].update(exp_avg=torch.zeros(3)),
+        "exp_avg is [3] for a [10, 4]",
+    ),
+    "optimizer groups": (lambda c: c["optimizer_states"][0].update(param_groups=[]), "parameter groups"),
+    "loop counts": (
+        lambda c: c["loops"]["fit_loop"]["epoch_progress"]["current"].update(processed=-5),
+        "progress counts are not counts",
+    ),
+    "no loops": (lambda c: c["loops"].pop("fit_loop"), "KeyError: 'fit_loop'"),
+}
+
+
+def _callback(checkpoint, fragment: str) -> dict[str, Any]:
+    return next(state for key, state in checkpoint["callbacks"].items() if fragment in key)
+
+
+@pytest.mark.parametrize("case", list(RESUME_STATES))
+def test_a_resume_from_a_checkpoint_whose_training_state_does_not_fit_is_one_line(work, capsys, case):
+    """Lightning loads these states into the run's own objects; what it does not check fails at the first step or at
+    the end of the first epoch, with a traceback, and left a config-1.yaml for the next resume to take."""
+    edit, fragment = RESUME_STATES[case]
+    last = BEST.replace("best", "last")
+    checkpoint = torch.load(last, weights_only=True)
+    edit(checkpoint)
+    torch.save(checkpoint, last)
+    status = main(["fit", "--ckpt_path", last, "--trainer.max_epochs=2", QUIET])
+    err = capsys.readouterr().err.strip()
+    assert status == 2, err[-2000:]
+    assert "Traceback" not in err
+    assert err.splitlines()[-1].startswith(f"{PREFIX}--ckpt_path {last}: its training state does not fit this run")
+    assert fragment in err.splitlines()[-1]
+    assert not Path(last).with_name("config-1.yaml").exists()
+
+
+def test_a_resume_with_a_config_of_its_own_writes_nothing_where_the_checkpoint_says_the_data_is(pointed):
+    """A checkpoint copied out of its run folder (no config.yaml) is continued with the user's --config; the
+    checkpoint's data_dir is still only read."""
+    Path("alone").mkdir()
+    shutil.copy("runs/photos/version_0/last.ckpt", "alone/model.ckpt")
+    Path("settings.yaml").write_text("trainer:\n  max_epochs: 2\n  enable_progress_bar: false\n")
+    before = snapshot(Path("elsewhere"))
+    assert main(["fit", "--ckpt_path", "alone/model.ckpt", "--config", "settings.yaml"]) == 0
+    assert snapshot(Path("elsewhere")) == before

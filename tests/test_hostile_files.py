@@ -7,9 +7,12 @@ command stops with exit status 2 and one line that names the file.
 from __future__ import annotations
 
 import hashlib
+import os
 import pickle
+import signal
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -17,7 +20,7 @@ from helpers import CONFIGS
 from lit_cs201.cli import main
 from lit_cs201.errors import UserError
 from lit_cs201.models.nets import hub_weights
-from synthetic import write_cifar10
+from synthetic import write_cifar10, write_mnist
 
 PREFIX = "lit-cs201: error: "
 
@@ -147,3 +150,65 @@ def test_a_checkpoint_naming_another_datamodule_class_builds_nothing(tmp_path, m
     with pytest.raises(UserError, match="_class_path names 'builtins.exec', which is not a class a checkpoint may"):
         load(tmp_path / "odd.ckpt")
     assert not marker.exists()
+
+
+class EmptyArray:
+    """Unpickled, numpy's ``_reconstruct`` of an array of ``shape``: allocated, with no values from the file."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape = shape
+
+    def __reduce__(self):
+        from numpy.core.multiarray import _reconstruct
+
+        return _reconstruct, (np.ndarray, self.shape, np.dtype("u1"))
+
+
+def test_a_cifar10_batch_declaring_an_array_without_its_values_is_refused(tmp_path, monkeypatch, capsys):
+    """A few bytes of pickle asked numpy for gigabytes (150,000 images of 3,072 bytes from a 2 MB folder)."""
+    monkeypatch.chdir(tmp_path)
+    folder = write_cifar10(Path("data"), per_batch=8, n_test=8)
+    (folder / "data_batch_1").write_bytes(pickle.dumps({"data": EmptyArray((150_000, 3072)), "labels": [0] * 8}))
+    args = ["fit", "--config", str(CONFIGS / "cifar10.yaml"), "--data.init_args.data_dir=data"]
+    last = refused([*args, "--data.init_args.verify_md5=false"], capsys)
+    assert "data_batch_1 is refused, not read: it declares an array of shape (150000, 3072) without its values" in last
+
+
+def test_an_mnist_file_whose_dimensions_overflow_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    raw = write_mnist(Path("mnist"), n_train=64, n_test=16)
+    images = raw / "train-images-idx3-ubyte"
+    header = (2051).to_bytes(4, "big") + b"".join((2**31 - 1).to_bytes(4, "big") for _ in range(3))
+    images.write_bytes(header + images.read_bytes()[16:])
+    last = refused(["fit", "--config", str(CONFIGS / "mnist.yaml"), "--data.init_args.data_dir=mnist"], capsys)
+    assert "train-images-idx3-ubyte is truncated: header says (2147483647, 2147483647, 2147483647)" in last
+
+
+def test_an_image_that_declares_more_pixels_than_are_decoded_is_refused_before_decoding(tmp_path):
+    """A PNG of one colour is a few hundred KB however large it says it is: 13,000 x 13,000 pixels took 700 MB."""
+    from PIL import Image
+
+    from lit_cs201.data.decode import BadImageError, to_uint8
+
+    Image.new("L", (9000, 8000)).save(tmp_path / "bomb.png", optimize=True)
+    assert (tmp_path / "bomb.png").stat().st_size < 1 << 20
+    with pytest.raises(BadImageError, match=r"9000x8000 pixels to decode, more than the 67,108,864 read at most"):
+        to_uint8(tmp_path / "bomb.png", 1, 28)
+
+
+def test_a_squad_file_that_is_a_fifo_is_refused_not_waited_on(tmp_path):
+    from lit_cs201.squad import load_squad
+
+    os.mkfifo(tmp_path / "dev.json")
+
+    def blocked(*_):
+        raise AssertionError("reading the FIFO blocked")
+
+    previous = signal.signal(signal.SIGALRM, blocked)  # a blocked open() is interrupted, not waited out
+    signal.alarm(20)
+    try:
+        with pytest.raises(UserError, match=r"cannot read SQuAD file .*dev.json.*: a FIFO, not a regular file"):
+            load_squad(tmp_path / "dev.json")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)

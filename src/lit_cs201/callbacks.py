@@ -28,6 +28,7 @@ from lightning.pytorch.callbacks import (
 )
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import Tensor
 
@@ -90,7 +91,12 @@ class RunCheckpoint(ModelCheckpoint):
                 state[key] = ""
         best = state.get("best_k_models")
         if isinstance(best, dict):
-            state["best_k_models"] = {path: score for path, score in best.items() if path == own}
+            state["best_k_models"] = {own: best[own]} if own in best else {}
+            # Lightning takes the worst kept file from best_k_models by this path: it must be one of them.
+            state["kth_best_model_path"] = own if state["best_k_models"] else ""
+        scores = [state.get("best_model_score"), state.get("kth_value"), *state.get("best_k_models", {}).values()]
+        if not all(score is None or (isinstance(score, Tensor) and score.numel() == 1) for score in scores):
+            raise ValueError("the checkpoint callback's scores are not numbers")
         return state
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -244,6 +250,57 @@ class RunConfigSaver(SaveConfigCallback):
         super().setup(trainer, pl_module, stage)
 
 
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+class RestoreWindow(Callback):
+    """Whether Lightning is restoring a run from its checkpoint: from the first checkpoint hook until a loop starts.
+
+    In between, Lightning loads the checkpoint's callback, optimizer, schedule and loop states into this run's
+    objects; what fails there fails because the checkpoint (data, from anyone) does not fit the run, and the CLI
+    says so in one line instead of a traceback.
+    """
+
+    def __init__(self) -> None:
+        self.open = False
+
+    def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
+        self.open = True
+
+    def _close(self, trainer: Trainer, *args: Any) -> None:
+        if self.open and trainer.state.fn == TrainerFn.FITTING:  # what would fail only at the first step, or later
+            _check_progress(trainer)
+            for optimizer in trainer.optimizers:
+                _check_optimizer_state(optimizer)
+        self.open = False
+
+    on_sanity_check_start = on_train_start = on_validation_start = on_test_start = on_predict_start = _close
+
+
+def _check_progress(trainer: Trainer) -> None:
+    """The loops' restored counters count: never negative, and each stage at most the one before it."""
+    for progress in (trainer.fit_loop.epoch_progress, trainer.fit_loop.epoch_loop.batch_progress):
+        for counts in (progress.total, progress.current):
+            stages = [getattr(counts, name, 0) for name in ("ready", "started", "processed", "completed")]
+            if not all(_is_count(n) for n in stages) or stages != sorted(stages, reverse=True):
+                raise ValueError(f"the loops' progress counts are not counts ({stages})")
+
+
+def _check_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
+    """The restored settings of each parameter group are numbers, and each per-parameter buffer has its
+    parameter's shape: torch checks neither when it loads them, only at the first step."""
+    for group in optimizer.param_groups:
+        for key, value in group.items():
+            values = value if isinstance(value, tuple | list) and key != "params" else [value]
+            if key != "params" and not all(v is None or isinstance(v, bool | int | float | Tensor) for v in values):
+                raise ValueError(f"the optimizer's {key} is {value!r:.40}, not a number")
+        for parameter in group["params"]:
+            for name, buffer in optimizer.state.get(parameter, {}).items():
+                if isinstance(buffer, Tensor) and buffer.numel() > 1 and buffer.shape != parameter.shape:
+                    raise ValueError(f"the optimizer's {name} is {list(buffer.shape)} for a {list(parameter.shape)}")
+
+
 class RunEarlyStopping(EarlyStopping):
     """`EarlyStopping` whose ``patience`` is the configured one after a resume too (Lightning restores the saved
     one with the counters, so a new ``--early_stopping.patience`` would be recorded and ignored)."""
@@ -252,6 +309,12 @@ class RunEarlyStopping(EarlyStopping):
         patience = self.patience
         super().load_state_dict(state_dict)
         self.patience = patience
+        # A checkpoint is data: counters that are not counters would fail only at the end of the next epoch.
+        score = self.best_score
+        if not (_is_count(self.wait_count) and _is_count(self.stopped_epoch)) or not (
+            isinstance(score, Tensor) and score.numel() == 1 and score.is_floating_point()
+        ):
+            raise ValueError("the early-stopping state holds no counts and score")
 
 
 class _WithoutRunNumber:

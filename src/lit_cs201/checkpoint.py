@@ -37,6 +37,10 @@ MAX_VALUES = 1_000_000
 MAX_TEXT = 16 << 20
 #: Nesting a checkpoint may have; Lightning's own goes about six levels deep.
 MAX_DEPTH = 64
+#: Items of a list setting (layer widths, a mean per channel, an image's sides), but for the `LONG_LISTS`: a list
+#: of defaults costs jsonargparse time that grows with the square of its length.
+MAX_ITEMS = 64
+LONG_LISTS = frozenset({"classes"})  # one name a class: the CLI sets them after the parse
 #: The oldest Lightning whose checkpoints are read; older ones have another layout.
 OLDEST_LIGHTNING = Version("2.0.0")
 #: Lightning's keys for the model's and the datamodule's settings.
@@ -44,6 +48,7 @@ SETTINGS_KEYS = {"model": "hyper_parameters", "data": "datamodule_hyper_paramete
 #: Entries LightningCLI adds to the settings it saves: the class, and its own loader (never used here).
 CLASS_KEY, LOADER_KEY = "_class_path", "_instantiator"
 _PLAIN = (type(None), bool, int, float, str)
+_SEQUENCES = (list, tuple, collections.abc.Sequence, collections.abc.Iterable)
 _UNKNOWN = object()  # an annotation that cannot be resolved: it takes no text
 
 
@@ -68,11 +73,6 @@ def trusted_classes() -> dict[str, type]:
         if cls not in bases
         for path in (f"{package}.{cls.__name__}", f"{cls.__module__}.{cls.__name__}")
     }
-
-
-class FromCheckpoint(str):
-    """A path a checkpoint names, told apart from the same text given by the user: where a model was trained, to
-    read data from for an evaluation, never where to write."""
 
 
 def _bases() -> dict[str, type]:
@@ -123,7 +123,7 @@ class Checkpoint:
         parameters = _parameters(cls)
         init_args = {k: v for k, v in hparams.items() if k in parameters}
         for name, value in init_args.items():
-            self._check_value(parameters[name], value, f"{where}.{name}")
+            self._check_value(parameters[name], value, f"{where}.{name}", long=name in LONG_LISTS)
         return {
             "class_path": self.hyper_parameters(key)[CLASS_KEY],
             "init_args": {k: v for k, v in init_args.items() if k not in drop},
@@ -153,22 +153,16 @@ class Checkpoint:
             for i, item in enumerate(value):
                 self._refuse_untrusted(item, f"{where}[{i}]")
 
-    def _check_value(self, annotation: Any, value: Any, where: str) -> None:
-        """Refuse ``value`` for a parameter of type ``annotation`` unless it is plain data that imports nothing."""
-        if value is None or isinstance(value, bool | int | float):
-            return
-        if isinstance(value, str):
-            if not _takes_text(annotation, value):
-                raise self.refuse(f"{where} is {_shown(value)}, which is not a value this setting takes")
-        elif isinstance(value, list | tuple):
-            element = _element(annotation)
-            for i, item in enumerate(value):
-                self._check_value(element, item, f"{where}[{i}]")
-        elif isinstance(value, dict) and "class_path" in value:
+    def _check_value(self, annotation: Any, value: Any, where: str, long: bool = False) -> None:
+        """Refuse ``value`` for a parameter of type ``annotation`` unless it is plain data of that type, and a list
+        of at most `MAX_ITEMS` unless ``long``."""
+        if isinstance(value, list | tuple) and len(value) > MAX_ITEMS and not long:
+            raise self.refuse(f"{where} holds {len(value):,} values; a setting holds at most {MAX_ITEMS}")
+        if isinstance(value, dict) and "class_path" in value:
             self._check_class_setting(annotation, value, where)
-        else:
-            kind = "a mapping" if isinstance(value, dict) else f"a {type(value).__name__}"
-            raise self.refuse(f"{where} is {kind}, not a value this setting takes")
+        elif not _takes(annotation, value):
+            expected = "a number" if annotation is _UNKNOWN else _type_name(annotation)
+            raise self.refuse(f"{where} is {_shown(value)}, which is not a value this setting takes ({expected})")
 
     def _check_class_setting(self, annotation: Any, value: dict[str, Any], where: str) -> None:
         """``{class_path, init_args}`` for a parameter that takes a class (an optimizer, a schedule)."""
@@ -189,11 +183,11 @@ class Checkpoint:
             self._check_value(parameters[name], item, f"{where}.init_args.{name}")
 
 
-def read_checkpoint(path: Path, what: str = "--ckpt_path", mmap: bool = False) -> Checkpoint:
+def read_checkpoint(path: Path, what: str = "--ckpt_path") -> Checkpoint:
     """Read the Lightning checkpoint at ``path`` as plain data and check its structure: a one-line `UserError`
     starting with ``what`` for anything that is not a checkpoint this package can use."""
     stamp = file_stamp(path)
-    return checked(Checkpoint(Path(path), load_plain(path, what, "checkpoint", mmap=mmap), what, stamp))
+    return checked(Checkpoint(Path(path), load_plain(path, what, "checkpoint"), what, stamp))
 
 
 def file_stamp(path: Path) -> tuple[int, ...]:
@@ -231,6 +225,8 @@ def _check_size(checkpoint: Checkpoint) -> None:
         values += 1
         if isinstance(value, str | bytes):
             text += len(value)
+        elif isinstance(value, torch.Tensor):
+            _check_tensor(checkpoint, value)
         elif isinstance(value, dict | list | tuple):
             if depth == MAX_DEPTH:
                 raise checkpoint.refuse(f"holds values nested more than {MAX_DEPTH} deep, so it is not read")
@@ -241,6 +237,18 @@ def _check_size(checkpoint: Checkpoint) -> None:
                 f"holds more than {MAX_VALUES:,} values or {MAX_TEXT >> 20} MiB of text once its shared parts are "
                 "counted each time they appear (no checkpoint needs that many), so it is not read"
             )
+
+
+def _check_tensor(checkpoint: Checkpoint, tensor: torch.Tensor) -> None:
+    """Refuse a tensor that claims more values than the file holds for it: a stride of 0 makes one stored number
+    stand for billions, which the first copy (a dtype conversion on resume, a finite check) then expands."""
+    if tensor.layout != torch.strided:
+        raise checkpoint.refuse(f"holds a {tensor.layout} tensor; checkpoints hold dense tensors only")
+    if tensor.numel() * tensor.element_size() > tensor.untyped_storage().nbytes():
+        raise checkpoint.refuse(
+            f"holds a tensor of shape {list(tensor.shape)} made of {tensor.untyped_storage().nbytes():,} bytes "
+            "(its values repeat one another through its strides): not a tensor torch.save wrote, so it is not read"
+        )
 
 
 def _check_version(checkpoint: Checkpoint) -> None:
@@ -262,7 +270,7 @@ def _check_weights(checkpoint: Checkpoint) -> None:
     for name, tensor in checkpoint.state_dict.items():
         if not isinstance(name, str) or not isinstance(tensor, torch.Tensor):
             raise checkpoint.refuse(f"its state_dict maps {_shown(name)} to {_kind(tensor)}, not a tensor")
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        if (tensor.is_floating_point() or tensor.is_complex()) and not bool(torch.isfinite(tensor).all()):
             raise checkpoint.refuse(
                 f"its weights {name} are not all finite numbers (NaN or infinite): a model that diverged, which "
                 "answers nonsense for every input; use a checkpoint saved before it diverged"
@@ -297,24 +305,31 @@ def _alternatives(annotation: Any) -> tuple[Any, ...]:
     return (annotation,)
 
 
-def _takes_text(annotation: Any, value: str) -> bool:
-    for alternative in _alternatives(annotation):
-        if alternative is str or (typing.get_origin(alternative) is Literal and value in typing.get_args(alternative)):
-            return True
-    return False
+def _takes(annotation: Any, value: Any) -> bool:
+    """Whether a parameter of type ``annotation`` takes the plain ``value`` as it is: text only where it takes text
+    (jsonargparse imports the dotted name given to a class- or callable-typed parameter), numbers where it takes
+    numbers, lists of what it takes lists of. A type that cannot be resolved takes numbers, booleans and None."""
+    return any(_alternative_takes(alternative, value) for alternative in _alternatives(annotation))
 
 
-def _element(annotation: Any) -> Any:
-    """What the items of a list or tuple given for ``annotation`` may be (a union of them)."""
-    sequences = (list, tuple, collections.abc.Sequence, collections.abc.Iterable)
-    items = [
-        arg
-        for alternative in _alternatives(annotation)
-        if typing.get_origin(alternative) in sequences
-        for arg in typing.get_args(alternative)
-        if arg is not Ellipsis
-    ]
-    return typing.Union[tuple(items)] if items else _UNKNOWN  # noqa: UP007  (built from a runtime tuple)
+def _alternative_takes(alternative: Any, value: Any) -> bool:
+    origin, args = typing.get_origin(alternative), typing.get_args(alternative)
+    if alternative is _UNKNOWN or alternative is Any:
+        return value is None or isinstance(value, bool | int | float)
+    if origin is Literal:
+        return any(type(value) is type(option) and value == option for option in args)
+    if origin in _SEQUENCES:
+        if not isinstance(value, list | tuple):
+            return False
+        items = [arg for arg in args if arg is not Ellipsis] or [_UNKNOWN]
+        if origin is tuple and Ellipsis not in args and len(items) > 1:  # tuple[float, float]: one type per place
+            return len(value) == len(items) and all(_takes(t, v) for t, v in zip(items, value, strict=True))
+        return all(any(_takes(t, v) for t in items) for v in value)
+    if alternative is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if alternative in _PLAIN:
+        return type(value) is alternative  # None, bool, int (not a bool), str
+    return False  # a class or a callable: only a {class_path, init_args} setting, checked on its own
 
 
 def _class_kinds(annotation: Any) -> tuple[type, ...]:
@@ -327,6 +342,11 @@ def _class_kinds(annotation: Any) -> tuple[type, ...]:
         elif isinstance(alternative, type) and alternative not in _PLAIN:
             kinds.append(alternative)
     return tuple(kinds)
+
+
+def _type_name(annotation: Any) -> str:
+    """``int``, ``list[int]``, ``Literal['imagenet', 'cifar']``: a type as its code reads."""
+    return annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
 
 
 def _shown(value: Any) -> str:

@@ -31,6 +31,7 @@ from lit_cs201.callbacks import (
     LearningRateLogger,
     PredictionWriter,
     RandomState,
+    RestoreWindow,
     RichRunProgressBar,
     RunConfigSaver,
     RunEarlyStopping,
@@ -39,7 +40,7 @@ from lit_cs201.callbacks import (
     best_checkpoint,
     last_checkpoint,
 )
-from lit_cs201.checkpoint import Checkpoint, FromCheckpoint, read_checkpoint
+from lit_cs201.checkpoint import Checkpoint, read_checkpoint
 from lit_cs201.checkpoint_io import SafeCheckpointIO
 from lit_cs201.checks import check_accelerator, check_fit_settings
 from lit_cs201.data.base import ClassificationDataModule
@@ -74,6 +75,9 @@ from lit_cs201.usage import (
 # The runs' logger: Lightning's, with an event file only once there is something to show (a predict of Iris has not).
 TENSORBOARD = "lit_cs201.loggers.TensorBoardLogger"
 TENSORBOARDS = (TENSORBOARD, "lightning.pytorch.loggers.TensorBoardLogger")  # the configs name Lightning's
+# The default data_dir while a checkpoint's settings are parsed: no path a user can give (it holds NUL bytes), so that
+# after the parse it tells the checkpoint's folder from the same folder named by a flag or a config.
+CHECKPOINT_DATA_DIR = "\0the checkpoint's data_dir\0"
 # Lightning's own progress bars, and the same without the run number (Rich shows it as 0.000; the folder says it).
 PROGRESS_BARS = {RichProgressBar: RichRunProgressBar, TQDMProgressBar: TQDMRunProgressBar}
 
@@ -92,6 +96,7 @@ class LitCS201CLI(LightningCLI):
         self.checkpoint: Path | None = None  # what --ckpt_path resolved to
         self._checkpoint: Checkpoint | None = None  # what it holds, checked
         self._data_read_only = False  # the data folder came from the checkpoint: only read it
+        self._restoring = RestoreWindow()
         self._created: list[Path] = []  # log folders this run created (see _claim_run_folder)
         self._lock: RunLock | None = None
         self._given = Given()  # what the command line and its configs said (restore.read_given)
@@ -190,12 +195,15 @@ class LitCS201CLI(LightningCLI):
         would fetch weights (``pretrained``), read files it names (``predict_path``) or write where it says
         (``cache_dir``)."""
         path = resolve_checkpoint(given.ckpt_path, given.save_dir, given.experiment)
-        self._checkpoint = read_checkpoint(path, mmap=True)  # tensors are read only where compared
+        # Read whole, not memory-mapped: torch checks each tensor's record in the file only when it reads it.
+        self._checkpoint = read_checkpoint(path)
         check_describes_weights(self._checkpoint)
-        model = self._checkpoint.settings("model", drop=(*LINKED_MODEL_ARGS, "pretrained"))
-        data = self._checkpoint.settings("data", drop=("predict_path", "cache_dir"))
+        model = self._checkpoint.settings("model", drop=(*LINKED_MODEL_ARGS, "pretrained", "compile"))
+        # The class names are set after the parse (before_instantiate_classes): jsonargparse checks a list default
+        # in time that grows with the square of its length (a minute for 3,000 names).
+        data = self._checkpoint.settings("data", drop=("predict_path", "cache_dir", "classes"))
         if data is not None and isinstance(data["init_args"].get("data_dir"), str):
-            data["init_args"]["data_dir"] = FromCheckpoint(data["init_args"]["data_dir"])  # see _data_read_only
+            data["init_args"]["data_dir"] = CHECKPOINT_DATA_DIR  # replaced after the parse: see _data_read_only
         parser.set_defaults({key: value for key, value in (("model", model), ("data", data)) if value is not None})
         if subcommand == "fit":
             saved = latest_config(path.parent)
@@ -224,13 +232,16 @@ class LitCS201CLI(LightningCLI):
         config.ckpt_path = str(self.checkpoint)
         if config.model.init_args.get("pretrained"):
             config.model.init_args.pretrained = None  # the weights come from the checkpoint, not from a download
-        # An evaluation reads its data where the checkpoint says it was trained, unless a flag or a config names a
-        # folder (the same one included); a checkpoint never says where to write, so nothing is downloaded,
-        # extracted or cached there. (A resume's settings come from the run's config.yaml, trusted as any config.)
+        # A run reads its data where the checkpoint says it was trained unless a flag or a config names a folder
+        # (the same one included: a resume's config.yaml does); a checkpoint never says where to write, so nothing
+        # is downloaded, extracted or cached there.
         settings = config.data.get("init_args") if isinstance(config.data, Namespace) else None
-        if settings is not None and isinstance(settings.get("data_dir"), FromCheckpoint):
-            self._data_read_only = self.subcommand != "fit"
-            settings.data_dir = str(settings.data_dir)
+        if settings is not None and settings.get("data_dir") == CHECKPOINT_DATA_DIR:
+            self._data_read_only = True
+            settings.data_dir = self._checkpoint.hyper_parameters("data")["data_dir"]
+        classes = self._checkpoint.hyper_parameters("data").get("classes")
+        if settings is not None and "classes" in settings and settings.classes is None and classes is not None:
+            settings.classes = list(classes)
         run = self.checkpoint.parent
         if isinstance(logger, Namespace) and logger.class_path == TENSORBOARD:
             # fit continues in the run's own folder. An evaluation logs beside the checkpoint, <run>/<subcommand>/,
@@ -266,7 +277,13 @@ class LitCS201CLI(LightningCLI):
             chosen = ", ".join(f"{k}={settings.get(k)}" for k in ("accelerator", "devices", "strategy", "precision"))
             raise UserError(f"trainer ({chosen}): {err}") from None
         # Added here rather than as trainer defaults, so that a config listing its own callbacks keeps them.
-        trainer.callbacks += [RandomState(), GracefulStop(), LearningRateLogger(), TensorBoardHparams()]
+        trainer.callbacks += [
+            RandomState(),
+            GracefulStop(),
+            LearningRateLogger(),
+            TensorBoardHparams(),
+            self._restoring,
+        ]
         bar = trainer.progress_bar_callback
         if type(bar) in PROGRESS_BARS and bar not in (settings.get("callbacks") or []):  # Lightning's default
             trainer.callbacks[trainer.callbacks.index(bar)] = PROGRESS_BARS[type(bar)]()
@@ -313,11 +330,23 @@ class LitCS201CLI(LightningCLI):
 
     def _run_subcommand(self, subcommand: str) -> None:
         try:
-            self._preflight(subcommand)
-            self._claim_run_folder(subcommand)
-            super()._run_subcommand(subcommand)
+            try:
+                self._preflight(subcommand)
+                self._claim_run_folder(subcommand)
+                super()._run_subcommand(subcommand)
+            except Exception as err:
+                if self._restoring.open and report(err) is None:
+                    # The checkpoint's own state failed to load: it is data that does not fit this run, not a bug.
+                    raise self._checkpoint.refuse(
+                        f"its training state does not fit this run ({type(err).__name__}: {printable(err)}); "
+                        "continue from a checkpoint this run wrote"
+                    ) from err
+                raise
         except BaseException as err:
-            remove_created(self._created, with_contents=(report(err) or (None,))[0] == EXIT_BAD_INPUT)
+            bad_input = (report(err) or (None,))[0] == EXIT_BAD_INPUT
+            remove_created(self._created, with_contents=bad_input)
+            if bad_input:
+                self._remove_saved_config()
             raise
         finally:
             if self._lock is not None:
@@ -336,6 +365,14 @@ class LitCS201CLI(LightningCLI):
                 f"\nBest checkpoint: {printable(best.best_model_path)} (val/acc {float(best.best_model_score):.4f})\n"
                 f"Test it with:    lit-cs201 test --ckpt_path {printable(shlex.quote(best.best_model_path))}"
             )
+
+    def _remove_saved_config(self) -> None:
+        """Remove the config a resume that stopped on bad input saved in the run folder (``config-1.yaml``): a later
+        resume would take its settings for the run's latest."""
+        saver = next((cb for cb in self.trainer.callbacks if isinstance(cb, RunConfigSaver)), None)
+        logger = self.trainer.loggers[0] if self.trainer.loggers else None
+        if self.subcommand == "fit" and saver is not None and saver.already_saved and logger is not None:
+            Path(logger.log_dir, saver.config_filename).unlink(missing_ok=True)
 
 
 def _leave_process_group() -> None:

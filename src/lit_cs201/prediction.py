@@ -115,7 +115,7 @@ def load(checkpoint: str | os.PathLike[str]) -> tuple[Any, Any]:
     saved = read_checkpoint(path, what="checkpoint")
     check_describes_weights(saved)
     data = saved.settings("data", drop=("predict_path", "cache_dir"))
-    model = saved.settings("model", drop=("pretrained", "optimizer", "lr_scheduler"))
+    model = saved.settings("model", drop=("pretrained", "optimizer", "lr_scheduler", "compile"))
     if data is None or model is None:
         missing = "datamodule" if data is None else "model"
         raise UserError(f"checkpoint {path}: records no {missing} class; it was not written by lit-cs201 fit")
@@ -144,6 +144,11 @@ def predict(
     errors are `lit_cs201.errors.printable`, as the command's CSV has them.
     """
     model, datamodule = load(checkpoint)
+    if not hasattr(datamodule, "decode_for_predict"):
+        raise UserError(
+            f"checkpoint {checkpoint} is of {type(datamodule).__name__}, not of images: predict its inputs with "
+            f"lit-cs201 predict --ckpt_path {checkpoint} --data.predict_path FILE"
+        )
     model.to(device)
     items = [inputs] if isinstance(inputs, str | os.PathLike | Image.Image | np.ndarray) else list(inputs)
     sources: list[ImageInput] = []

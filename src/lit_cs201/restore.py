@@ -200,9 +200,15 @@ def check_describes_weights(checkpoint: Checkpoint) -> None:
     them for real: a setting such as ``hidden_sizes: [1000000000]`` would otherwise take gigabytes of memory before
     the weights are compared. The model is built on PyTorch's meta device, which allocates nothing and computes
     nothing (about 0.1 s for a ResNet-50)."""
-    settings = checkpoint.settings("model", drop=("pretrained", "optimizer", "lr_scheduler"))
+    settings = checkpoint.settings("model", drop=("pretrained", "optimizer", "lr_scheduler", "compile"))
     if settings is None:
         return
+    classes, count = checkpoint.hyper_parameters("data").get("classes"), settings["init_args"].get("num_classes")
+    if classes is not None and len(classes) != count:
+        raise checkpoint.refuse(
+            f"its data settings name {len(classes)} classes but its model has {count}: not a checkpoint lit-cs201 "
+            "wrote, or one edited since"
+        )
     try:
         with torch.device("meta"):
             model = checkpoint.class_of("model")(**settings["init_args"])

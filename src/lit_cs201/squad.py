@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
+from lit_cs201.data.files import open_regular
 from lit_cs201.errors import UserError, first_few
 
 if TYPE_CHECKING:
@@ -33,10 +34,11 @@ def load_squad(path: str | Path) -> list[SquadQuestion]:
     question without reference answers (SQuAD v2's unanswerable ones) gets ``""``, as the official v2 script scores
     it: only an empty prediction is right."""
     path = Path(path).expanduser()
+    if not path.exists() and not path.is_symlink():
+        raise UserError(f"SQuAD file {str(path)!r} does not exist")
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise UserError(f"SQuAD file {str(path)!r} does not exist") from exc
+        with open_regular(path) as file:  # a FIFO would be waited on for ever
+            document = json.loads(file.read().decode("utf-8"))
     except json.JSONDecodeError as exc:
         raise UserError(f"SQuAD file {str(path)!r} is not valid JSON: {exc}") from exc
     except RecursionError:  # lists nested thousands deep: Python's parser recurses once a level

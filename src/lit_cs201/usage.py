@@ -9,6 +9,7 @@ import textwrap
 import warnings
 
 from lightning.pytorch.cli import LightningArgumentParser
+from PIL import Image
 
 from lit_cs201.errors import UserError
 
@@ -95,6 +96,8 @@ def quiet_known_noise() -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     # Test and validate runs of a checkpoint log into their own sub-folder, never the training one.
     warnings.filterwarnings("ignore", message=r"The dirpath has changed from")
+    # Pillow's warning about a very large image: the decoder refuses such a file itself, naming it (MAX_PIXELS).
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     # Lightning's suggestions to install its cloud packages.
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
         lambda record: not any(name in record.getMessage() for name in ("litlogger", "litmodels"))

@@ -7,6 +7,8 @@ strings, numbers and numpy arrays); what it reads is checked for the shapes, typ
 
 from __future__ import annotations
 
+import functools
+import math
 import pickle
 from pathlib import Path
 from typing import Any
@@ -59,7 +61,17 @@ class _BatchUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in self.ALLOWED:
             raise RefusedPickle(f"it asks to run {module}.{name}, which a CIFAR-10 batch never holds")
-        return super().find_class(module, name)
+        found = super().find_class(module, name)
+        return functools.partial(_empty_array, found) if name == "_reconstruct" else found
+
+
+def _empty_array(reconstruct: Any, subtype: Any, shape: Any, dtype: Any) -> Any:
+    """numpy's ``_reconstruct`` for the empty array numpy pickles an array as, before it fills it with the bytes that
+    follow in the file. Given a shape of its own, it would allocate that array from nothing: a few bytes of pickle
+    could ask for gigabytes."""
+    if not (isinstance(shape, tuple) and all(isinstance(n, int) for n in shape) and math.prod(shape) == 0):
+        raise RefusedPickle(f"it declares an array of shape {shape!r:.40} without its values")
+    return reconstruct(subtype, shape, dtype)
 
 
 def read_batch(path: Path, verify_md5: bool = True) -> dict[str, Any]:

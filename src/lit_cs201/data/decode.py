@@ -32,6 +32,9 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".
 FORMAT_VERSION = 3
 #: The largest side an image is decoded to: a classifier's input, not a poster (and a size a file names costs no more).
 MAX_SIDE = 4096
+#: The most pixels decoded from one file (after a JPEG's reduced-size decoding): a small PNG of one colour can
+#: declare 170 million (Pillow's own limit), which take 700 MB decoded, on each of the threads.
+MAX_PIXELS = 1 << 26
 #: Lists at least this long show a progress line while they are decoded.
 PROGRESS_FROM = 256
 #: Reasons shown in the message about files that cannot be decoded; the rest are counted.
@@ -195,8 +198,14 @@ def to_uint8(
                     height, width = width, height
                 # Only the JPEG decoder implements draft; it picks the smallest scale still at least this large.
                 opened.draft("L" if channels == 1 else "RGB", (width, height))
+            if opened.width * opened.height > MAX_PIXELS:  # before any pixel is decoded
+                raise BadImageError(
+                    image, f"{opened.width}x{opened.height} pixels to decode, more than the {MAX_PIXELS:,} read at most"
+                )
             ImageOps.exif_transpose(opened, in_place=True)  # decodes the pixels
             return _finish(opened, channels, target)
+    except BadImageError:
+        raise
     except Exception as err:  # Pillow's plugins raise many types for damaged files (OSError, SyntaxError, ...)
         raise BadImageError(image, _reason(err)) from None
 

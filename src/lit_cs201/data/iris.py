@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from importlib import resources
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
 from lit_cs201.data.base import ClassificationDataModule, TensorBatchDataset, check_val_size, split_count
+from lit_cs201.data.files import UnreadableFileError, open_regular
 from lit_cs201.errors import MAX_SEED, UserError, check_range
 from lit_cs201.prediction import expand_paths
 
@@ -73,11 +75,12 @@ def read_flowers(path: Path) -> tuple[list[str], np.ndarray]:
     """The flowers of a CSV file: ``file:line`` of each row, and its four measurements in `FEATURES` order (``nan``
     or ``inf`` kept as such: such a row is refused on its own, when it is predicted)."""
     try:
-        with path.open(newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's byte-order mark
+        # -sig: a spreadsheet's byte-order mark. Only a regular file: a FIFO would be waited on for ever.
+        with io.TextIOWrapper(open_regular(path), encoding="utf-8-sig", newline="") as f:
             reader = csv.reader(f)
             header = next(reader, [])
             lines = list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
+    except (OSError, UnicodeDecodeError, UnreadableFileError, csv.Error) as err:
         raise UserError(f"{path} is not a readable CSV file ({err})") from None
     columns = _feature_columns(path, header)
     rows, features = [], []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,7 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
     if len(data) < offset:
         raise UserError(f"{path} is truncated: its header is incomplete")
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    if len(data) - offset != int(np.prod(shape)):
+    if len(data) - offset != math.prod(shape):  # Python's integers: dimensions may multiply past 64 bits
         raise UserError(f"{path} is truncated: header says {shape}, found {len(data) - offset} bytes of data")
     return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(shape)
 

@@ -22,6 +22,8 @@ from lit_cs201.models.nets import build_net
 CLASS_NAMES_KEY = "class_names"  # in the checkpoint
 #: The most values one input may have: an example batch of it is built with the model.
 MAX_INPUT = 3 * 4096 * 4096
+#: The most classes: the test's confusion matrix holds a count for every pair (800 MB of them at this number).
+MAX_CLASSES = 10_000
 
 Batch = tuple[Tensor, Tensor] | tuple[Tensor] | list[Tensor]
 
@@ -71,6 +73,7 @@ class Classifier(LightningModule):
         super().__init__()
         self.save_hyperparameters()
         check_range("label_smoothing", label_smoothing, 0, below=1, hint="0 for none, 0.1 is usual")
+        check_range("num_classes", num_classes, 2, MAX_CLASSES)
         if not (input_shape and all(size >= 1 for size in input_shape) and math.prod(input_shape) <= MAX_INPUT):
             raise UserError(
                 f"input_shape must be sizes of at least 1, at most {MAX_INPUT:,} values in all (3x4096x4096), got "
