@@ -560,7 +560,10 @@ def test_the_python_api_says_which_command_predicts_a_checkpoint_of_measurements
 
 
 RESUME_STATES = {
-    "random state": (lambda c: c["callbacks"]["RandomState"].update(torch=torch.zeros(3, dtype=torch.uint8)), "RNG"),
+    "random state": (
+        lambda c: c["callbacks"]["RandomState"]["numpy"].update(key=torch.zeros(16 << 20, dtype=torch.int64)),
+        "the random generators' states are not those of this program",
+    ),
     "early stopping score": (lambda c: _callback(c, "RunEarlyStopping").update(best_score="x"), "early-stopping"),
     "checkpoint score": (
         lambda c: _callback(c, "RunCheckpoint{'monitor': 'val/acc'").update(best_model_score="high"),
@@ -569,14 +572,34 @@ RESUME_STATES = {
     "optimizer rate": (lambda c: c["optimizer_states"][0]["param_groups"][0].update(lr="fast"), "lr is 'fast'"),
     "optimizer buffer": (
         lambda c: c["optimizer_states"][0]["state"][0].update(exp_avg=torch.zeros(3)),
-        "exp_avg is [3] for a [10, 4]",
+        "exp_avg is a float32 tensor of shape [3], not a float32 tensor of shape [10, 4]",
     ),
     "optimizer groups": (lambda c: c["optimizer_states"][0].update(param_groups=[]), "parameter groups"),
     "loop counts": (
         lambda c: c["loops"]["fit_loop"]["epoch_progress"]["current"].update(processed=-5),
-        "progress counts are not counts",
+        "progress holds -5, not a count",
     ),
     "no loops": (lambda c: c["loops"].pop("fit_loop"), "KeyError: 'fit_loop'"),
+    "validation counts": (
+        lambda c: c["loops"]["fit_loop"]["epoch_loop.val_loop.batch_progress"]["total"].update(ready="x"),
+        "progress holds 'x', not a count",
+    ),
+    "optimizer betas": (
+        lambda c: c["optimizer_states"][0]["param_groups"][0].update(betas=(0.9, 0.99, 0.999)),
+        "betas is (0.9, 0.99, 0.999), not (0.9, 0.999)",
+    ),
+    "optimizer buffer missing": (
+        lambda c: c["optimizer_states"][0]["state"][0].pop("exp_avg"),
+        "state holds ['exp_avg_sq', 'step'] where a step makes ['exp_avg', 'exp_avg_sq', 'step']",
+    ),
+    "optimizer buffer of one value": (
+        lambda c: c["optimizer_states"][0]["state"][0].update(exp_avg=torch.tensor(1.0)),
+        "exp_avg is a float32 tensor of shape [] holding 1, not a float32 tensor of shape [10, 4]",
+    ),
+    "optimizer step count": (
+        lambda c: c["optimizer_states"][0]["state"][0].update(step=torch.tensor(-4.0)),
+        "step is a float32 tensor of shape [] holding -4",
+    ),
 }
 
 
@@ -611,3 +634,87 @@ def test_a_resume_with_a_config_of_its_own_writes_nothing_where_the_checkpoint_s
     before = snapshot(Path("elsewhere"))
     assert main(["fit", "--ckpt_path", "alone/model.ckpt", "--config", "settings.yaml"]) == 0
     assert snapshot(Path("elsewhere")) == before
+
+
+def test_an_optimizer_flag_a_checkpoint_turns_on_is_the_configs_again(work):
+    """amsgrad: true in the saved group (and not in the config) made the first step look for a buffer no step made."""
+    last = BEST.replace("best", "last")
+    checkpoint = torch.load(last, weights_only=True)
+    checkpoint["optimizer_states"][0]["param_groups"][0]["amsgrad"] = True
+    torch.save(checkpoint, last)
+    assert main(["fit", "--ckpt_path", last, "--trainer.max_epochs=2", QUIET]) == 0
+    resumed = torch.load(last, weights_only=True)["optimizer_states"][0]["param_groups"][0]
+    assert resumed["amsgrad"] is False
+
+
+def test_tensors_sharing_one_block_many_times_over_are_refused(work, capsys):
+    """Thousands of views of one stored block each pass the storage check; loading would copy each (11 GB)."""
+    block = torch.zeros(1 << 20)
+    checkpoint = saved()
+    checkpoint["optimizer_states"][0]["state"][0].update({f"junk{i}": block for i in range(300)})
+    started = time.monotonic()
+    refused(["test", "--ckpt_path", write(checkpoint)], capsys, "many tensors share the same stored values")
+    assert time.monotonic() - started < 20
+
+
+def test_the_machine_settings_a_checkpoint_records_are_not_taken(pointed, monkeypatch):
+    """num_workers: 400 in a checkpoint started 400 processes on test; it is this machine's choice."""
+    best = "runs/photos/version_0/best.ckpt"
+    checkpoint = torch.load(best, weights_only=True)
+    checkpoint["datamodule_hyper_parameters"]["num_workers"] = 400
+    torch.save(checkpoint, best)
+    started = []
+    real = torch.utils.data.DataLoader.__init__
+
+    def counting(self, *args, **kwargs):
+        started.append(kwargs.get("num_workers", 0))
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.utils.data.DataLoader, "__init__", counting)
+    assert main(["test", "--ckpt_path", best, QUIET]) == 0
+    assert started and set(started) == {0}
+    assert load(best)[1].num_workers == 0
+
+
+def test_data_settings_that_inflate_the_model_are_refused_before_it_is_built(pointed, capsys):
+    """The data's image size sets an MLP's first layer: a 91 KB checkpoint asking for 4096-pixel sides took 13.7 GB
+    before its weights were compared."""
+    best = "runs/photos/version_0/best.ckpt"
+    checkpoint = torch.load(best, weights_only=True)
+    checkpoint["datamodule_hyper_parameters"]["image_size"] = [4096, 4096]
+    torch.save(checkpoint, best)
+    fragment = "which does not fit the data of this run (num_classes=2, input_shape=[3, 4096, 4096]"
+    started = time.monotonic()
+    refused(["test", "--ckpt_path", best], capsys, fragment)
+    assert time.monotonic() - started < 30
+    with pytest.raises(UserError, match=re.escape(fragment)):
+        load(best)
+
+
+@pytest.mark.parametrize("inputs", [None, 5, [None], {"a": 1}])
+def test_the_python_api_refuses_what_is_not_an_image_in_one_line(pointed, inputs):
+    with pytest.raises(UserError, match="is not an image: give image files, folders, globs, PIL images or uint8"):
+        predict("runs/photos/version_0/best.ckpt", inputs)
+
+
+def test_the_settings_a_datamodule_hands_to_its_base_class_are_checked_and_kept(tmp_path):
+    """CIFAR10DataModule takes its data_dir through **kwargs: dropped as unknown, a CIFAR-10 checkpoint's test read
+    (and downloaded into) ./data instead of only reading the folder it names."""
+    content = {
+        "state_dict": {},
+        "pytorch-lightning_version": "2.6.6",
+        "datamodule_hyper_parameters": {
+            "_class_path": "lit_cs201.data.CIFAR10DataModule",
+            "data_dir": "elsewhere",
+            "batch_size": 32,
+            "verify_md5": True,
+        },
+    }
+    torch.save(content, tmp_path / "cifar.ckpt")
+    checkpoint = checked(Checkpoint(tmp_path / "cifar.ckpt", load_plain(tmp_path / "cifar.ckpt", "c", "checkpoint")))
+    assert checkpoint.settings("data")["init_args"] == {"data_dir": "elsewhere", "batch_size": 32, "verify_md5": True}
+    content["datamodule_hyper_parameters"]["data_dir"] = {"class_path": "os.system"}
+    torch.save(content, tmp_path / "cifar.ckpt")
+    checkpoint = checked(Checkpoint(tmp_path / "cifar.ckpt", load_plain(tmp_path / "cifar.ckpt", "c", "checkpoint")))
+    with pytest.raises(UserError, match="data_dir.class_path names 'os.system'"):
+        checkpoint.settings("data")

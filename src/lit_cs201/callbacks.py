@@ -5,6 +5,8 @@ run's scores)."""
 from __future__ import annotations
 
 import csv
+import inspect
+import math
 import os
 import random
 import shlex
@@ -155,6 +157,7 @@ class RandomState(Callback):
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        _check_random_state(state_dict)
         torch.set_rng_state(state_dict["torch"])
         numpy = state_dict["numpy"]
         key = numpy["key"].numpy().astype(np.uint32)
@@ -162,6 +165,27 @@ class RandomState(Callback):
         random.setstate(_as_tuples(state_dict["python"]))
         if "cuda" in state_dict and torch.cuda.is_available():
             torch.cuda.set_rng_state(state_dict["cuda"])
+
+
+def _check_random_state(state: dict[str, Any]) -> None:
+    """The generators' states as `RandomState.state_dict` makes them: a checkpoint is data, and a state of another
+    size would be taken as it is, or fail only when drawn from."""
+    numpy, python = state.get("numpy"), state.get("python")
+    key = numpy.get("key") if isinstance(numpy, dict) else None
+    fits = (
+        isinstance(state.get("torch"), Tensor)
+        and isinstance(key, Tensor)
+        and key.shape == (624,)  # MT19937's state: 624 words, and a position in them
+        and not key.is_floating_point()
+        and _is_count(numpy.get("pos"))
+        and numpy["pos"] <= 624
+        and isinstance(python, list | tuple)
+        and len(python) == 3
+        and isinstance(python[1], list | tuple)
+        and len(python[1]) == 625
+    )
+    if not fits:
+        raise ValueError("the random generators' states are not those of this program")
 
 
 def _as_tuples(value: Any) -> Any:
@@ -279,26 +303,86 @@ class RestoreWindow(Callback):
 
 
 def _check_progress(trainer: Trainer) -> None:
-    """The loops' restored counters count: never negative, and each stage at most the one before it."""
-    for progress in (trainer.fit_loop.epoch_progress, trainer.fit_loop.epoch_loop.batch_progress):
-        for counts in (progress.total, progress.current):
-            stages = [getattr(counts, name, 0) for name in ("ready", "started", "processed", "completed")]
-            if not all(_is_count(n) for n in stages) or stages != sorted(stages, reverse=True):
-                raise ValueError(f"the loops' progress counts are not counts ({stages})")
+    """The loops' restored state is counts: never negative, and in each progress at most the stage before it
+    (ready >= started >= processed >= completed)."""
+    pending: list[Any] = [trainer.fit_loop.state_dict()]
+    while pending:
+        state = pending.pop()
+        if isinstance(state, dict):
+            stages = [state[name] for name in ("ready", "started", "processed", "completed") if name in state]
+            if all(_is_count(n) for n in stages) and stages != sorted(stages, reverse=True):
+                raise ValueError(f"the loops' progress counts are out of order ({stages})")
+            pending += state.values()
+        elif not (isinstance(state, bool) or _is_count(state)):
+            raise ValueError(f"the loops' progress holds {state!r:.40}, not a count")
 
 
 def _check_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
-    """The restored settings of each parameter group are numbers, and each per-parameter buffer has its
-    parameter's shape: torch checks neither when it loads them, only at the first step."""
-    for group in optimizer.param_groups:
-        for key, value in group.items():
-            values = value if isinstance(value, tuple | list) and key != "params" else [value]
-            if key != "params" and not all(v is None or isinstance(v, bool | int | float | Tensor) for v in values):
-                raise ValueError(f"the optimizer's {key} is {value!r:.40}, not a number")
-        for parameter in group["params"]:
-            for name, buffer in optimizer.state.get(parameter, {}).items():
-                if isinstance(buffer, Tensor) and buffer.numel() > 1 and buffer.shape != parameter.shape:
-                    raise ValueError(f"the optimizer's {name} is {list(buffer.shape)} for a {list(parameter.shape)}")
+    """The restored state has the shape one step of this optimizer makes: in each group, the settings of the same
+    kinds (numbers finite); for each parameter, the same buffers, of the same shapes and types, finite. torch checks
+    none of this when it loads a state, only (with a traceback) at the first step. The flags (``amsgrad``,
+    ``nesterov``, ``foreach``, ...) are the config's: they are settings of the run, not state."""
+    fresh = _one_step(optimizer)
+    if fresh is None:
+        return
+    for group, made in zip(optimizer.param_groups, fresh.param_groups, strict=True):
+        for key, value in made.items():
+            if key == "params":
+                continue
+            if isinstance(value, bool) or value is None:
+                group[key] = optimizer.defaults.get(key, value)
+            elif not _same_kind(value, group.get(key)):
+                raise ValueError(f"the optimizer's {key} is {_described(group.get(key))}, not {_described(value)}")
+        for key in group.keys() - made.keys():  # what a schedule adds (initial_lr, max_lr, ...): numbers
+            if not _same_kind(0.0, group[key]) and not _same_kind((0.0, 0.0), group[key]):
+                raise ValueError(f"the optimizer's {key} is {group[key]!r:.40}, not a number")
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    for parameter, copy in zip(params, [p for group in fresh.param_groups for p in group["params"]], strict=True):
+        state, made = optimizer.state.get(parameter, {}), fresh.state.get(copy, {})
+        if state and state.keys() != made.keys():
+            raise ValueError(f"the optimizer's state holds {sorted(state)} where a step makes {sorted(made)}")
+        for name, value in state.items():
+            if not _same_kind(made[name], value) or (name == "step" and float(value) < 0):
+                raise ValueError(f"the optimizer's {name} is {_described(value)}, not {_described(made[name])}")
+
+
+def _one_step(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer | None:
+    """An optimizer of the same class and settings, over zero copies of the parameters, after one step; None for
+    one that cannot step so (LBFGS wants a closure, SparseAdam sparse gradients): its state is not checked."""
+    groups = [{"params": [torch.zeros_like(p) for p in group["params"]]} for group in optimizer.param_groups]
+    takes = inspect.signature(type(optimizer)).parameters
+    try:
+        fresh = type(optimizer)(groups, **{k: v for k, v in optimizer.defaults.items() if k in takes})
+        for group in fresh.param_groups:
+            for copy in group["params"]:
+                copy.grad = torch.zeros_like(copy)
+        fresh.step()
+    except Exception:  # an optimizer of its own kind: torch's first step checks it, as without a checkpoint
+        return None
+    return fresh
+
+
+def _described(value: Any) -> str:
+    if isinstance(value, Tensor):
+        held = f" holding {value.item():g}" if value.numel() == 1 and value.dtype.is_floating_point else ""
+        return f"a {str(value.dtype).removeprefix('torch.')} tensor of shape {list(value.shape)}{held}"
+    return f"{value!r:.40}"
+
+
+def _same_kind(made: Any, value: Any) -> bool:
+    """Whether a restored ``value`` is what this optimizer would have made in the place of ``made``."""
+    if isinstance(made, Tensor):
+        return (
+            isinstance(value, Tensor)
+            and value.shape == made.shape
+            and value.dtype == made.dtype
+            and bool(torch.isfinite(value).all())
+        )
+    if isinstance(made, tuple | list):
+        return isinstance(value, tuple | list) and len(value) == len(made) and all(map(_same_kind, made, value))
+    if isinstance(made, int | float) and not isinstance(made, bool):
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    return type(value) is type(made)
 
 
 class RunEarlyStopping(EarlyStopping):
@@ -312,7 +396,7 @@ class RunEarlyStopping(EarlyStopping):
         # A checkpoint is data: counters that are not counters would fail only at the end of the next epoch.
         score = self.best_score
         if not (_is_count(self.wait_count) and _is_count(self.stopped_epoch)) or not (
-            isinstance(score, Tensor) and score.numel() == 1 and score.is_floating_point()
+            isinstance(score, Tensor) and score.numel() == 1 and score.is_floating_point() and not score.isnan()
         ):
             raise ValueError("the early-stopping state holds no counts and score")
 

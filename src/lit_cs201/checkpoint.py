@@ -35,6 +35,8 @@ from lit_cs201.torch_files import load_plain
 MAX_VALUES = 1_000_000
 #: Characters of text a checkpoint may hold, counted the same way.
 MAX_TEXT = 16 << 20
+#: How many times over its tensors may use the bytes of the file (two for weights tied to one another).
+SHARED_BYTES = 2
 #: Nesting a checkpoint may have; Lightning's own goes about six levels deep.
 MAX_DEPTH = 64
 #: Items of a list setting (layer widths, a mean per channel, an image's sides), but for the `LONG_LISTS`: a list
@@ -218,7 +220,7 @@ def checked(checkpoint: Checkpoint) -> Checkpoint:
 def _check_size(checkpoint: Checkpoint) -> None:
     """Walk everything the checkpoint holds, counting values and text as they are met (a shared list counts each
     time it appears, as anything expanding it would), and refuse it past `MAX_VALUES`, `MAX_TEXT` or `MAX_DEPTH`."""
-    values = text = 0
+    values = text = tensor_bytes = 0
     stack: list[tuple[Any, int]] = [(checkpoint.content, 0)]
     while stack:
         value, depth = stack.pop()
@@ -227,6 +229,7 @@ def _check_size(checkpoint: Checkpoint) -> None:
             text += len(value)
         elif isinstance(value, torch.Tensor):
             _check_tensor(checkpoint, value)
+            tensor_bytes += value.numel() * value.element_size()
         elif isinstance(value, dict | list | tuple):
             if depth == MAX_DEPTH:
                 raise checkpoint.refuse(f"holds values nested more than {MAX_DEPTH} deep, so it is not read")
@@ -237,6 +240,13 @@ def _check_size(checkpoint: Checkpoint) -> None:
                 f"holds more than {MAX_VALUES:,} values or {MAX_TEXT >> 20} MiB of text once its shared parts are "
                 "counted each time they appear (no checkpoint needs that many), so it is not read"
             )
+    # Tensors may share their bytes (tied weights do), but thousands of views of one block would each be copied.
+    size = Path(checkpoint.path).stat().st_size
+    if tensor_bytes > SHARED_BYTES * size + (1 << 20):
+        raise checkpoint.refuse(
+            f"its tensors take {tensor_bytes / 2**20:,.0f} MiB but the file {size / 2**20:,.1f} MiB: many tensors "
+            "share the same stored values, which loading would copy each time; not a checkpoint torch.save wrote"
+        )
 
 
 def _check_tensor(checkpoint: Checkpoint, tensor: torch.Tensor) -> None:
@@ -291,11 +301,13 @@ def _parameters(cls: type) -> dict[str, Any]:
                 hints[name] = eval(annotation, init.__globals__) if isinstance(annotation, str) else annotation
             except Exception:
                 hints[name] = _UNKNOWN
-    return {
-        name: hints.get(name, _UNKNOWN)
-        for name, parameter in inspect.signature(cls).parameters.items()
-        if parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
-    }
+    parameters = inspect.signature(cls).parameters.values()
+    found = {p.name: hints.get(p.name, _UNKNOWN) for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    if any(p.kind == p.VAR_KEYWORD for p in parameters):  # **kwargs handed to the base class, as jsonargparse reads it
+        base = next((c for c in cls.__mro__[1:] if "__init__" in vars(c)), None)
+        if base is not None and base is not object:
+            found = {**_parameters(base), **found}
+    return found
 
 
 def _alternatives(annotation: Any) -> tuple[Any, ...]:

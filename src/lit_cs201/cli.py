@@ -51,6 +51,7 @@ from lit_cs201.restore import (
     ALIASES,
     DEFAULT_RUNS_DIR,
     LINKED_MODEL_ARGS,
+    MACHINE_SETTINGS,
     PINNED,
     Given,
     check_classes,
@@ -169,7 +170,19 @@ class LitCS201CLI(LightningCLI):
             }
         )
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
-        parser.link_arguments("data.input_shape", "model.init_args.input_shape", apply_on="instantiate")
+        parser.link_arguments(
+            ("data.num_classes", "data.input_shape"),
+            "model.init_args.input_shape",
+            compute_fn=self._input_shape,
+            apply_on="instantiate",
+        )
+
+    def _input_shape(self, num_classes: int, input_shape: Any) -> Any:
+        """The model's input shape, the datamodule's; with a checkpoint, once the model these and the checkpoint's
+        settings make is known to fit its weights (built on the meta device, before the real one takes memory)."""
+        if self._checkpoint is not None:
+            check_describes_weights(self._checkpoint, {"num_classes": num_classes, "input_shape": list(input_shape)})
+        return input_shape
 
     def parse_arguments(self, parser: LightningArgumentParser, args: list[str]) -> None:
         subcommand = args[0] if args and args[0] in SUBCOMMANDS else None
@@ -192,8 +205,8 @@ class LitCS201CLI(LightningCLI):
     def _restore_defaults(self, subcommand: str, parser: LightningArgumentParser, given: Given) -> None:
         """Make the checkpoint's model and data settings, and for ``fit`` the run's latest config, the parser's
         defaults. A checkpoint is data: its settings arrive checked (`Checkpoint.settings`), without those that
-        would fetch weights (``pretrained``), read files it names (``predict_path``) or write where it says
-        (``cache_dir``)."""
+        would fetch weights (``pretrained``), run the compiler (``compile``), or are this machine's to choose
+        (`MACHINE_SETTINGS`: which files, where to cache, how many processes)."""
         path = resolve_checkpoint(given.ckpt_path, given.save_dir, given.experiment)
         # Read whole, not memory-mapped: torch checks each tensor's record in the file only when it reads it.
         self._checkpoint = read_checkpoint(path)
@@ -201,7 +214,7 @@ class LitCS201CLI(LightningCLI):
         model = self._checkpoint.settings("model", drop=(*LINKED_MODEL_ARGS, "pretrained", "compile"))
         # The class names are set after the parse (before_instantiate_classes): jsonargparse checks a list default
         # in time that grows with the square of its length (a minute for 3,000 names).
-        data = self._checkpoint.settings("data", drop=("predict_path", "cache_dir", "classes"))
+        data = self._checkpoint.settings("data", drop=(*MACHINE_SETTINGS, "classes"))
         if data is not None and isinstance(data["init_args"].get("data_dir"), str):
             data["init_args"]["data_dir"] = CHECKPOINT_DATA_DIR  # replaced after the parse: see _data_read_only
         parser.set_defaults({key: value for key, value in (("model", model), ("data", data)) if value is not None})

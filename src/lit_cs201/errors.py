@@ -19,7 +19,11 @@ STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES}
 
 
 class UserError(ValueError):
-    """Bad input: a message that says what was expected, what was found and what to do."""
+    """Bad input: a message that says what was expected, what was found and what to do. It quotes what the user
+    gave (a path, a class name), shown `printable` wherever it is printed, from the command or from Python."""
+
+    def __str__(self) -> str:
+        return printable(super().__str__())
 
 
 class NonFiniteLossError(RuntimeError):

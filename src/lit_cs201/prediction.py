@@ -107,14 +107,14 @@ def load(checkpoint: str | os.PathLike[str]) -> tuple[Any, Any]:
     package's classes is built, and no optimizer or schedule is: the model is only evaluated.
     """
     from lit_cs201.checkpoint import read_checkpoint
-    from lit_cs201.restore import check_describes_weights
+    from lit_cs201.restore import MACHINE_SETTINGS, check_describes_weights
 
     path = Path(checkpoint)
     if not path.is_file():
         raise UserError(f"checkpoint {path}: no such file")
     saved = read_checkpoint(path, what="checkpoint")
-    check_describes_weights(saved)
-    data = saved.settings("data", drop=("predict_path", "cache_dir"))
+    check_describes_weights(saved)  # its own settings first: they size what is built next
+    data = saved.settings("data", drop=MACHINE_SETTINGS)
     model = saved.settings("model", drop=("pretrained", "optimizer", "lr_scheduler", "compile"))
     if data is None or model is None:
         missing = "datamodule" if data is None else "model"
@@ -123,7 +123,10 @@ def load(checkpoint: str | os.PathLike[str]) -> tuple[Any, Any]:
     # For predictions only: nothing of the dataset itself is read, and nothing is written where it says.
     datamodule = saved_class(**data["init_args"], predict_path=[])
     datamodule.read_only = True
-    classifier = saved.class_of("model")(**model["init_args"])
+    # The model for the images the datamodule makes, as the command links them; first on the meta device.
+    shapes = {"num_classes": datamodule.num_classes, "input_shape": list(datamodule.input_shape)}
+    check_describes_weights(saved, shapes)
+    classifier = saved.class_of("model")(**{**model["init_args"], **shapes})
     classifier.on_load_checkpoint(saved.content)  # as Lightning's loading would: class names, older checkpoints
     classifier.load_state_dict(saved.state_dict)
     return classifier.eval(), datamodule
@@ -150,7 +153,14 @@ def predict(
             f"lit-cs201 predict --ckpt_path {checkpoint} --data.predict_path FILE"
         )
     model.to(device)
-    items = [inputs] if isinstance(inputs, str | os.PathLike | Image.Image | np.ndarray) else list(inputs)
+    single = (str, os.PathLike, Image.Image, np.ndarray)
+    items = [inputs] if isinstance(inputs, single) else list(inputs) if isinstance(inputs, Sequence) else [inputs]
+    for item in items:
+        if not isinstance(item, single):
+            raise UserError(
+                f"inputs: a {type(item).__name__} is not an image: give image files, folders, globs, PIL images or "
+                "uint8 arrays"
+            )
     sources: list[ImageInput] = []
     for item in items:
         sources += expand_paths(item, IMAGE_SUFFIXES) if isinstance(item, str | os.PathLike) else [item]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import torch
 from torch import Tensor
 
 from lit_cs201.data.download import Archive, ensure_archive
+from lit_cs201.data.files import UnreadableFileError, open_regular
 from lit_cs201.data.images import ImageDataModule
 from lit_cs201.errors import UserError
 
@@ -32,21 +34,29 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
     the type and the dimension count, the big-endian dimension sizes, then the data."""
     if not path.is_file():
         raise UserError(f"{path} not found; delete {path.parent} to fetch the MNIST files again")
-    data = path.read_bytes()
-    if len(data) < 4 or data[:2] != b"\0\0" or data[2] not in _IDX_TYPES:
-        raise UserError(f"{path} is not an MNIST IDX file (magic number {data[:4].hex() or 'missing'})")
-    if data[2] != 0x08:
-        raise UserError(f"{path} holds {_IDX_TYPES[data[2]]} values; MNIST files hold unsigned bytes")
-    if data[3] != ndim:
-        found = _CONTENT.get(data[3], f"{data[3]}-dimensional data")
-        raise UserError(f"{path} holds {found}, expected {_CONTENT[ndim]}; are the images and labels files swapped?")
     offset = 4 + 4 * ndim
-    if len(data) < offset:
-        raise UserError(f"{path} is truncated: its header is incomplete")
-    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    if len(data) - offset != math.prod(shape):  # Python's integers: dimensions may multiply past 64 bits
-        raise UserError(f"{path} is truncated: header says {shape}, found {len(data) - offset} bytes of data")
-    return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(shape)
+    try:
+        with open_regular(path) as file:
+            data = file.read(offset)  # the header first: what it declares is checked against the file's size
+            if len(data) < 4 or data[:2] != b"\0\0" or data[2] not in _IDX_TYPES:
+                raise UserError(f"{path} is not an MNIST IDX file (magic number {data[:4].hex() or 'missing'})")
+            if data[2] != 0x08:
+                raise UserError(f"{path} holds {_IDX_TYPES[data[2]]} values; MNIST files hold unsigned bytes")
+            if data[3] != ndim:
+                found = _CONTENT.get(data[3], f"{data[3]}-dimensional data")
+                raise UserError(
+                    f"{path} holds {found}, expected {_CONTENT[ndim]}; are the images and labels files swapped?"
+                )
+            if len(data) < offset:
+                raise UserError(f"{path} is truncated: its header is incomplete")
+            shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+            size = os.fstat(file.fileno()).st_size - offset
+            if size != math.prod(shape):  # Python's integers: dimensions may multiply past 64 bits
+                raise UserError(f"{path} is truncated: header says {shape}, found {size} bytes of data")
+            values = file.read()
+    except UnreadableFileError as err:
+        raise UserError(f"{path} is not a readable file ({err})") from None
+    return np.frombuffer(values, dtype=np.uint8).reshape(shape)
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
