@@ -4,6 +4,7 @@ checkpoint is being written never leaves a truncated file in place of a good one
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -134,3 +135,22 @@ def test_every_checkpoint_the_cli_writes_goes_through_the_atomic_writer(tmp_path
     run = tmp_path / "runs" / "iris" / "version_0"
     assert {p.name for p in run.glob("*.ckpt")} == {"best.ckpt", "last.ckpt"}
     assert set(written) == {(run / "best.ckpt").resolve(), (run / "last.ckpt").resolve()}
+
+
+def test_ctrl_c_while_a_checkpoint_is_written_stops_after_it_is_whole(tmp_path, monkeypatch):
+    """A Ctrl-C inside torch.save broke the file torch was writing: torch reported it as a RuntimeError ("unexpected
+    pos"), and the run ended with a traceback and exit 1 instead of the stop that says how to continue."""
+    real = torch.save
+
+    def interrupted(obj, f, *args, **kwargs):
+        f.write(b"")
+        os.kill(os.getpid(), signal.SIGINT)  # the handler runs here, in the middle of the write
+        real(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", interrupted)
+    path = tmp_path / "last.ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        SafeCheckpointIO().save_checkpoint({"epoch": 3, "weights": torch.arange(1000.0)}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True)["epoch"] == 3
+    assert not list(tmp_path.glob(".*.partial"))

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shlex
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +60,12 @@ class SafeCheckpointIO(TorchCheckpointIO):
         # a killed one left (runs.remove_stale_partials).
         partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
         try:
-            with partial.open("wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(partial, path)
+            with _ctrl_c_after():
+                with partial.open("wb") as f:
+                    torch.save(checkpoint, f)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(partial, path)
         except Exception as err:
             full = _storage_errno(err)
             if full is None:
@@ -73,6 +78,25 @@ class SafeCheckpointIO(TorchCheckpointIO):
             ) from err
         finally:
             partial.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _ctrl_c_after() -> Iterator[None]:
+    """Hold a Ctrl-C back until the block has ended: raised inside torch.save, it broke the file torch was writing,
+    which torch then reported as a RuntimeError ("unexpected pos"), a traceback and exit 1 instead of the stop that
+    says how to continue. A checkpoint takes a second or so to write; the stop comes right after it."""
+    handler = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(handler):
+        yield  # signals reach the main thread only; a SIGINT that is ignored stays ignored
+        return
+    held: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    if held:
+        handler(signal.SIGINT, None)  # Python's own raises KeyboardInterrupt
 
 
 def _storage_errno(err: BaseException | None) -> int | None:
