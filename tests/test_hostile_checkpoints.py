@@ -683,7 +683,7 @@ def test_data_settings_that_inflate_the_model_are_refused_before_it_is_built(poi
     checkpoint = torch.load(best, weights_only=True)
     checkpoint["datamodule_hyper_parameters"]["image_size"] = [4096, 4096]
     torch.save(checkpoint, best)
-    fragment = "which does not fit the data of this run (num_classes=2, input_shape=[3, 4096, 4096]"
+    fragment = "does not fit the configured Classifier(net=mlp, hidden_sizes=[10], num_classes=2, input_shape=[3, 4096,"
     started = time.monotonic()
     refused(["test", "--ckpt_path", best], capsys, fragment)
     assert time.monotonic() - started < 30

@@ -53,10 +53,12 @@ from lit_cs201.restore import (
     LINKED_MODEL_ARGS,
     MACHINE_SETTINGS,
     PINNED,
+    UNBUILT,
     Given,
     check_classes,
     check_describes_weights,
     check_fits,
+    check_fits_before_building,
     check_resume,
     latest_config,
     read_given,
@@ -178,10 +180,13 @@ class LitCS201CLI(LightningCLI):
         )
 
     def _input_shape(self, num_classes: int, input_shape: Any) -> Any:
-        """The model's input shape, the datamodule's; with a checkpoint, once the model these and the checkpoint's
+        """The model's input shape, the datamodule's; with a checkpoint, once the model these and the configured
         settings make is known to fit its weights (built on the meta device, before the real one takes memory)."""
         if self._checkpoint is not None:
-            check_describes_weights(self._checkpoint, {"num_classes": num_classes, "input_shape": list(input_shape)})
+            settings = self.config[self.subcommand].model.init_args.as_dict()
+            built = {key: value for key, value in settings.items() if key not in UNBUILT}
+            shapes = {"num_classes": num_classes, "input_shape": list(input_shape)}
+            check_fits_before_building(self._checkpoint, {**built, **shapes})
         return input_shape
 
     def parse_arguments(self, parser: LightningArgumentParser, args: list[str]) -> None:

@@ -107,7 +107,7 @@ def load(checkpoint: str | os.PathLike[str]) -> tuple[Any, Any]:
     package's classes is built, and no optimizer or schedule is: the model is only evaluated.
     """
     from lit_cs201.checkpoint import read_checkpoint
-    from lit_cs201.restore import MACHINE_SETTINGS, check_describes_weights
+    from lit_cs201.restore import MACHINE_SETTINGS, UNBUILT, check_describes_weights, check_fits_before_building
 
     path = Path(checkpoint)
     if not path.is_file():
@@ -115,7 +115,7 @@ def load(checkpoint: str | os.PathLike[str]) -> tuple[Any, Any]:
     saved = read_checkpoint(path, what="checkpoint")
     check_describes_weights(saved)  # its own settings first: they size what is built next
     data = saved.settings("data", drop=MACHINE_SETTINGS)
-    model = saved.settings("model", drop=("pretrained", "optimizer", "lr_scheduler", "compile"))
+    model = saved.settings("model", drop=UNBUILT)
     if data is None or model is None:
         missing = "datamodule" if data is None else "model"
         raise UserError(f"checkpoint {path}: records no {missing} class; it was not written by lit-cs201 fit")
@@ -124,9 +124,13 @@ def load(checkpoint: str | os.PathLike[str]) -> tuple[Any, Any]:
     datamodule = saved_class(**data["init_args"], predict_path=[])
     datamodule.read_only = True
     # The model for the images the datamodule makes, as the command links them; first on the meta device.
-    shapes = {"num_classes": datamodule.num_classes, "input_shape": list(datamodule.input_shape)}
-    check_describes_weights(saved, shapes)
-    classifier = saved.class_of("model")(**{**model["init_args"], **shapes})
+    init_args = {
+        **model["init_args"],
+        "num_classes": datamodule.num_classes,
+        "input_shape": list(datamodule.input_shape),
+    }
+    check_fits_before_building(saved, init_args)
+    classifier = saved.class_of("model")(**init_args)
     classifier.on_load_checkpoint(saved.content)  # as Lightning's loading would: class names, older checkpoints
     classifier.load_state_dict(saved.state_dict)
     return classifier.eval(), datamodule

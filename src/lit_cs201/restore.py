@@ -28,6 +28,9 @@ LINKED_MODEL_ARGS = ("num_classes", "input_shape")
 # Data settings a checkpoint records that are the run's to choose, not the model's: which files to predict, where to
 # cache decoded images, how many worker processes to start. Never taken from a checkpoint.
 MACHINE_SETTINGS = ("predict_path", "cache_dir", "num_workers")
+# Model settings that are not the model: an evaluation builds no optimizer or schedule, fetches no weights (they are
+# the checkpoint's) and compiles nothing.
+UNBUILT = ("pretrained", "optimizer", "lr_scheduler", "compile")
 # Class-valued settings a pre-check resolves, for an error that lists the choices; jsonargparse checks the rest.
 CLASS_KEYS = {"--data": "data", "--model": "model", "--model.init_args.optimizer": "optimizer"}
 OPTIMIZER_EXAMPLES = "e.g. torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW"
@@ -198,13 +201,11 @@ def _mismatch(model: Any, checkpoint: Checkpoint) -> str | None:
     )  # fmt: skip
 
 
-def check_describes_weights(checkpoint: Checkpoint, data: dict[str, Any] | None = None) -> None:
+def check_describes_weights(checkpoint: Checkpoint) -> None:
     """Refuse a checkpoint whose settings describe another model than its weights, before anything is built from
     them for real: a setting such as ``hidden_sizes: [1000000000]`` would otherwise take gigabytes of memory before
-    the weights are compared. The model is built on PyTorch's meta device, which allocates nothing and computes
-    nothing (about 0.1 s for a ResNet-50). ``data``: the ``num_classes`` and ``input_shape`` the datamodule of this
-    run gives, which replace the checkpoint's (an image size changes an MLP's first layer, not a ResNet's)."""
-    settings = checkpoint.settings("model", drop=("pretrained", "optimizer", "lr_scheduler", "compile"))
+    the weights are compared."""
+    settings = checkpoint.settings("model", drop=UNBUILT)
     if settings is None:
         return
     classes, count = checkpoint.hyper_parameters("data").get("classes"), settings["init_args"].get("num_classes")
@@ -213,27 +214,39 @@ def check_describes_weights(checkpoint: Checkpoint, data: dict[str, Any] | None 
             f"its data settings name {len(classes)} classes but its model has {count}: not a checkpoint lit-cs201 "
             "wrote, or one edited since"
         )
-    init_args = {**settings["init_args"], **(data or {})}
+    problem = _mismatch_before_building(checkpoint, settings["init_args"])
+    if problem is not None:
+        raise checkpoint.refuse(
+            f"its settings describe {_describe(checkpoint.hyper_parameters('model'))}, but its weights are not that "
+            f"model's ({problem}): not a checkpoint lit-cs201 wrote, or one edited since"
+        )
+
+
+def check_fits_before_building(checkpoint: Checkpoint, init_args: dict[str, Any]) -> None:
+    """`check_fits` for the model ``init_args`` will build, before it is built: the data's image size sets an MLP's
+    first layer, and a checkpoint's 4096-pixel images would take gigabytes before its weights were compared."""
+    problem = _mismatch_before_building(checkpoint, init_args)
+    if problem is not None:
+        trained = _describe(checkpoint.hyper_parameters("model"))
+        configured = _describe({"_class_path": checkpoint.class_of("model").__name__, **init_args})
+        raise checkpoint.refuse(
+            f"holds {trained}, which does not fit the configured {configured} ({problem}); "
+            "drop the options that change the model or the data, or give a checkpoint of this model"
+        )
+
+
+def _mismatch_before_building(checkpoint: Checkpoint, init_args: dict[str, Any]) -> str | None:
+    """`_mismatch` of the model ``init_args`` make, built on PyTorch's meta device: it allocates nothing and computes
+    nothing (about 0.1 s for a ResNet-50)."""
     try:
         with torch.device("meta"):
             model = checkpoint.class_of("model")(**init_args)
     except (TypeError, UserError) as err:  # a setting missing, or out of its range
         raise checkpoint.refuse(f"its model settings do not build a model ({printable(err)})") from None
     # On a copy: the model's checkpoint hook fills what older checkpoints lack, with tensors of the meta device.
-    problem = _mismatch(
+    return _mismatch(
         model, replace(checkpoint, content={**checkpoint.content, "state_dict": dict(checkpoint.state_dict)})
     )
-    if problem is not None and data:
-        raise checkpoint.refuse(
-            f"holds {_describe(checkpoint.hyper_parameters('model'))}, which does not fit the data of this run "
-            f"({', '.join(f'{k}={list(v) if isinstance(v, tuple) else v}' for k, v in data.items())}: {problem}); "
-            "drop the options that change the data, or give a checkpoint of this data"
-        )
-    if problem is not None:
-        raise checkpoint.refuse(
-            f"its settings describe {_describe(checkpoint.hyper_parameters('model'))}, but its weights are not that "
-            f"model's ({problem}): not a checkpoint lit-cs201 wrote, or one edited since"
-        )
 
 
 def check_resume(model: Any, checkpoint: Checkpoint) -> None:
