@@ -138,6 +138,7 @@ class Classifier(LightningModule):
             raise NonFiniteLossError(
                 f"training stopped: train/loss is {float(step_loss)} at step {self.global_step} (epoch "
                 f"{self.current_epoch}, batch {batch_idx}); a learning rate that is too high is the usual cause"
+                + self._bf16_cpu_hint()
             )
         self.train_acc(logits, y)
         self.log("train/loss", step_loss, prog_bar=True)
@@ -161,12 +162,19 @@ class Classifier(LightningModule):
                 when = "in the sanity check, before any training"
             else:
                 when = f"after epoch {self.current_epoch} (step {self.global_step})"
-            raise NonFiniteLossError(f"training stopped: val/loss is {float(val_loss)} {when}")
+            raise NonFiniteLossError(f"training stopped: val/loss is {float(val_loss)} {when}{self._bf16_cpu_hint()}")
         if self.trainer.sanity_checking:
             return  # a sanity check sees two batches of an untrained model: not a score to keep
         self.val_acc_best(self.val_acc.compute())
         # Computed from metrics already combined across processes: the same everywhere, sync_dist only says so.
         self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)
+
+    def _bf16_cpu_hint(self) -> str:
+        """bfloat16 on a CPU with AMX: oneDNN's kernels there give NaN now and then where a feature map has shrunk to a
+        pixel or two (a ResNet on images of a few dozen pixels), which float32 never does."""
+        if self.device.type != "cpu" or not str(self.trainer.precision).startswith("bf16"):
+            return ""
+        return "; on a CPU in bf16, feature maps of a pixel or two can also give NaN: --trainer.precision 32-true tells"
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
         x, y = batch
