@@ -25,9 +25,9 @@ from helpers import CONFIGS, snapshot
 from lit_cs201.cli import main
 from lit_cs201.data import ImageFolderDataModule, decode, files
 from lit_cs201.data.cache import _temporary
+from lit_cs201.data.inputs import expand_paths
 from lit_cs201.data.mnist import MNISTDataModule
 from lit_cs201.errors import StorageError, UserError
-from lit_cs201.prediction import expand_paths
 
 PREFIX = "lit-cs201: error: "
 # Train an MLP for one batch on the images' own size: what is tested is what happens to the files.

@@ -16,8 +16,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import lit_cs201
 from helpers import CONFIGS
 from lit_cs201.cli import main
+from lit_cs201.data.inputs import light_background
 from lit_cs201.data.mnist import read_idx
-from lit_cs201.prediction import light_background
 from synthetic import write_cifar10, write_mnist
 
 PREFIX = "lit-cs201: error: "

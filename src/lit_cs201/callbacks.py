@@ -4,10 +4,8 @@ run's scores)."""
 
 from __future__ import annotations
 
-import csv
 import inspect
 import math
-import os
 import random
 import shlex
 import signal
@@ -35,8 +33,18 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import Tensor
 
 from lit_cs201 import viz
+from lit_cs201.deploy.results import NONFINITE
 from lit_cs201.errors import NonFiniteLossError, UserError, printable
-from lit_cs201.prediction import NONFINITE, TOP_K
+from lit_cs201.report.predictions import (
+    Row,
+    file_table,
+    first_rows,
+    grid_titles,
+    ranked_rows,
+    split_table,
+    write_csv,
+)
+from lit_cs201.report.predictions import summary as written
 
 
 class RunCheckpoint(ModelCheckpoint):
@@ -523,23 +531,13 @@ def _flatten(hparams: Mapping[str, Any], prefix: str = "") -> dict[str, int | fl
     return flat
 
 
-#: A prediction: (index in the dataset, true label or None, top classes, their probabilities); no classes where the
-#: model's output was not a finite number.
-Row = tuple[int, int | None, list[int], list[float]]
-
-
 class PredictionWriter(BasePredictionWriter):
     """Write ``predictions.csv`` and ``predictions.png`` (the first images, titled with their prediction) to the
     run folder, log the picture to TensorBoard, and show the first rows.
 
-    For files (``--data.predict_path``) the columns are ``path``, ``predicted``, ``probability``, the top classes
-    with their probabilities (``top1``, ``top1_probability``, ... up to five) and ``error``, filled for a file that
-    could not be read (or a CSV row that cannot be predicted) and for an input whose probabilities are not finite
-    numbers. For the dataset's test split they are ``index``, ``true_label``, ``predicted`` and
-    ``probability``, and ``error`` where a row has one. Rows are in dataset order; with several processes (DDP), rank
-    zero gathers every process's share first, so the files are the same as a single process writes. Paths and class
-    names are written `printable`: the CSV is UTF-8 whatever the file names, and what it shows cannot drive the
-    terminal. It appears whole or not at all; when no row got a prediction, the command fails instead.
+    The columns are those of `lit_cs201.report.predictions`. Rows are in dataset order; with several processes
+    (DDP), rank zero gathers every process's share first, so the files are the same as a single process writes.
+    When no row got a prediction, the command fails instead.
     """
 
     def __init__(self, filename: str = "predictions.csv", shown: int = 5) -> None:
@@ -551,7 +549,9 @@ class PredictionWriter(BasePredictionWriter):
         log_dir = trainer.log_dir  # broadcasts rank zero's folder: every process has to ask, or rank zero waits forever
         rows: list[Row] = []
         for batch, batch_indices in zip(predictions, indices[0], strict=True):
-            rows += _rows(batch, batch_indices)
+            target = batch.get("target")
+            probs = batch["probs"].detach().float().cpu().numpy()
+            rows += ranked_rows(probs, batch_indices, None if target is None else target.tolist())
         if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
             gathered: list[Any] = [None] * torch.distributed.get_world_size()
             torch.distributed.all_gather_object(gathered, rows)
@@ -565,56 +565,12 @@ class PredictionWriter(BasePredictionWriter):
             return
         rows.sort(key=lambda row: row[0])
         names = [printable(name) for name in getattr(pl_module, "class_names", [])] or None
-        if files:
-            header, table = self._file_rows(rows, files, errors, names)
-        else:
-            header, table = self._split_rows(rows, names)
+        header, table = file_table(rows, files, errors, names) if files else split_table(rows, names)
         path = Path(log_dir) / self.filename
-        _write_csv(path, [header, *table])
-        summary = self._summary(path, rows, errors, datamodule.predict_unit)
-        shown = "\n".join(",".join(map(str, row)) for row in [header, *table[: self.shown]])
-        print(f"{summary}\n{shown}" + ("\n..." if len(table) > self.shown else ""), flush=True)  # rank zero only
+        write_csv(path, [header, *table])
+        shown = first_rows(header, table, self.shown)
+        print(f"{written(path, rows, errors, datamodule.predict_unit)}\n{shown}", flush=True)  # rank zero only
         self._draw(trainer, datamodule, rows, names, Path(log_dir))
-
-    @staticmethod
-    def _summary(path: Path, rows: list[Row], errors: list[tuple[str, str]], unit: str) -> str:
-        """``Wrote 7 predictions to PATH; 1 files could not be read; 2 have no finite output``."""
-        nonfinite = sum(not top for _, _, top, _ in rows)
-        return (
-            f"Wrote {len(rows) - nonfinite} predictions to {printable(path)}"
-            + (f"; {len(errors)} {unit} could not be read" if errors else "")
-            + (f"; {nonfinite} have no finite output (see the error column)" if nonfinite else "")
-        )
-
-    @staticmethod
-    def _file_rows(
-        rows: list[Row], files: list[str], errors: list[tuple[str, str]], names: list[str] | None
-    ) -> tuple[list[str], list[list[Any]]]:
-        k = max((len(row[2]) for row in rows), default=1)
-        header = ["path", "predicted", "probability"]
-        header += [column for j in range(1, k + 1) for column in (f"top{j}", f"top{j}_probability")]
-        table: list[list[Any]] = []
-        for sample, _, top, probs in rows:
-            if not top:
-                table.append([printable(files[sample]), "", "", *[""] * (2 * k), NONFINITE])
-                continue
-            ranked = [cell for c, p in zip(top, probs, strict=True) for cell in (_name(c, names), f"{p:.4f}")]
-            table.append([printable(files[sample]), _name(top[0], names), f"{probs[0]:.4f}", *ranked, ""])
-        table += [[printable(file), "", "", *[""] * (2 * k), printable(reason)] for file, reason in errors]
-        return [*header, "error"], table
-
-    @staticmethod
-    def _split_rows(rows: list[Row], names: list[str] | None) -> tuple[list[str], list[list[Any]]]:
-        """The test split's rows; the ``error`` column only where a row has one, so that a clean CSV keeps its shape."""
-        header = ["index", "true_label", "predicted", "probability"]
-        table: list[list[Any]] = [
-            [index, "" if label is None else _name(label, names)]
-            + ([_name(top[0], names), f"{probs[0]:.4f}", ""] if top else ["", "", NONFINITE])
-            for index, (_, label, top, probs) in enumerate(rows)
-        ]
-        if all(top for _, _, top, _ in rows):
-            return header, [row[:-1] for row in table]
-        return [*header, "error"], table
 
     @staticmethod
     def _draw(trainer: Trainer, datamodule: Any, rows: list[Row], names: list[str] | None, log_dir: Path) -> None:
@@ -626,38 +582,8 @@ class PredictionWriter(BasePredictionWriter):
         images = dataset.__getitems__([row[0] for row in first])[0]  # through the dataset: a folder's maps its rows
         if images.dim() != 4:
             return  # not images (Iris)
-        titles = [viz.caption(_name(top[0], names), f"({probs[0]:.2f})") for *_, top, probs in first]
-        figure = viz.image_grid(images, titles)
+        figure = viz.image_grid(images, grid_titles(first, names))
         figure.savefig(log_dir / "predictions.png", dpi=120)
         tensorboard = next(iter(_tensorboards(trainer)), None)
         if tensorboard is not None:
             tensorboard.experiment.add_figure("predict/predictions", figure, close=True)
-
-
-def _rows(batch: Mapping[str, Tensor | None], indices: Sequence[int]) -> list[Row]:
-    """The rows of one predicted batch: its top classes, or none for a sample whose probabilities are not finite
-    (``topk`` would rank a NaN first and print it as the prediction)."""
-    probs = batch["probs"].detach().float().cpu()
-    top_probs, top = probs.topk(min(TOP_K, probs.shape[-1]), dim=-1)
-    finite = torch.isfinite(probs).all(dim=-1).tolist()
-    target = batch.get("target")
-    labels = [None] * len(probs) if target is None else target.tolist()
-    ranked = zip(indices, labels, top.tolist(), top_probs.tolist(), finite, strict=True)
-    return [(i, label, t, p) if ok else (i, label, [], []) for i, label, t, p, ok in ranked]
-
-
-def _write_csv(path: Path, rows: list[list[Any]]) -> None:
-    """Write ``rows`` to ``path`` as UTF-8 CSV, under a hidden name first and then renamed: ``path`` never holds a
-    half-written file, whatever fails while writing."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        with partial.open("w", newline="", encoding="utf-8") as f:  # UTF-8 whatever the locale: CJK class names
-            csv.writer(f).writerows(rows)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-
-
-def _name(label: int, names: list[str] | None) -> str:
-    return names[label] if names else str(label)

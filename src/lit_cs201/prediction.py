@@ -10,94 +10,16 @@ PATH``) and `predict` below prepare images through the same datamodule methods, 
 
 from __future__ import annotations
 
-import glob
 import os
-import stat
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
-from lit_cs201.data.decode import IMAGE_SUFFIXES, find_images
-from lit_cs201.data.files import file_kind, listable
-from lit_cs201.errors import UserError, printable
-
-#: Classes listed per prediction besides the top one, at most.
-TOP_K = 5
-#: The error of an input whose class probabilities are not finite numbers. Checkpoints with NaN weights are refused
-#: when read; finite weights can still overflow on an input far outside the training data (or on weights crafted so).
-NONFINITE = (
-    "the model's probabilities are not finite numbers (NaN or infinite): the input, or the checkpoint's weights, "
-    "are far outside the range the model computes in; check the input, or predict with another checkpoint"
-)
-#: An image that is to be predicted: a file, or an image already in memory.
-ImageInput = str | os.PathLike[str] | Image.Image | np.ndarray
-
-
-def expand_paths(
-    spec: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], suffixes: frozenset[str]
-) -> list[Path]:
-    """The files ``spec`` names: a file, a folder (searched recursively for ``suffixes``), a glob, or a list of them.
-
-    Hidden files and files of other types inside folders are skipped; a file named directly is kept whatever its
-    type, so that a wrong file gets its own error rather than vanishing (a link that leads nowhere too). FIFOs,
-    devices and sockets, which could block or never end when read, are skipped inside folders and globs as
-    `find_images` skips them. Refuses a ``spec`` that matches nothing, or that names such a file itself.
-    """
-    specs = [spec] if isinstance(spec, str | os.PathLike) else list(spec)
-    found: list[Path] = []
-    for item in map(str, specs):
-        path = Path(item).expanduser()
-        mode = _mode(path)
-        if mode is not None and stat.S_ISDIR(mode):
-            matches = find_images(path, suffixes)
-        elif mode is not None and not stat.S_ISREG(mode):
-            raise UserError(
-                f"predict_path {item} is {file_kind(mode)}, not a regular file: give files of the types read here "
-                f"({', '.join(sorted(suffixes))}), folders of them or a glob"
-            )
-        elif mode is not None or path.is_symlink():
-            matches = [path]
-        else:
-            matches = [Path(p) for p in sorted(glob.glob(str(path), recursive=True)) if listable(p)]
-        if not matches:
-            what = "holds no files of the types read here" if path.is_dir() else "matches no file"
-            raise UserError(f"predict_path {item} {what} ({', '.join(sorted(suffixes))})")
-        found += matches
-    return list(dict.fromkeys(found))  # a file named twice is predicted once
-
-
-def _mode(path: Path) -> int | None:
-    """``st_mode`` of what ``path`` names, following links; None if nothing is there (or a link leads nowhere)."""
-    try:
-        return os.stat(path).st_mode
-    except (OSError, ValueError):  # ValueError: a name with a NUL character
-        return None
-
-
-def light_background(images: np.ndarray) -> np.ndarray:
-    """Which of the uint8 images ``(N, C, H, W)`` are darker in their centre than on their border: a dark figure
-    on a light background, as a photo of handwriting on paper is."""
-    height, width = images.shape[-2:]
-    border = np.ones((height, width), dtype=bool)
-    border[max(1, height // 8) : -max(1, height // 8), max(1, width // 8) : -max(1, width // 8)] = False
-    grey = images.astype(np.float32).mean(axis=1)
-    return grey[:, border].mean(axis=1) > grey[:, ~border].mean(axis=1)
-
-
-@dataclass
-class Prediction:
-    """The prediction for one input: the best class and its probability, the top classes, or why it failed."""
-
-    source: str
-    predicted: str | None = None
-    probability: float | None = None
-    top: list[tuple[str, float]] = field(default_factory=list)
-    error: str | None = None
+from lit_cs201.deploy.results import ImageInput, Prediction, image_sources, predictions
+from lit_cs201.errors import UserError
 
 
 def load(checkpoint: str | os.PathLike[str]) -> tuple[Any, Any]:
@@ -157,17 +79,7 @@ def predict(
             f"lit-cs201 predict --ckpt_path {checkpoint} --data.predict_path FILE"
         )
     model.to(device)
-    single = (str, os.PathLike, Image.Image, np.ndarray)
-    items = [inputs] if isinstance(inputs, single) else list(inputs) if isinstance(inputs, Sequence) else [inputs]
-    for item in items:
-        if not isinstance(item, single):
-            raise UserError(
-                f"inputs: a {type(item).__name__} is not an image: give image files, folders, globs, PIL images or "
-                "uint8 arrays"
-            )
-    sources: list[ImageInput] = []
-    for item in items:
-        sources += expand_paths(item, IMAGE_SUFFIXES) if isinstance(item, str | os.PathLike) else [item]
+    sources = image_sources(inputs)
     images, errors = datamodule.decode_for_predict(sources)
     augment = datamodule.eval_augment.to(device)
     with torch.no_grad():
@@ -175,25 +87,5 @@ def predict(
             model(augment(torch.from_numpy(images[start : start + batch_size]).to(device))).softmax(dim=-1).cpu()
             for start in range(0, len(images), batch_size)
         ]
-    decoded = torch.cat(probs) if probs else torch.zeros(0, model.hparams.num_classes)
-    rows = iter(zip(decoded, torch.isfinite(decoded).all(dim=-1).tolist(), strict=True))
-    results = []
-    for i, source in enumerate(sources):
-        name = str(source) if isinstance(source, str | os.PathLike) else f"<{type(source).__name__} {i}>"
-        if i in errors:
-            results.append(Prediction(name, error=printable(errors[i])))
-            continue
-        row, ok = next(rows)
-        if not ok:  # topk would rank a NaN first: a class "predicted" with probability nan
-            results.append(Prediction(name, error=NONFINITE))
-            continue
-        top = top_classes(row, model.class_names)
-        results.append(Prediction(name, top[0][0], top[0][1], top))
-    return results
-
-
-def top_classes(probs: torch.Tensor, names: Sequence[str]) -> list[tuple[str, float]]:
-    """The ``min(TOP_K, classes)`` most probable classes of one probability vector, best first; the names
-    `printable`, as a checkpoint's names are data and may hold escape codes."""
-    values, indices = probs.topk(min(TOP_K, len(probs)))
-    return [(printable(names[int(i)]), float(v)) for v, i in zip(values, indices, strict=True)]
+    decoded = torch.cat(probs).float().numpy() if probs else np.zeros((0, model.hparams.num_classes), np.float32)
+    return predictions(sources, decoded, errors, model.class_names)

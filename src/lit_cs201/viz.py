@@ -13,18 +13,20 @@ import functools
 import unicodedata
 import warnings
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
 matplotlib.use("Agg")  # figures go to TensorBoard; no screen needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 from matplotlib import font_manager  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from torch import Tensor  # noqa: E402
 
 from lit_cs201.errors import printable  # noqa: E402
+
+if TYPE_CHECKING:  # torch is not needed to draw: predictions from an exported model draw numpy images
+    from torch import Tensor
 
 #: Images in a grid, in rows of `GRID_COLUMNS`: three rows of five have the shape of a TensorBoard card, and few
 #: enough cells for each title to be read in it.
@@ -110,17 +112,20 @@ def figure_text(name: str) -> str:
     return "".join(c if ord(c) in drawable else c.encode("unicode_escape").decode("ascii") for c in name)
 
 
-def _displayable(image: Tensor) -> np.ndarray:
-    """A (C, H, W) tensor as an (H, W[, 3]) array in [0, 1]: uint8 as it is, a normalised one stretched to fit,
-    whatever normalisation was used."""
-    image = image.detach().cpu()
-    if image.dtype == torch.uint8:
-        image = image.float() / 255
+def _displayable(image: Tensor | np.ndarray) -> np.ndarray:
+    """A (C, H, W) tensor or array as an (H, W[, 3]) array in [0, 1]: uint8 as it is, a normalised one stretched to
+    fit, whatever normalisation was used."""
+    if not isinstance(image, np.ndarray):
+        image = image.detach().cpu()
+        image = (image.float() if image.is_floating_point() else image).numpy()  # numpy has no bfloat16
+    array: Any = image
+    if array.dtype == np.uint8:
+        array = array.astype(np.float32) / 255
     else:
-        image = image.float()
-        low, high = image.min(), image.max()
-        image = (image - low) / (high - low).clamp_min(1e-8)
-    array = image.permute(1, 2, 0).numpy()
+        array = array.astype(np.float32)
+        low, high = array.min(), array.max()
+        array = (array - low) / max(high - low, 1e-8)
+    array = array.transpose(1, 2, 0)
     return array[..., 0] if array.shape[-1] == 1 else array
 
 
@@ -134,7 +139,7 @@ def caption(name: str, detail: str = "", length: int = LINE_LENGTH) -> str:
     return f"{name} {detail}" if len(name) + 1 + len(detail) <= LINE_LENGTH else f"{name}\n{detail}"
 
 
-def image_grid(images: Tensor, titles: Sequence[str], colors: Sequence[str] | None = None) -> Figure:
+def image_grid(images: Tensor | np.ndarray, titles: Sequence[str], colors: Sequence[str] | None = None) -> Figure:
     """Images in rows of `GRID_COLUMNS`, each under its title (`caption`)."""
     n = len(images)
     columns = max(1, min(GRID_COLUMNS, n))

@@ -13,15 +13,15 @@ end) is refused, also when it is put in a listed file's place, and `find_images`
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import ExifTags, Image, ImageChops, ImageOps, ImageStat, UnidentifiedImageError
-from tqdm import tqdm
 
 from lit_cs201.data.files import UnreadableFileError, listable, open_regular
 from lit_cs201.errors import UserError
@@ -292,7 +292,7 @@ def decode_images(
     # a run of images (one task per small image would cost as much to hand over as to decode) but enough runs
     # for all threads, however large the images.
     window = max(1, (64 << 20) // (channels * height * width))
-    bar = tqdm(total=len(files), desc=label, unit=" images", disable=not label)
+    bar = _progress(len(files), label)
     with ThreadPoolExecutor(workers) as pool, bar:
         for start in range(0, len(files), window):
             part = files[start : start + window]
@@ -308,6 +308,20 @@ def decode_images(
             )
             yield out, {index: reason for bad in found for index, reason in bad.items()}
             bar.update(len(part))
+
+
+class _NoProgress(contextlib.nullcontext):
+    def update(self, n: int) -> None:
+        pass
+
+
+def _progress(total: int, label: str) -> Any:
+    """A progress bar on stderr (tqdm's) when ``label`` is given; nothing, and no tqdm needed, otherwise."""
+    if not label:
+        return _NoProgress()
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=label, unit=" images")
 
 
 def bad_images_message(files: Sequence[Path], bad: dict[int, str], hint: str) -> str:

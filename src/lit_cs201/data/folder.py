@@ -42,8 +42,8 @@ from lit_cs201.data.decode import (
     size_pair,
 )
 from lit_cs201.data.images import ImageDataModule, _augment, image_args, visible_dirs
+from lit_cs201.data.inputs import light_background
 from lit_cs201.errors import UserError, first_few, printable
-from lit_cs201.prediction import light_background
 
 SPLITS = ("train", "val", "test")
 SUFFIXES = "png, jpg/jpeg, bmp, gif, webp, tif/tiff"

@@ -21,8 +21,8 @@ from torch import Tensor, nn
 from lit_cs201.augment import build_augment
 from lit_cs201.data.base import ClassificationDataModule, TensorBatchDataset, check_val_size, split_count
 from lit_cs201.data.decode import IMAGE_SUFFIXES, PROGRESS_FROM, decode_images
+from lit_cs201.data.inputs import Inversion, apply_inversion, expand_paths, inversion
 from lit_cs201.errors import MAX_SEED, UserError, check_range
-from lit_cs201.prediction import expand_paths, light_background
 
 
 def _augment(option: str, name: str, mean: list[float], std: list[float]) -> nn.Module:
@@ -136,12 +136,12 @@ class ImageDataModule(ClassificationDataModule):
             errors.update(bad)
         images = np.concatenate(chunks) if chunks else np.zeros((0, *self.image_shape), np.uint8)
         images = images[[i for i in range(len(sources)) if i not in errors]]
-        if self.invert == "always":
-            images = 255 - images
-        elif self.invert == "auto" and self.dark_background and len(images):
-            light = light_background(images)
-            images[light] = 255 - images[light]
-        return images, errors
+        return apply_inversion(images, self.inversion), errors
+
+    @property
+    def inversion(self) -> Inversion:
+        """How the colours of images to predict are inverted (`lit_cs201.data.inputs.inversion`)."""
+        return inversion(self.invert, self.dark_background)
 
     def setup(self, stage: str | None = None) -> None:
         if stage == "predict" and self.predict_path is not None:
