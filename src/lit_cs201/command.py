@@ -1,0 +1,47 @@
+"""The ``lit-cs201`` command's entry point: what needs neither a Trainer nor Lightning's imports runs without them.
+
+``export`` loads torch but not Lightning's trainer machinery; ``predict`` with an exported ``.onnx`` model imports
+neither torch nor Lightning (and so starts in about a second); everything else is the LightningCLI of
+`lit_cs201.cli`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from lit_cs201.errors import run_command
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``lit-cs201`` and ``python -m lit_cs201``; exit statuses as `lit_cs201.cli.main` documents."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["export"]:
+        return _plain(lambda: _export(args[1:]))
+    if args[:1] == ["predict"]:
+        from lit_cs201.deploy.predict import names_exported_model
+
+        if names_exported_model(args[1:]):
+            return _plain(lambda: _predict(args[1:]))
+    from lit_cs201.cli import main as lightning_main
+
+    return lightning_main(args)
+
+
+def _plain(command) -> int:  # type: ignore[no-untyped-def]
+    try:
+        return run_command("lit-cs201", command)
+    except KeyboardInterrupt:
+        print("\nInterrupted.", file=sys.stderr)
+        return 130
+
+
+def _export(args: list[str]) -> int:
+    from lit_cs201.deploy.export import main
+
+    return main(args)
+
+
+def _predict(args: list[str]) -> int:
+    from lit_cs201.deploy.predict import main
+
+    return main(args)

@@ -1,0 +1,430 @@
+"""``lit-cs201 export``: a checkpoint as one file that any ONNX runtime runs (or a ``.pt2`` program for PyTorch),
+with its preprocessing inside, checked against the checkpoint on real images before it is written.
+
+    best.ckpt ──load (as data)──▶ Classifier + datamodule settings
+        ──Exported: uint8 (N, C, H, W) ─▶ inversion rule ─▶ cast, /255, mean/std (the eval preset) ─▶ net ─▶ logits,
+                    probabilities
+        ──torch.onnx.export (dynamo) / torch.export──▶ a hidden file beside the output
+        ──the check: exported file vs the checkpoint in torch, on the test split / predict files / synthetic images,
+                     at batch sizes 1, 2 and an odd n──▶ renamed to the output, or removed
+
+What stays outside the file is what the package's one decoder does (`lit_cs201.data.decode`): EXIF orientation,
+transparency, colour conversion and the resize to the model's image size. The reference of the check is the
+package's own torch path (`lit_cs201.predict`'s), not the module exported, so the check covers the preprocessing
+the file carries as well as the exporter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import io
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from lit_cs201 import __version__
+from lit_cs201.data.decode import IMAGE_SUFFIXES, decode_images
+from lit_cs201.data.inputs import Inversion, apply_inversion, border_mask, expand_paths
+from lit_cs201.deploy.runtime import INSTALL, METADATA_FORMAT, METADATA_KEY, ExportedModel
+from lit_cs201.errors import UserError, printable
+
+#: File endings of the formats.
+FORMATS = {"onnx": ".onnx", "pt2": ".pt2"}
+#: Images (or rows) the check runs by default: enough to meet the rare input an exporter gets wrong, few enough to
+#: take seconds for the small nets (a ResNet-50 at 224 px takes about a minute on two cores).
+CHECK_IMAGES = 1000
+#: The largest difference of a logit allowed between the file and the checkpoint, relative to the largest logit
+#: (at least 1). float32 computed in another order (fused convolutions, another GEMM blocking) differs by about
+#: 1e-6 relative per layer: a ResNet-50 stays below 1e-4. The exporter bugs this check is for (wrong outputs on
+#: torchvision ResNets, BatchNorm in training mode) change logits by 1e-1 and more.
+TOLERANCE = 1e-3
+#: Image inputs bigger than this many values are checked in smaller batches than 64.
+_BATCH_VALUES = 64 * 3 * 64 * 64
+
+
+class Exported(nn.Module):
+    """What an exported image model computes: uint8 images ``(N, C, H, W)`` in; the checkpoint's inversion rule, its
+    evaluation preprocessing (cast, /255, mean/std, and any resize or crop of the preset) and its net in eval mode;
+    ``logits`` and ``probabilities`` ``(N, classes)`` out."""
+
+    def __init__(self, classifier: nn.Module, preprocess: nn.Module, rule: Inversion, size: tuple[int, int]) -> None:
+        super().__init__()
+        self.classifier, self.preprocess, self.rule = classifier, preprocess, rule
+        border = border_mask(*size)
+        self.register_buffer("border", torch.from_numpy(border).to(torch.int64), persistent=False)
+        # Pixel counts as Python ints: constants of the graph, as `light_background` has them.
+        self.n_border, self.n_inner = int(border.sum()), int(border.size - border.sum())
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        x = images
+        if self.rule == "always":
+            x = 255 - x
+        elif self.rule == "light_background":  # `lit_cs201.data.inputs.light_background`, the same integer sums
+            totals = x.to(torch.int64).sum(dim=1)
+            on_border = (totals * self.border).sum(dim=(1, 2))
+            inside = totals.sum(dim=(1, 2)) - on_border
+            light = on_border * self.n_inner > inside * self.n_border
+            x = torch.where(light[:, None, None, None], 255 - x, x)
+        logits = self.classifier(self.preprocess(x)).float()
+        return logits, logits.softmax(dim=-1)
+
+
+class ExportedMeasurements(nn.Module):
+    """What an exported model of measurements (Iris) computes: float32 rows in cm; standardised as in training."""
+
+    def __init__(self, classifier: nn.Module, mean: np.ndarray, scale: np.ndarray) -> None:
+        super().__init__()
+        self.classifier = classifier
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32), persistent=False)
+        self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32), persistent=False)
+
+    def forward(self, measurements: Tensor) -> tuple[Tensor, Tensor]:
+        logits = self.classifier((measurements - self.mean) / self.scale).float()
+        return logits, logits.softmax(dim=-1)
+
+
+@dataclass
+class Samples:
+    """What the check runs: inputs as the file takes them, their labels where known, and where they came from."""
+
+    inputs: np.ndarray
+    labels: np.ndarray | None
+    source: str
+    whole_test_split: bool = False
+
+
+@dataclass
+class Check:
+    """The outcome of the check: how many inputs, how many have the same top-1 class, the largest logit difference."""
+
+    samples: Samples
+    agree: int
+    max_difference: float
+    tolerance: float
+    batch_sizes: list[int]
+
+    @property
+    def passed(self) -> bool:
+        return self.agree == len(self.samples.inputs) and self.max_difference <= self.tolerance
+
+    def line(self) -> str:
+        n = len(self.samples.inputs)
+        sizes = ", ".join(map(str, self.batch_sizes))
+        return (
+            f"Checked against the checkpoint on {self.samples.source}, at batch sizes {sizes}: the top-1 class agrees "
+            f"on {self.agree} of {n} ({100 * self.agree / n:.2f} %); the largest logit difference is "
+            f"{self.max_difference:.2e} (allowed: {self.tolerance:.2e})"
+        )
+
+
+def export(
+    checkpoint: str | os.PathLike[str],
+    output: str | os.PathLike[str] | None = None,
+    format: str = "onnx",
+    predict_path: str | list[str] | None = None,
+    check_images: int = CHECK_IMAGES,
+) -> Path:
+    """Export ``checkpoint`` to ``output`` (default: beside it, named like it with the format's ending), check the
+    file against the checkpoint, and return its path. Prints what it checked. Nothing is left at ``output`` unless
+    the check passed (an earlier export there stays as it was)."""
+    from lit_cs201.prediction import load
+
+    if format not in FORMATS:
+        raise UserError(f"--format {format!r}: choose one of {', '.join(FORMATS)}")
+    if format == "onnx":
+        _require_onnx()
+    checkpoint = Path(checkpoint)
+    target = _output_path(checkpoint, output, format)
+    classifier, datamodule = load(checkpoint)
+    classifier = classifier.float().eval()
+    module, samples = _module_and_samples(classifier, datamodule, predict_path, check_images)
+    reference = _reference(classifier, datamodule, samples.inputs)
+    metadata = _metadata(checkpoint, classifier, datamodule, samples, reference)
+    # Hidden, and with the format's ending (torch.export.save warns about any other).
+    partial = target.with_name(f".{target.stem}.{os.getpid()}.partial{target.suffix}")
+    try:
+        (_write_onnx if format == "onnx" else _write_pt2)(module, samples.inputs[:2], metadata, partial, classifier)
+        check = _check(partial, format, samples, reference)
+        print(check.line())
+        if not check.passed:
+            raise UserError(
+                f"the exported {classifier.hparams.net} gives other results than the checkpoint ({check.line()}); "
+                f"nothing was written to {printable(target)}"
+            )
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    size = target.stat().st_size / 2**20
+    print(f"Exported {printable(checkpoint)} to {printable(target)} ({size:.1f} MiB, {format})")
+    return target
+
+
+def _require_onnx() -> None:
+    missing = [name for name in ("onnx", "onnxscript", "onnxruntime") if not _importable(name)]
+    if missing:
+        raise UserError(f"exporting to ONNX needs {', '.join(missing)}: {INSTALL}")
+
+
+def _importable(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+def _output_path(checkpoint: Path, output: str | os.PathLike[str] | None, format: str) -> Path:
+    suffix = FORMATS[format]
+    target = checkpoint.with_suffix(suffix) if output is None else Path(output)
+    if target.suffix.lower() != suffix:
+        raise UserError(f"--output {printable(target)}: a {format} file's name ends in {suffix}")
+    if target.is_dir():
+        raise UserError(f"--output {printable(target)} is a folder; give the file to write, ending in {suffix}")
+    if not target.parent.is_dir():
+        raise UserError(f"--output {printable(target)}: no folder {printable(target.parent)} to write it in")
+    return target
+
+
+def _module_and_samples(
+    classifier: nn.Module, datamodule: Any, predict_path: Any, limit: int
+) -> tuple[nn.Module, Samples]:
+    datamodule.predict_path = None  # the test split, not files to predict
+    if not hasattr(datamodule, "decode_for_predict"):  # rows of measurements: Iris
+        datamodule.setup("test")
+        scaler = datamodule.scaler
+        module = ExportedMeasurements(classifier, scaler.mean_, scaler.scale_)
+        labels = datamodule.test_set.tensors[1].numpy()
+        samples = Samples(datamodule.test_measurements, labels, f"the {len(labels)} flowers of the test split", True)
+        return module.eval(), _at_most(samples, limit)
+    channels, height, width = datamodule.image_shape
+    module = Exported(classifier, datamodule.eval_augment, datamodule.inversion, (height, width))
+    return module.eval(), _image_samples(datamodule, predict_path, limit)
+
+
+def _image_samples(datamodule: Any, predict_path: Any, limit: int) -> Samples:
+    """The test split's first ``limit`` images where its data is there; else the images of ``predict_path``; else
+    seeded random images (and the check says so)."""
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), _quiet_warnings():
+            datamodule.setup("test")
+        test_set, missing = datamodule.test_set, "the test split is empty"
+    except (UserError, OSError) as err:
+        test_set, missing = None, f"no test split: {' '.join(str(err).split())[:200]}"
+    if test_set is not None and len(test_set):
+        n = min(limit, len(test_set))
+        images, labels = test_set.__getitems__(list(range(n)))[:2]
+        whole = n == len(test_set)
+        what = f"the {n} test images" if whole else f"the first {n} of {len(test_set)} test images"
+        return Samples(images.numpy(), labels.numpy(), what, whole)
+    if predict_path:
+        files = expand_paths(predict_path, IMAGE_SUFFIXES)[:limit]
+        chunks = [chunk for chunk, _ in decode_images(files, datamodule.image_shape)]
+        return Samples(np.concatenate(chunks), None, f"{len(files)} images of --data.predict_path")
+    generator = np.random.default_rng(0)
+    images = generator.integers(0, 256, (16, *datamodule.image_shape), dtype=np.uint8)
+    return Samples(
+        images, None, f"16 random images only ({missing}; give real ones with --data.predict_path to check on them)"
+    )
+
+
+def _at_most(samples: Samples, limit: int) -> Samples:
+    if len(samples.inputs) <= limit:
+        return samples
+    labels = None if samples.labels is None else samples.labels[:limit]
+    return Samples(samples.inputs[:limit], labels, f"the first {limit} of {samples.source}")
+
+
+def _reference(classifier: nn.Module, datamodule: Any, inputs: np.ndarray) -> np.ndarray:
+    """The logits the checkpoint gives in torch, by the package's own path (as `lit_cs201.predict` computes them)."""
+    batch = max(1, min(64, _BATCH_VALUES // max(1, int(np.prod(inputs.shape[1:])))))
+    parts = []
+    with torch.no_grad():
+        for start in range(0, len(inputs), batch):
+            chunk = inputs[start : start + batch]
+            if hasattr(datamodule, "decode_for_predict"):
+                x = datamodule.eval_augment(torch.from_numpy(apply_inversion(chunk.copy(), datamodule.inversion)))
+            else:
+                x = torch.from_numpy((chunk - datamodule.scaler.mean_) / datamodule.scaler.scale_).float()
+            parts.append(classifier(x).float().numpy())
+    return np.concatenate(parts)
+
+
+def _metadata(
+    checkpoint: Path, classifier: Any, datamodule: Any, samples: Samples, reference: np.ndarray
+) -> dict[str, Any]:
+    images = hasattr(datamodule, "decode_for_predict")
+    shape = list(datamodule.image_shape if images else datamodule.input_shape)
+    meta: dict[str, Any] = {
+        "format": METADATA_FORMAT,
+        "package": f"lit-cs201 {__version__}",
+        "classes": list(classifier.class_names),
+        "input": {
+            "name": "images" if images else "measurements",
+            "dtype": "uint8" if images else "float32",
+            "layout": "NCHW" if images else "NF",
+            "shape": [None, *shape],
+        },
+        "outputs": ["logits", "probabilities"],
+        "net": classifier.hparams.net,
+        "checkpoint": {"file": checkpoint.name, "sha256": _sha256(checkpoint)},
+    }
+    if images:
+        mean, std = _normalisation(datamodule)
+        preset = datamodule.hparams.get("eval_augment", "none")
+        meta |= {
+            "channels": shape[0],
+            "image_size": shape[1:],
+            "mean": mean,
+            "std": std,
+            "invert": datamodule.inversion,
+            "inside": f"the inversion rule, uint8 to float32 / 255, the evaluation preset {preset!r} (mean/std)",
+            "outside": "EXIF orientation, transparency, greyscale/RGB conversion, antialiased bilinear resize",
+        }
+    else:
+        meta |= {"features": ["sepal length", "sepal width", "petal length", "petal width"], "units": "cm"}
+        meta |= {"feature_mean": datamodule.scaler.mean_.tolist(), "feature_scale": datamodule.scaler.scale_.tolist()}
+    if samples.whole_test_split and samples.labels is not None:
+        meta["test/acc"] = float((reference.argmax(axis=1) == samples.labels).mean())
+        meta["test_samples"] = len(samples.labels)
+    return meta
+
+
+def _normalisation(datamodule: Any) -> tuple[list[float], list[float]]:
+    from lit_cs201.augment import Normalize
+
+    found = next(op for op in datamodule.eval_augment if isinstance(op, Normalize))
+    return [float(m) for m in found.mean.flatten()], [float(s) for s in found.std.flatten()]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _example(inputs: np.ndarray) -> Tensor:
+    # Two inputs: an example batch of one would fix the batch size of the graph to 1.
+    example = inputs if len(inputs) >= 2 else np.concatenate([inputs, inputs])
+    return torch.from_numpy(np.ascontiguousarray(example[:2]))
+
+
+def _dynamic_batch() -> tuple[dict[int, Any]]:
+    return ({0: torch.export.Dim("batch", min=1, max=1 << 16)},)
+
+
+def _exporter_failed(net: str, format: str, err: Exception) -> UserError:
+    reason = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+    return UserError(
+        f"the {format} exporter cannot handle the net {net} ({type(err).__name__}: {reason}); nothing written"
+    )
+
+
+def _write_onnx(module: nn.Module, inputs: np.ndarray, metadata: dict[str, Any], path: Path, classifier: Any) -> None:
+    name = "images" if isinstance(module, Exported) else "measurements"
+    noise = io.StringIO()  # the exporter prints its steps; they matter only when it fails
+    try:
+        with contextlib.redirect_stdout(noise), _quiet_warnings():
+            program = torch.onnx.export(
+                module,
+                (_example(inputs),),
+                dynamo=True,
+                input_names=[name],
+                output_names=["logits", "probabilities"],
+                dynamic_shapes=_dynamic_batch(),
+                verbose=False,
+            )
+        program.model.metadata_props[METADATA_KEY] = json.dumps(metadata)
+        # One file: the weights inside, not in a ``.data`` file beside it that a copy would leave behind.
+        program.save(str(path), external_data=False)
+    except Exception as err:  # the exporter raises many types
+        raise _exporter_failed(classifier.hparams.net, "ONNX", err) from None
+
+
+def _write_pt2(module: nn.Module, inputs: np.ndarray, metadata: dict[str, Any], path: Path, classifier: Any) -> None:
+    try:
+        with _quiet_warnings():
+            program = torch.export.export(module, (_example(inputs),), dynamic_shapes=_dynamic_batch())
+        torch.export.save(program, str(path), extra_files={f"{METADATA_KEY}.json": json.dumps(metadata)})
+    except Exception as err:
+        raise _exporter_failed(classifier.hparams.net, "torch.export", err) from None
+
+
+@contextlib.contextmanager
+def _quiet_warnings() -> Any:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _check(path: Path, format: str, samples: Samples, reference: np.ndarray) -> Check:
+    """Run the written file on ``samples`` in batches of 1, 2 and odd sizes, and compare with ``reference``."""
+    if format == "onnx":
+        model = ExportedModel(path)  # the runtime users get: also checks the metadata and the graph's input
+
+        def run(batch: np.ndarray) -> np.ndarray:
+            return model.session.run(["logits"], {model.metadata["input"]["name"]: batch})[0]
+    else:
+        program = torch.export.load(str(path)).module()
+
+        def run(batch: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                return program(torch.from_numpy(batch))[0].numpy()
+
+    inputs = samples.inputs
+    odd = max(1, min(63, _BATCH_VALUES // max(1, int(np.prod(inputs.shape[1:])))) | 1)
+    bounds, start, sizes = [], 0, [1, 2]
+    while start < len(inputs):
+        size = sizes.pop(0) if sizes else odd
+        bounds.append((start, min(len(inputs), start + size)))
+        start += size
+    logits = np.concatenate([run(np.ascontiguousarray(inputs[a:b])) for a, b in bounds])
+    agree = int((logits.argmax(axis=1) == reference.argmax(axis=1)).sum())
+    difference = float(np.abs(logits - reference).max())
+    tolerance = TOLERANCE * max(1.0, float(np.abs(reference).max()))
+    used = sorted({b - a for a, b in bounds}, key=lambda s: (s > 2, s))
+    return Check(samples, agree, difference, tolerance, used)
+
+
+def main(args: list[str]) -> int:
+    """``lit-cs201 export ARGS``."""
+    parser = argparse.ArgumentParser(
+        prog="lit-cs201 export",
+        description=(
+            "Export a checkpoint to one ONNX file (uint8 images in, the preprocessing inside, class names in its "
+            "metadata), or a .pt2 program, checked against the checkpoint on real images before it is written."
+        ),
+        allow_abbrev=False,
+    )
+    parser.add_argument("--ckpt_path", required=True, help="a checkpoint file, or best/last for the newest run's")
+    parser.add_argument("--format", choices=list(FORMATS), default="onnx", help="onnx (default) or pt2")
+    parser.add_argument("--output", help="the file to write (default: beside the checkpoint, e.g. best.onnx)")
+    parser.add_argument(
+        "--data.predict_path", dest="predict_path", nargs="+", help="images to check on where the test split is absent"
+    )
+    parser.add_argument("--check_images", type=int, default=CHECK_IMAGES, help="inputs checked at most (default 1000)")
+    parser.add_argument("--runs_dir", default="runs", help="where best/last are looked for (default: runs)")
+    options = parser.parse_args(args)
+    if options.check_images < 1:
+        raise UserError(f"--check_images must be at least 1, got {options.check_images}")
+    from lit_cs201.restore import resolve_checkpoint
+
+    checkpoint = resolve_checkpoint(options.ckpt_path, options.runs_dir)
+    target = export(checkpoint, options.output, options.format, options.predict_path, options.check_images)
+    if options.format == "onnx":
+        print(
+            f"Predict with it (no torch needed): lit-cs201 predict --ckpt_path {printable(target)} "
+            "--data.predict_path IMAGES, or in Python: lit_cs201.runtime.ExportedModel(path).predict(images)",
+            file=sys.stderr,
+        )
+    return 0
