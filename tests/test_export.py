@@ -265,6 +265,7 @@ def test_an_iris_export_takes_measurements_in_cm(tmp_path, capsys):
         (b"\x08\x07garbage", "is not an ONNX model onnxruntime can run"),
         ("no metadata", "has no lit_cs201 metadata: it was not written by lit-cs201 export"),
         ("other input", "its graph does not take the input its metadata describes"),
+        ("external", "its weights are in other files, which are not read"),
     ],
 )
 def test_a_model_file_is_data_and_refused_in_one_line(mnist, tmp_path, content, expected):
@@ -274,14 +275,17 @@ def test_a_model_file_is_data_and_refused_in_one_line(mnist, tmp_path, content, 
         path.write_bytes(content)
     else:
         model = onnx.load(str(export_module.export(checkpoint, tmp_path / "good.onnx")))
-        if content == "no metadata":
+        if content == "external":  # weights in a file beside it, which a model must not make the runtime read
+            onnx.save(model, str(path), save_as_external_data=True, location="weights.bin", size_threshold=0)
+        elif content == "no metadata":
             del model.metadata_props[:]
         else:  # metadata that says 32x32 images, for a graph of 28x28 ones
             (entry,) = model.metadata_props
             meta = json.loads(entry.value)
             meta["input"]["shape"] = [None, 1, 32, 32]
             entry.value = json.dumps(meta)
-        onnx.save(model, str(path))
+        if content != "external":
+            onnx.save(model, str(path))
     result = run_cli("predict", "--ckpt_path", str(path), "--data.predict_path", str(files), cwd=tmp_path, check=False)
     assert result.returncode == 2 and last_line(result).startswith(f"{PREFIX}{path}") and expected in last_line(result)
     assert not (tmp_path / "predict").exists()

@@ -128,7 +128,8 @@ class LitCS201CLI(LightningCLI):
                 "allow_abbrev": False,
                 "formatter_class": HelpFormatter,
                 "description": "Train, test and use image and tabular classifiers. "
-                "Run lit-cs201 <subcommand> --help for one subcommand's options.",
+                "Run lit-cs201 <subcommand> --help for one subcommand's options. "
+                "Take a model elsewhere with lit-cs201 export --ckpt_path best (one ONNX file; see its --help).",
                 **{
                     name: {
                         "description": description(name, self._choices),

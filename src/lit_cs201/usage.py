@@ -30,7 +30,8 @@ SUBCOMMANDS = {  # name: (what it does, how it is used)
     "predict": (
         "Classify your files (or the test split) with a checkpoint: predictions.csv and a picture",
         "lit-cs201 predict --ckpt_path best.ckpt --data.predict_path 'photos/*.jpg' (files, folders, globs or a "
-        "CSV of paths) writes predictions.csv and predictions.png in <run>/predict/version_N/.",
+        "CSV of paths) writes predictions.csv and predictions.png in <run>/predict/version_N/. With an exported "
+        "model (--ckpt_path model.onnx) it needs no torch and writes them in predict/version_N/ beside the file.",
     ),
 }
 CKPT_PATH_HELP = (

@@ -152,7 +152,8 @@ def export(
     # Hidden, and with the format's ending (torch.export.save warns about any other).
     partial = target.with_name(f".{target.stem}.{os.getpid()}.partial{target.suffix}")
     try:
-        (_write_onnx if format == "onnx" else _write_pt2)(module, samples.inputs[:2], metadata, partial, classifier)
+        write = write_onnx if format == "onnx" else write_pt2
+        write(module, samples.inputs, metadata, partial, classifier.hparams.net)
         check = _check(partial, format, samples, reference)
         print(check.line())
         if not check.passed:
@@ -213,8 +214,11 @@ def _image_samples(datamodule: Any, predict_path: Any, limit: int) -> Samples:
     seeded random images (and the check says so)."""
     try:
         with contextlib.redirect_stdout(io.StringIO()), _quiet_warnings():
-            datamodule.setup("test")
-        test_set, missing = datamodule.test_set, "the test split is empty"
+            # Built again without files to predict: a datamodule made only to predict does not list its folders.
+            with_data = type(datamodule)(**{**datamodule.hparams, "predict_path": None})
+            with_data.read_only = True  # a folder a checkpoint names is only read
+            with_data.setup("test")
+        test_set, missing = with_data.test_set, "the test split is empty"
     except (UserError, OSError) as err:
         test_set, missing = None, f"no test split: {' '.join(str(err).split())[:200]}"
     if test_set is not None and len(test_set):
@@ -328,7 +332,9 @@ def _exporter_failed(net: str, format: str, err: Exception) -> UserError:
     )
 
 
-def _write_onnx(module: nn.Module, inputs: np.ndarray, metadata: dict[str, Any], path: Path, classifier: Any) -> None:
+def write_onnx(module: nn.Module, inputs: np.ndarray, metadata: dict[str, Any], path: Path, net: str) -> None:
+    """Export ``module`` (an `Exported` or `ExportedMeasurements`) to one ONNX file at ``path``, with ``metadata``
+    under `METADATA_KEY`; ``inputs`` are example inputs (two are used), ``net`` names the net in errors."""
     name = "images" if isinstance(module, Exported) else "measurements"
     noise = io.StringIO()  # the exporter prints its steps; they matter only when it fails
     try:
@@ -346,16 +352,17 @@ def _write_onnx(module: nn.Module, inputs: np.ndarray, metadata: dict[str, Any],
         # One file: the weights inside, not in a ``.data`` file beside it that a copy would leave behind.
         program.save(str(path), external_data=False)
     except Exception as err:  # the exporter raises many types
-        raise _exporter_failed(classifier.hparams.net, "ONNX", err) from None
+        raise _exporter_failed(net, "ONNX", err) from None
 
 
-def _write_pt2(module: nn.Module, inputs: np.ndarray, metadata: dict[str, Any], path: Path, classifier: Any) -> None:
+def write_pt2(module: nn.Module, inputs: np.ndarray, metadata: dict[str, Any], path: Path, net: str) -> None:
+    """As `write_onnx`, a ``torch.export`` program, the metadata in its extra file ``lit_cs201.json``."""
     try:
         with _quiet_warnings():
             program = torch.export.export(module, (_example(inputs),), dynamic_shapes=_dynamic_batch())
         torch.export.save(program, str(path), extra_files={f"{METADATA_KEY}.json": json.dumps(metadata)})
     except Exception as err:
-        raise _exporter_failed(classifier.hparams.net, "torch.export", err) from None
+        raise _exporter_failed(net, "torch.export", err) from None
 
 
 @contextlib.contextmanager

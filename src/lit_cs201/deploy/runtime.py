@@ -65,6 +65,8 @@ class ExportedModel:
             self.session = ort.InferenceSession(read_model(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime raises its own types for malformed graphs
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            if "external" in reason.lower():  # loaded from bytes, a graph cannot reach files beside it
+                reason = "its weights are in other files, which are not read; lit-cs201 export writes one file"
             raise UserError(f"{printable(self.path)} is not an ONNX model onnxruntime can run ({reason})") from None
         meta = self.session.get_modelmeta().custom_metadata_map
         self.metadata = check_metadata(self.path, meta.get(METADATA_KEY))

@@ -1,0 +1,140 @@
+"""(f) deploy: what an exported model costs against the checkpoint it came from, on this machine, in one run.
+
+- ms/image of the same computation (uint8 in; /255, mean/std and the net; probabilities out) in torch eager and in
+  onnxruntime, at batch 1 and 64, for ``mnist_cnn`` (28 px), the CIFAR ResNet-9 (32 px) and ResNet18 at 224 px
+  (random weights: the time does not depend on their values);
+- start to first prediction of ``lit-cs201 predict`` on one image, from the ``.onnx`` against from the ``.ckpt``
+  (fresh processes, as a user runs them; the median of ``--repeats``).
+
+    python scripts/benchmark.py --only deploy
+    python scripts/benchmark_deploy.py              # the same part alone
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from lit_cs201.augment import build_augment
+from lit_cs201.deploy.export import Exported, write_onnx
+from lit_cs201.models.nets import build_net
+from lit_cs201.runtime import ExportedModel
+
+ROOT = Path(__file__).resolve().parents[1]
+#: (name, net, input shape, stem) of each net timed.
+NETS = (
+    ("mnist_cnn 28 px", "mnist_cnn", (1, 28, 28), {}),
+    ("resnet9 32 px (CIFAR)", "resnet9", (3, 32, 32), {}),
+    ("resnet18 224 px", "resnet18", (3, 224, 224), {}),
+)
+BATCHES = (1, 64)
+
+
+def _ms_per_image(run, batch: np.ndarray, seconds: float) -> float:
+    """The best ms/image of ``run(batch)`` over repeats filling about ``seconds`` (after two untimed calls)."""
+    run(batch)
+    run(batch)
+    best, spent = float("inf"), 0.0
+    while spent < seconds or best == float("inf"):
+        start = time.perf_counter()
+        run(batch)
+        took = time.perf_counter() - start
+        best, spent = min(best, took), spent + took
+    return 1000 * best / len(batch)
+
+
+def bench_runtime(seconds: float = 3.0) -> list[dict]:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, net, shape, kwargs in NETS:
+            module = Exported(
+                build_net(net, 10, shape, **kwargs).eval(),
+                build_augment("none", mean=[0.5] * shape[0], std=[0.25] * shape[0]),
+                "never",
+                shape[1:],
+            ).eval()
+            path = Path(tmp) / f"{net}.onnx"
+            example = np.zeros((2, *shape), np.uint8)
+            metadata = {
+                "format": 1,
+                "classes": [str(i) for i in range(10)],
+                "input": {"name": "images", "dtype": "uint8", "layout": "NCHW", "shape": [None, *shape]},
+            }
+            write_onnx(module, example, metadata, path, net)
+            model = ExportedModel(path)
+
+            def eager(batch: np.ndarray, module=module) -> None:
+                with torch.no_grad():
+                    module(torch.from_numpy(batch))
+
+            for size in BATCHES:
+                batch = np.random.default_rng(0).integers(0, 256, (size, *shape), dtype=np.uint8)
+                torch_ms = _ms_per_image(eager, batch, seconds)
+                ort_ms = _ms_per_image(model.probabilities, batch, seconds)
+                rows.append(
+                    {"net": label, "batch": size, "torch_ms": torch_ms, "onnxruntime_ms": ort_ms,
+                     "torch_over_onnxruntime": torch_ms / ort_ms}
+                )  # fmt: skip
+                print(
+                    f"  {label:24s} batch {size:3d}: torch {torch_ms:8.3f} ms/image   onnxruntime {ort_ms:8.3f} "
+                    f"ms/image   torch/onnxruntime {torch_ms / ort_ms:5.2f}x",
+                    flush=True,
+                )
+    return rows
+
+
+def bench_start(repeats: int = 3) -> dict:
+    """Seconds from starting ``lit-cs201 predict`` on one image to its exit, from the checkpoint and the export."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from synthetic import write_mnist
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        write_mnist(work / "data", n_train=64, n_test=16)
+        quiet = ["--trainer.enable_progress_bar=false"]
+        fit = ["fit", "--config", str(ROOT / "configs" / "mnist.yaml"), "--data.init_args.data_dir=data"]
+        fit += ["--data.init_args.val_size=16", "--trainer.max_epochs=1", *quiet]
+        _run(["lit-cs201", *fit], work)
+        checkpoint = work / "runs" / "mnist" / "version_0" / "best.ckpt"
+        _run(["lit-cs201", "export", "--ckpt_path", str(checkpoint)], work)
+        Image.fromarray(np.zeros((28, 28), np.uint8)).save(work / "digit.png")
+        times: dict[str, list[float]] = {"ckpt": [], "onnx": []}
+        for _ in range(repeats):  # interleaved: a slower moment of the machine costs both alike
+            for kind, extra in (("ckpt", quiet), ("onnx", [])):
+                model = checkpoint.with_suffix(f".{kind}")
+                start = time.perf_counter()
+                _run(
+                    ["lit-cs201", "predict", "--ckpt_path", str(model), "--data.predict_path", "digit.png", *extra],
+                    work,
+                )
+                times[kind].append(time.perf_counter() - start)
+    ckpt, onnx = statistics.median(times["ckpt"]), statistics.median(times["onnx"])
+    print(
+        f"  predict on one image: from the .ckpt {ckpt:.2f} s, from the .onnx {onnx:.2f} s: {ckpt / onnx:.1f}x sooner"
+    )
+    return {"ckpt_s": ckpt, "onnx_s": onnx, "ckpt_over_onnx": ckpt / onnx, "runs": times}
+
+
+def _run(command: list[str], cwd: Path) -> None:
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+
+
+def bench_deploy(repeats: int = 3) -> dict:
+    print(
+        f"(f) deploy: torch eager against onnxruntime (torch threads: {torch.get_num_threads()}), and predict's start"
+    )
+    return {"runtime": bench_runtime(), "start": bench_start(repeats)}
+
+
+if __name__ == "__main__":
+    bench_deploy()
