@@ -310,3 +310,88 @@ def test_predict_from_an_export_needs_files_and_takes_no_training_flags(mnist, t
     run_cli("predict", "--ckpt_path", target, "--data.predict_path", "[a.png, a.png]", cwd=tmp_path)
     (row,) = read_csv(tmp_path / "predict" / "version_0" / "predictions.csv")  # the list of jsonargparse's syntax
     assert row["path"] == "a.png"
+
+
+def _edited(source: Path, path: Path, edit) -> Path:
+    model = onnx.load(str(source))
+    (entry,) = model.metadata_props
+    meta = json.loads(entry.value)
+    edit(model, meta)
+    entry.value = json.dumps(meta)
+    onnx.save(model, str(path))
+    return path
+
+
+def _loop(model, meta) -> None:
+    """A node that repeats a subgraph 2**62 times: it would keep a predict busy for ever."""
+    from onnx import TensorProto, helper
+
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond"], ["cond_out"])],
+        "body",
+        [helper.make_tensor_value_info(n, t, []) for n, t in (("i", TensorProto.INT64), ("cond", TensorProto.BOOL))],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, [])],
+    )
+    model.graph.node.append(helper.make_node("Loop", ["trips", "always"], [], body=body))
+
+
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (lambda model, meta: meta.update(classes=["a", "b"]), "does not give the probabilities of its 2 classes"),
+        (lambda model, meta: meta.pop("invert"), "gives no inversion rule (never, always or light_background)"),
+        (_loop, "runs Loop: an operator that repeats as often as the file says"),
+    ],
+    ids=["fewer-classes", "no-inversion-rule", "loop"],
+)
+def test_a_model_whose_graph_and_metadata_disagree_is_refused(mnist, tmp_path, edit, expected):
+    checkpoint, files = mnist
+    path = _edited(export_module.export(checkpoint, tmp_path / "good.onnx"), tmp_path / "model.onnx", edit)
+    result = run_cli("predict", "--ckpt_path", str(path), "--data.predict_path", str(files), cwd=tmp_path, check=False)
+    assert result.returncode == 2 and expected in last_line(result), result.stderr
+    assert not (tmp_path / "predict").exists()
+
+
+def test_what_predict_from_an_export_cannot_do_is_one_line(mnist, tmp_path):
+    checkpoint, files = mnist
+    target = str(export_module.export(checkpoint, tmp_path / "m.onnx"))
+    (tmp_path / "bad").mkdir()
+    for name in ("a.png", "b.jpg"):
+        (tmp_path / "bad" / name).write_bytes(b"not an image")
+    result = run_cli("predict", "--ckpt_path", target, "--data.predict_path", "bad", cwd=tmp_path, check=False)
+    assert "predict_path ['bad']: none of the 2 files could be read (bad/a.png: not an image" in last_line(result)
+    (tmp_path / "predict").write_text("a file where the results would go")
+    result = run_cli("predict", "--ckpt_path", target, "--data.predict_path", str(files), cwd=tmp_path, check=False)
+    folder = tmp_path / "predict"
+    assert last_line(result) == f"{PREFIX}{folder} is a file: predictions go in a folder of that name beside the model"
+    result = run_cli("predict", "--ckpt_path", target, "--data.predict_path", cwd=tmp_path, check=False)
+    assert last_line(result) == (
+        f"{PREFIX}argument --data.predict_path: expected at least one argument (see lit-cs201 predict --help)"
+    )
+    result = run_cli("test", "--ckpt_path", target, cwd=tmp_path, check=False)
+    assert result.returncode == 2 and f"--ckpt_path {target} is an exported model, not a checkpoint" in last_line(
+        result
+    )
+
+
+def test_an_export_checks_on_the_files_it_is_given_and_refuses_unreadable_ones(mnist, tmp_path, capsys):
+    checkpoint, files = mnist  # run from tmp_path: its data_dir is not there, so the check uses the files given
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "a.png").write_bytes(b"not an image")
+    os.chdir(tmp_path)
+    try:
+        with pytest.raises(UserError, match="none of the 1 files could be read"):
+            export_module.export(checkpoint, tmp_path / "m.onnx", predict_path="bad")
+        export_module.export(checkpoint, tmp_path / "m.onnx", predict_path=str(next(files.glob("0_*"))))
+    finally:
+        os.chdir(Path(__file__).parent)
+    out = capsys.readouterr().out
+    assert "on 1 images of --data.predict_path, repeated to 6 inputs, at batch sizes 1, 2, 3" in out
+    assert oct((tmp_path / "m.onnx").stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad", "m.onnx"]
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -188,6 +188,11 @@ class Checkpoint:
 def read_checkpoint(path: Path, what: str = "--ckpt_path") -> Checkpoint:
     """Read the Lightning checkpoint at ``path`` as plain data and check its structure: a one-line `UserError`
     starting with ``what`` for anything that is not a checkpoint this package can use."""
+    if Path(path).suffix.lower() in (".onnx", ".pt2"):
+        raise UserError(
+            f"{what} {path} is an exported model, not a checkpoint: lit-cs201 predict --ckpt_path MODEL.onnx "
+            "--data.predict_path FILES predicts with an .onnx; the other commands need the .ckpt it was exported from"
+        )
     stamp = file_stamp(path)
     return checked(Checkpoint(Path(path), load_plain(path, what, "checkpoint"), what, stamp))
 

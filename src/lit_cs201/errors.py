@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import errno
 import os
 import sys
 import unicodedata
 from argparse import ArgumentError
 from collections.abc import Callable, Iterable
+from typing import NoReturn
 
 #: Largest seed numpy and scikit-learn accept (Lightning's ``seed_everything`` seeds numpy too).
 MAX_SEED = 2**32 - 1
@@ -127,6 +129,14 @@ def _report(err: BaseException) -> tuple[int, str] | None:
                 f"error: {link.strerror}{where}; {todo} (--trainer.logger.init_args.save_dir moves the logs)",
             )
     return None
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser for a plain command, whose mistakes are one line (a `UserError`, exit 2), as the Lightning
+    commands' are, rather than a usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(f"{message} (see {self.prog} --help)")
 
 
 def run_command(prog: str, command: Callable[[], int]) -> int:

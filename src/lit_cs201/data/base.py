@@ -10,6 +10,7 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from lit_cs201.data.inputs import none_readable
 from lit_cs201.errors import UserError, check_range
 
 
@@ -138,8 +139,5 @@ class ClassificationDataModule(LightningDataModule):
     def set_predict_files(self, dataset: Dataset, files: Sequence[str], errors: Sequence[tuple[str, str]]) -> None:
         """Hold the decoded files of ``predict_path``; refuse when not one could be read."""
         if not files:
-            shown = "; ".join(f"{path}: {reason}" for path, reason in errors[:3])
-            raise UserError(
-                f"predict_path {self.predict_path}: none of the {len(errors)} files could be read ({shown})"
-            )
+            raise none_readable(self.predict_path, errors)
         self.predict_set, self.predict_files, self.predict_errors = dataset, list(files), list(errors)

@@ -61,6 +61,12 @@ def expand_paths(
     return list(dict.fromkeys(found))  # a file named twice is predicted once
 
 
+def none_readable(predict_path: object, errors: Sequence[tuple[str, str]]) -> UserError:
+    """The error for a ``predict_path`` none of whose files could be read: the first reasons, and how many."""
+    shown = "; ".join(f"{path}: {reason}" for path, reason in errors[:3])
+    return UserError(f"predict_path {predict_path}: none of the {len(errors)} files could be read ({shown})")
+
+
 def _mode(path: Path) -> int | None:
     """``st_mode`` of what ``path`` names, following links; None if nothing is there (or a link leads nowhere)."""
     try:

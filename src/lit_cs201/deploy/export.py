@@ -16,13 +16,13 @@ the file carries as well as the exporter.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import io
 import json
 import os
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,9 +33,9 @@ from torch import Tensor, nn
 
 from lit_cs201 import __version__
 from lit_cs201.data.decode import IMAGE_SUFFIXES, decode_images
-from lit_cs201.data.inputs import Inversion, apply_inversion, border_mask, expand_paths
+from lit_cs201.data.inputs import Inversion, apply_inversion, border_mask, expand_paths, none_readable
 from lit_cs201.deploy.runtime import INSTALL, METADATA_FORMAT, METADATA_KEY, ExportedModel
-from lit_cs201.errors import UserError, printable
+from lit_cs201.errors import ArgumentParser, UserError, printable
 
 #: File endings of the formats.
 FORMATS = {"onnx": ".onnx", "pt2": ".pt2"}
@@ -147,10 +147,14 @@ def export(
     classifier, datamodule = load(checkpoint)
     classifier = classifier.float().eval()
     module, samples = _module_and_samples(classifier, datamodule, predict_path, check_images)
+    samples = _at_least(samples, 6)
     reference = _reference(classifier, datamodule, samples.inputs)
     metadata = _metadata(checkpoint, classifier, datamodule, samples, reference)
-    # Hidden, and with the format's ending (torch.export.save warns about any other).
-    partial = target.with_name(f".{target.stem}.{os.getpid()}.partial{target.suffix}")
+    # Hidden, a name no one can plant a link at first, and with the format's ending (torch.export.save warns
+    # about any other).
+    handle, name = tempfile.mkstemp(suffix=f".partial{target.suffix}", prefix=".export-", dir=target.parent)
+    os.close(handle)
+    partial = Path(name)
     try:
         write = write_onnx if format == "onnx" else write_pt2
         write(module, samples.inputs, metadata, partial, classifier.hparams.net)
@@ -161,12 +165,19 @@ def export(
                 f"the exported {classifier.hparams.net} gives other results than the checkpoint ({check.line()}); "
                 f"nothing was written to {printable(target)}"
             )
+        os.chmod(partial, 0o666 & ~_umask())  # mkstemp makes it private; an export is read as any written file
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
     size = target.stat().st_size / 2**20
     print(f"Exported {printable(checkpoint)} to {printable(target)} ({size:.1f} MiB, {format})")
     return target
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _require_onnx() -> None:
@@ -190,6 +201,8 @@ def _output_path(checkpoint: Path, output: str | os.PathLike[str] | None, format
         raise UserError(f"--output {printable(target)} is a folder; give the file to write, ending in {suffix}")
     if not target.parent.is_dir():
         raise UserError(f"--output {printable(target)}: no folder {printable(target.parent)} to write it in")
+    if target == checkpoint or target.is_symlink() and target.resolve() == checkpoint.resolve():
+        raise UserError(f"--output {printable(target)} is the checkpoint itself; give another file")
     return target
 
 
@@ -229,8 +242,14 @@ def _image_samples(datamodule: Any, predict_path: Any, limit: int) -> Samples:
         return Samples(images.numpy(), labels.numpy(), what, whole)
     if predict_path:
         files = expand_paths(predict_path, IMAGE_SUFFIXES)[:limit]
-        chunks = [chunk for chunk, _ in decode_images(files, datamodule.image_shape)]
-        return Samples(np.concatenate(chunks), None, f"{len(files)} images of --data.predict_path")
+        chunks, bad = [], {}
+        for chunk, failed in decode_images(files, datamodule.image_shape):
+            chunks.append(chunk)
+            bad.update(failed)
+        if len(bad) == len(files):
+            raise none_readable(predict_path, [(str(files[i]), reason) for i, reason in sorted(bad.items())])
+        images = np.concatenate(chunks)[[i for i in range(len(files)) if i not in bad]]
+        return Samples(images, None, f"{len(images)} images of --data.predict_path")
     generator = np.random.default_rng(0)
     images = generator.integers(0, 256, (16, *datamodule.image_shape), dtype=np.uint8)
     return Samples(
@@ -243,6 +262,16 @@ def _at_most(samples: Samples, limit: int) -> Samples:
         return samples
     labels = None if samples.labels is None else samples.labels[:limit]
     return Samples(samples.inputs[:limit], labels, f"the first {limit} of {samples.source}")
+
+
+def _at_least(samples: Samples, n: int) -> Samples:
+    """``samples`` repeated to at least ``n`` inputs: enough for batches of 1, 2 and 3."""
+    if len(samples.inputs) >= n:
+        return samples
+    times = -(-n // len(samples.inputs))
+    labels = None if samples.labels is None else np.tile(samples.labels, times)
+    source = f"{samples.source}, repeated to {len(samples.inputs) * times} inputs"
+    return Samples(np.concatenate([samples.inputs] * times), labels, source, samples.whole_test_split)
 
 
 def _reference(classifier: nn.Module, datamodule: Any, inputs: np.ndarray) -> np.ndarray:
@@ -348,11 +377,12 @@ def write_onnx(module: nn.Module, inputs: np.ndarray, metadata: dict[str, Any], 
                 dynamic_shapes=_dynamic_batch(),
                 verbose=False,
             )
-        program.model.metadata_props[METADATA_KEY] = json.dumps(metadata)
-        # One file: the weights inside, not in a ``.data`` file beside it that a copy would leave behind.
-        program.save(str(path), external_data=False)
     except Exception as err:  # the exporter raises many types
         raise _exporter_failed(net, "ONNX", err) from None
+    program.model.metadata_props[METADATA_KEY] = json.dumps(metadata)
+    # One file: the weights inside, not in a ``.data`` file beside it that a copy would leave behind. An error
+    # here is the disk's (full, read-only), reported as such.
+    program.save(str(path), external_data=False)
 
 
 def write_pt2(module: nn.Module, inputs: np.ndarray, metadata: dict[str, Any], path: Path, net: str) -> None:
@@ -360,9 +390,9 @@ def write_pt2(module: nn.Module, inputs: np.ndarray, metadata: dict[str, Any], p
     try:
         with _quiet_warnings():
             program = torch.export.export(module, (_example(inputs),), dynamic_shapes=_dynamic_batch())
-        torch.export.save(program, str(path), extra_files={f"{METADATA_KEY}.json": json.dumps(metadata)})
     except Exception as err:
         raise _exporter_failed(net, "torch.export", err) from None
+    torch.export.save(program, str(path), extra_files={f"{METADATA_KEY}.json": json.dumps(metadata)})
 
 
 @contextlib.contextmanager
@@ -405,7 +435,7 @@ def _check(path: Path, format: str, samples: Samples, reference: np.ndarray) -> 
 
 def main(args: list[str]) -> int:
     """``lit-cs201 export ARGS``."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="lit-cs201 export",
         description=(
             "Export a checkpoint to one ONNX file (uint8 images in, the preprocessing inside, class names in its "
@@ -429,9 +459,10 @@ def main(args: list[str]) -> int:
     checkpoint = resolve_checkpoint(options.ckpt_path, options.runs_dir)
     target = export(checkpoint, options.output, options.format, options.predict_path, options.check_images)
     if options.format == "onnx":
+        files = "IMAGES" if ExportedModel(target).takes_images else "FLOWERS.csv"
         print(
             f"Predict with it (no torch needed): lit-cs201 predict --ckpt_path {printable(target)} "
-            "--data.predict_path IMAGES, or in Python: lit_cs201.runtime.ExportedModel(path).predict(images)",
+            f"--data.predict_path {files}, or in Python: lit_cs201.runtime.ExportedModel(path).predict(...)",
             file=sys.stderr,
         )
     return 0

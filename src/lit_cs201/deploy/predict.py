@@ -6,16 +6,16 @@ They are written to ``predict/version_N/`` beside the model file, as a checkpoin
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from lit_cs201.data.decode import IMAGE_SUFFIXES
-from lit_cs201.data.inputs import apply_inversion, expand_paths
+from lit_cs201.data.inputs import apply_inversion, expand_paths, none_readable
 from lit_cs201.deploy.results import NONFINITE
 from lit_cs201.deploy.runtime import ExportedModel
-from lit_cs201.errors import UserError, printable
+from lit_cs201.errors import ArgumentParser, UserError, printable
 from lit_cs201.report.predictions import (
     Row,
     file_table,
@@ -36,18 +36,18 @@ BATCH = 64
 
 def names_exported_model(args: list[str]) -> bool:
     """Whether ``predict ARGS`` names an exported model as its ``--ckpt_path``."""
+    value = None  # the last one given counts, as the parser takes it
     for i, arg in enumerate(args):
-        value = arg.split("=", 1)[1] if arg.startswith("--ckpt_path=") else None
-        if arg == "--ckpt_path" and i + 1 < len(args):
+        if arg.startswith("--ckpt_path="):
+            value = arg.split("=", 1)[1]
+        elif arg == "--ckpt_path" and i + 1 < len(args):
             value = args[i + 1]
-        if value is not None:
-            return value.lower().endswith(EXPORTED_SUFFIX)
-    return False
+    return value is not None and value.lower().endswith(EXPORTED_SUFFIX)
 
 
 def main(args: list[str]) -> int:
     """``lit-cs201 predict ARGS`` with an exported model."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="lit-cs201 predict",
         description="Classify files with a model exported by lit-cs201 export (no torch needed).",
         allow_abbrev=False,
@@ -64,7 +64,9 @@ def main(args: list[str]) -> int:
             "its settings are fixed in the file (export the checkpoint again to change them)"
         )
     path = Path(options.ckpt_path)
-    if not path.is_file():
+    if path.is_dir():
+        raise UserError(f"--ckpt_path {options.ckpt_path} is a folder; give the exported .onnx file")
+    if not path.exists():
         raise UserError(f"--ckpt_path {options.ckpt_path}: no such file")
     if not options.predict_path:
         raise UserError(
@@ -82,18 +84,21 @@ def main(args: list[str]) -> int:
         unit = "rows"
     kept = [f for i, f in enumerate(files) if i not in bad]
     errors = [(files[i], reason) for i, reason in sorted(bad.items())]
+    if not kept:
+        raise none_readable(options.predict_path, errors)
     probs = [model.probabilities(batch[i : i + BATCH]) for i in range(0, len(batch), BATCH)]
-    rows = ranked_rows(np.concatenate(probs) if probs else np.zeros((0, len(model.classes))), range(len(kept)))
+    rows = ranked_rows(np.concatenate(probs), range(len(kept)))
     if not any(top for _, _, top, _ in rows):
         raise UserError(f"none of the {len(files)} inputs got a prediction: {NONFINITE}")
-    log_dir = _new_version(path.parent / "predict")
     names = [printable(name) for name in model.classes]
     header, table = file_table(rows, kept, errors, names)
+    figure = _figure(batch, rows, names, model.metadata["invert"]) if model.takes_images else None
+    log_dir = _new_version(path.parent / "predict")  # only now: a failure above leaves no empty folder
     csv_path = log_dir / "predictions.csv"
     write_csv(csv_path, [header, *table])
     print(f"{summary(csv_path, rows, errors, unit)}\n{first_rows(header, table, SHOWN)}", flush=True)
-    if model.takes_images:
-        _draw(batch, rows, names, model.metadata["invert"], log_dir)
+    if figure is not None:
+        figure.savefig(log_dir / "predictions.png", dpi=120)
     print(f"\nLogs and results of this predict: {printable(log_dir)}")
     return 0
 
@@ -115,6 +120,8 @@ def _listed(values: list[str]) -> list[str]:
 
 def _new_version(folder: Path) -> Path:
     """A new ``version_N`` folder in ``folder``, N one more than the highest there; made here, so never shared."""
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{printable(folder)} is a file: predictions go in a folder of that name beside the model")
     folder.mkdir(parents=True, exist_ok=True)
     taken = [int(p.name[8:]) for p in folder.glob("version_*") if p.name[8:].isdigit()]
     version = max(taken, default=-1) + 1
@@ -126,12 +133,11 @@ def _new_version(folder: Path) -> Path:
             version += 1
 
 
-def _draw(images: np.ndarray, rows: list[Row], names: list[str], invert: str, log_dir: Path) -> None:
-    """``predictions.png``: the first predicted images as the model saw them (inverted where its rule says), titled
-    with their class and probability, as from the checkpoint."""
+def _figure(images: np.ndarray, rows: list[Row], names: list[str], invert: str) -> Any:
+    """The picture of the first predicted images as the model saw them (inverted where its rule says), titled with
+    their class and probability, as from the checkpoint."""
     from lit_cs201 import viz
 
     first = [row for row in rows if row[2]][: viz.GRID_SIZE]
     shown = apply_inversion(images[[row[0] for row in first]].copy(), invert)
-    figure = viz.image_grid(shown, grid_titles(first, names))
-    figure.savefig(log_dir / "predictions.png", dpi=120)
+    return viz.image_grid(shown, grid_titles(first, names))

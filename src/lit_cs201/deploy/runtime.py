@@ -20,6 +20,7 @@ import numpy as np
 
 from lit_cs201.data.decode import decode_images
 from lit_cs201.data.files import UnreadableFileError, open_regular
+from lit_cs201.data.inputs import expand_paths
 from lit_cs201.deploy.results import ImageInput, Prediction, image_sources, predictions
 from lit_cs201.errors import UserError, printable
 
@@ -61,8 +62,10 @@ class ExportedModel:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.log_severity_level = 3  # errors only: its warnings name graph internals, not what a user can do
+        data = read_model(self.path)
+        _check_operators(self.path, data)
         try:
-            self.session = ort.InferenceSession(read_model(self.path), options, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime raises its own types for malformed graphs
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             if "external" in reason.lower():  # loaded from bytes, a graph cannot reach files beside it
@@ -74,20 +77,24 @@ class ExportedModel:
 
     def _check_signature(self) -> None:
         declared = self.metadata["input"]
-        inputs, outputs = self.session.get_inputs(), [o.name for o in self.session.get_outputs()]
+        inputs = self.session.get_inputs()
         found = inputs[0] if len(inputs) == 1 else None
         expected_type = {"uint8": "tensor(uint8)", "float32": "tensor(float)"}[declared["dtype"]]
+        probabilities = next((o for o in self.session.get_outputs() if o.name == "probabilities"), None)
         if (
             found is None
             or found.name != declared["name"]
             or found.type != expected_type
-            or [d if isinstance(d, int) else None for d in found.shape] != [None, *declared["shape"][1:]]
-            or "probabilities" not in outputs
+            or _sizes(found.shape) != [None, *declared["shape"][1:]]
+            or probabilities is None
+            or probabilities.type != "tensor(float)"
+            or _sizes(probabilities.shape)[1:] != [len(self.metadata["classes"])]
         ):
             raise UserError(
                 f"{printable(self.path)}: its graph does not take the input its metadata describes "
-                f"({declared['name']}: {declared['dtype']} {declared['shape']}) or gives no probabilities: it was "
-                "changed after lit-cs201 export wrote it; export the checkpoint again"
+                f"({declared['name']}: {declared['dtype']} {declared['shape']}) or does not give the probabilities "
+                f"of its {len(self.metadata['classes'])} classes: it was changed after lit-cs201 export wrote it; "
+                "export the checkpoint again"
             )
 
     @property
@@ -109,7 +116,17 @@ class ExportedModel:
         """The class probabilities ``(n, classes)`` of a batch the model takes as it is: uint8 images
         ``(n, channels, height, width)`` (decoded, not yet inverted) or float32 measurements ``(n, features)``."""
         name = self.metadata["input"]["name"]
-        return self.session.run(["probabilities"], {name: batch})[0]
+        try:
+            probs = self.session.run(["probabilities"], {name: batch})[0]
+        except Exception as err:  # onnxruntime's own types: a graph that fails on this input, or runs out of memory
+            reason = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+            raise UserError(f"{printable(self.path)}: onnxruntime could not run it ({reason})") from None
+        if probs.shape != (len(batch), len(self.metadata["classes"])):
+            raise UserError(
+                f"{printable(self.path)}: gave probabilities of shape {probs.shape} for {len(batch)} inputs of "
+                f"{len(self.metadata['classes'])} classes; export the checkpoint again"
+            )
+        return probs
 
     def decode(self, sources: Sequence[ImageInput]) -> tuple[np.ndarray, dict[int, str]]:
         """Files, PIL images or uint8 arrays as the uint8 batch the model takes, by the package's one decoder;
@@ -148,8 +165,8 @@ class ExportedModel:
             inputs = [inputs]
         if isinstance(inputs, Sequence) and inputs and all(isinstance(i, str | os.PathLike) for i in inputs):
             names, parts = [], []
-            for path in inputs:
-                rows, values = read_flowers(Path(path))
+            for path in expand_paths(list(inputs), frozenset({".csv"})):
+                rows, values = read_flowers(path)
                 names += rows
                 parts.append(values)
             values = np.concatenate(parts)
@@ -167,6 +184,25 @@ class ExportedModel:
         finite = np.isfinite(as_float32).all(axis=1)
         errors = {i: nonfinite_reason(values[i]) for i in np.flatnonzero(~finite).tolist()}
         return names, as_float32[finite], errors
+
+
+def _sizes(shape: Sequence[Any]) -> list[int | None]:
+    return [d if isinstance(d, int) else None for d in shape]
+
+
+def _check_operators(path: Path, data: bytes) -> None:
+    """Refuse a graph that could loop for as long as the file says (`lit_cs201.deploy.graph`)."""
+    from lit_cs201.deploy.graph import LOOPING, MalformedError, operators
+
+    try:
+        looping = sorted(operators(data) & LOOPING)
+    except MalformedError as err:
+        raise UserError(f"{printable(path)} is not an ONNX model onnxruntime can run ({err})") from None
+    if looping:
+        raise UserError(
+            f"{printable(path)} runs {', '.join(looping)}: an operator that repeats as often as the file says, which "
+            "lit-cs201 export never writes; refused"
+        )
 
 
 def read_model(path: Path) -> bytes:
@@ -217,4 +253,6 @@ def _metadata_problem(meta: Any) -> str | None:
     valid = sizes is not None and all(isinstance(s, int) and not isinstance(s, bool) and 1 <= s <= 4096 for s in sizes)
     if not valid or len(sizes) != (3 if images else 1) or (images and sizes[0] not in (1, 3)):
         return f"gives an input shape this runtime cannot feed ({shape!r})"
+    if images and meta.get("invert") not in ("never", "always", "light_background"):
+        return f"gives no inversion rule (never, always or light_background), but {meta.get('invert')!r}"
     return None
