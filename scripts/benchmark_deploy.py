@@ -67,6 +67,7 @@ def bench_runtime(seconds: float = 3.0) -> list[dict]:
                 "format": 1,
                 "classes": [str(i) for i in range(10)],
                 "input": {"name": "images", "dtype": "uint8", "layout": "NCHW", "shape": [None, *shape]},
+                "invert": "never",
             }
             write_onnx(module, example, metadata, path, net)
             model = ExportedModel(path)
