@@ -1,8 +1,8 @@
 """The ``lit-cs201`` command's entry point: what needs neither a Trainer nor Lightning's imports runs without them.
 
-``export`` loads torch but not Lightning's trainer machinery; ``predict`` with an exported ``.onnx`` model imports
-neither torch nor Lightning (and so starts in about a second); everything else is the LightningCLI of
-`lit_cs201.cli`.
+``export`` loads torch but not Lightning's trainer machinery; ``predict`` with an exported ``.onnx`` model, and
+``serve`` of one, import neither torch nor Lightning (and so start in about a second); everything else is the
+LightningCLI of `lit_cs201.cli`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["export"]:
         return _plain(lambda: _export(args[1:]))
+    if args[:1] == ["serve"]:
+        return _plain(lambda: _serve(args[1:]))
     if args[:1] == ["predict"]:
         from lit_cs201.deploy.predict import names_exported_model
 
@@ -43,5 +45,11 @@ def _export(args: list[str]) -> int:
 
 def _predict(args: list[str]) -> int:
     from lit_cs201.deploy.predict import main
+
+    return main(args)
+
+
+def _serve(args: list[str]) -> int:
+    from lit_cs201.deploy.serve import main
 
     return main(args)

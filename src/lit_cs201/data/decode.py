@@ -14,6 +14,7 @@ end) is refused, also when it is put in a listed file's place, and `find_images`
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -158,7 +159,7 @@ def _finish(image: Image.Image, channels: int, size: tuple[int, int] | None) -> 
 
 
 def to_uint8(
-    image: str | os.PathLike[str] | Image.Image | np.ndarray,
+    image: str | os.PathLike[str] | Image.Image | np.ndarray | bytes,
     channels: int = 3,
     size: int | Sequence[int] | None = None,
 ) -> np.ndarray:
@@ -172,8 +173,8 @@ def to_uint8(
     is decoded at 1/2, 1/4 or 1/8 scale first (Pillow's draft mode), which makes a phone photo several times faster.
 
     Args:
-        image: An image file in any format Pillow reads, a PIL image, or a uint8 array (height, width) or
-            (height, width, channels) with 1, 3 (RGB) or 4 (RGBA) channels.
+        image: An image file in any format Pillow reads (or its bytes), a PIL image, or a uint8 array (height,
+            width) or (height, width, channels) with 1, 3 (RGB) or 4 (RGBA) channels.
         channels: 1 for greyscale, 3 for RGB.
         size: Output size, an int for a square or (height, width); None keeps the image's own size.
 
@@ -189,7 +190,9 @@ def to_uint8(
         return _finish(_from_array(image), channels, target)
     if isinstance(image, Image.Image):
         return _finish(ImageOps.exif_transpose(image), channels, target)  # a copy: the caller's image stays
-    file = _open_image(image)
+    # The bytes of a file (an upload) are read as a file is: the same pixel bound, draft mode and EXIF turn.
+    file = io.BytesIO(image) if isinstance(image, bytes | bytearray) else _open_image(image)
+    name = "<upload>" if isinstance(image, bytes | bytearray) else image
     try:
         with file, Image.open(file) as opened:
             if target is not None:
@@ -200,14 +203,14 @@ def to_uint8(
                 opened.draft("L" if channels == 1 else "RGB", (width, height))
             if opened.width * opened.height > MAX_PIXELS:  # before any pixel is decoded
                 raise BadImageError(
-                    image, f"{opened.width}x{opened.height} pixels to decode, more than the {MAX_PIXELS:,} read at most"
+                    name, f"{opened.width}x{opened.height} pixels to decode, more than the {MAX_PIXELS:,} read at most"
                 )
             ImageOps.exif_transpose(opened, in_place=True)  # decodes the pixels
             return _finish(opened, channels, target)
     except BadImageError:
         raise
     except Exception as err:  # Pillow's plugins raise many types for damaged files (OSError, SyntaxError, ...)
-        raise BadImageError(image, _reason(err)) from None
+        raise BadImageError(name, _reason(err)) from None
 
 
 def find_images(folder: str | os.PathLike[str], suffixes: frozenset[str] = IMAGE_SUFFIXES) -> list[Path]:

@@ -354,9 +354,13 @@ def _dynamic_batch() -> tuple[dict[int, Any]]:
     return ({0: torch.export.Dim("batch", min=1, max=1 << 16)},)
 
 
+class ExporterError(UserError):
+    """The exporter cannot handle a net."""
+
+
 def _exporter_failed(net: str, format: str, err: Exception) -> UserError:
     reason = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
-    return UserError(
+    return ExporterError(
         f"the {format} exporter cannot handle the net {net} ({type(err).__name__}: {reason}); nothing written"
     )
 

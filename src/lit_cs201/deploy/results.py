@@ -22,9 +22,9 @@ NONFINITE = (
     "the model's probabilities are not finite numbers (NaN or infinite): the input, or the checkpoint's weights, "
     "are far outside the range the model computes in; check the input, or predict with another checkpoint"
 )
-#: An image that is to be predicted: a file, or an image already in memory.
-ImageInput = str | os.PathLike[str] | Image.Image | np.ndarray
-_SINGLE = (str, os.PathLike, Image.Image, np.ndarray)
+#: An image that is to be predicted: a file, an image already in memory, or the bytes of an image file.
+ImageInput = str | os.PathLike[str] | Image.Image | np.ndarray | bytes
+_SINGLE = (str, os.PathLike, Image.Image, np.ndarray, bytes)
 
 
 @dataclass
@@ -44,8 +44,8 @@ def image_sources(inputs: ImageInput | Sequence[ImageInput]) -> list[ImageInput]
     for item in items:
         if not isinstance(item, _SINGLE):
             raise UserError(
-                f"inputs: a {type(item).__name__} is not an image: give image files, folders, globs, PIL images or "
-                "uint8 arrays"
+                f"inputs: a {type(item).__name__} is not an image: give image files, folders, globs, PIL images, "
+                "uint8 arrays or the bytes of image files"
             )
     sources: list[ImageInput] = []
     for item in items:

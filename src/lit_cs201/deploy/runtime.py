@@ -142,7 +142,8 @@ class ExportedModel:
     def predict(self, inputs: Any, batch_size: int = 64) -> list[Prediction]:
         """The class of each input, as `lit_cs201.predict` gives it from the checkpoint.
 
-        For an image model: image files, folders, globs, PIL images or uint8 arrays (height, width[, channels]).
+        For an image model: image files, folders, globs, PIL images, uint8 arrays (height, width[, channels]) or
+        the bytes of image files.
         For a model of measurements (Iris): rows of numbers, an array ``(n, features)``, or CSV files as
         ``lit-cs201 predict`` reads them. Inputs that cannot be read come back with ``error`` set, in order.
         """
