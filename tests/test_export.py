@@ -21,6 +21,7 @@ from PIL import Image
 import lit_cs201
 from helpers import CONFIGS, run_cli
 from lit_cs201.data.mnist import read_idx
+from lit_cs201.deploy import check as check_module
 from lit_cs201.deploy import export as export_module
 from lit_cs201.errors import UserError
 from lit_cs201.runtime import ExportedModel
@@ -170,7 +171,7 @@ def test_an_export_that_fails_its_check_writes_nothing(mnist, tmp_path, monkeypa
     checkpoint, _ = mnist
     earlier = tmp_path / "model.onnx"
     earlier.write_bytes(b"an earlier export")
-    monkeypatch.setattr(export_module, "TOLERANCE", -1.0)  # as if the exporter had changed every logit
+    monkeypatch.setattr(check_module, "TOLERANCE", -1.0)  # as if the exporter had changed every logit
     result = run_cli("export", "--ckpt_path", str(checkpoint), "--output", str(earlier), cwd=tmp_path, check=False)
     assert result.returncode == 2
     line = last_line(result)
