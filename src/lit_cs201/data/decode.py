@@ -162,6 +162,7 @@ def to_uint8(
     image: str | os.PathLike[str] | Image.Image | np.ndarray | bytes,
     channels: int = 3,
     size: int | Sequence[int] | None = None,
+    max_pixels: int = MAX_PIXELS,
 ) -> np.ndarray:
     """One image as a uint8 array ``(channels, height, width)``, exactly as the image datamodules decode files.
 
@@ -177,6 +178,8 @@ def to_uint8(
             width) or (height, width, channels) with 1, 3 (RGB) or 4 (RGBA) channels.
         channels: 1 for greyscale, 3 for RGB.
         size: Output size, an int for a square or (height, width); None keeps the image's own size.
+        max_pixels: The most pixels a file may hold (after a JPEG's reduced-size decoding), checked before any is
+            decoded: decoding takes up to 16 bytes a pixel.
 
     Raises:
         BadImageError: (a `UserError`) for a file that cannot be decoded, or that is not a regular file (a FIFO,
@@ -201,9 +204,9 @@ def to_uint8(
                     height, width = width, height
                 # Only the JPEG decoder implements draft; it picks the smallest scale still at least this large.
                 opened.draft("L" if channels == 1 else "RGB", (width, height))
-            if opened.width * opened.height > MAX_PIXELS:  # before any pixel is decoded
+            if opened.width * opened.height > max_pixels:  # before any pixel is decoded
                 raise BadImageError(
-                    name, f"{opened.width}x{opened.height} pixels to decode, more than the {MAX_PIXELS:,} read at most"
+                    name, f"{opened.width}x{opened.height} pixels to decode, more than the {max_pixels:,} read at most"
                 )
             ImageOps.exif_transpose(opened, in_place=True)  # decodes the pixels
             return _finish(opened, channels, target)
@@ -258,14 +261,18 @@ def default_workers() -> int:
 
 
 def _decode_rows(
-    files: Sequence[Path | Image.Image | np.ndarray], out: np.ndarray, first: int, size: tuple[int, int] | None
+    files: Sequence[Path | Image.Image | np.ndarray],
+    out: np.ndarray,
+    first: int,
+    size: tuple[int, int] | None,
+    max_pixels: int = MAX_PIXELS,
 ) -> dict[int, str]:
     """Decode ``files`` into the rows of ``out``; a file that fails leaves zeros, and its index and reason."""
     bad: dict[int, str] = {}
     channels, height, width = out.shape[1:]
     for i, path in enumerate(files):
         try:
-            row = to_uint8(path, channels, size)
+            row = to_uint8(path, channels, size, max_pixels)
             if row.shape[1:] != (height, width):
                 raise BadImageError(path, f"{row.shape[2]}x{row.shape[1]} pixels, expected {width}x{height}")
             out[i] = row
@@ -281,12 +288,14 @@ def decode_images(
     resize: bool = True,
     workers: int = 0,
     label: str = "",
+    max_pixels: int = MAX_PIXELS,
 ) -> Iterator[tuple[np.ndarray, dict[int, str]]]:
     """Decode ``files`` (or PIL images, or uint8 arrays) in order on ``workers`` threads, as uint8 chunks (n, C, H, W).
 
     Each chunk comes with the files of it that could not be decoded (their index in ``files`` -> reason); their
     rows are zeros. ``shape`` is (channels, height, width); with ``resize=False`` an image of another size counts
-    as bad rather than being resized. A progress bar goes to stderr when ``label`` is given.
+    as bad rather than being resized. A progress bar goes to stderr when ``label`` is given. ``max_pixels``: see
+    `to_uint8`.
     """
     channels, height, width = shape
     size = (height, width) if resize else None
@@ -308,6 +317,7 @@ def decode_images(
                 [out[i : i + run] for i in firsts],
                 [start + i for i in firsts],
                 [size] * len(firsts),
+                [max_pixels] * len(firsts),
             )
             yield out, {index: reason for bad in found for index, reason in bad.items()}
             bar.update(len(part))

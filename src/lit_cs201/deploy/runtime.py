@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from lit_cs201.data.decode import decode_images
+from lit_cs201.data.decode import MAX_PIXELS, decode_images
 from lit_cs201.data.files import UnreadableFileError, open_regular
 from lit_cs201.data.inputs import expand_paths
 from lit_cs201.deploy.results import ImageInput, Prediction, image_sources, predictions
@@ -128,12 +128,15 @@ class ExportedModel:
             )
         return probs
 
-    def decode(self, sources: Sequence[ImageInput]) -> tuple[np.ndarray, dict[int, str]]:
-        """Files, PIL images or uint8 arrays as the uint8 batch the model takes, by the package's one decoder;
-        those that cannot be read are left out and returned as {index in ``sources``: reason}."""
+    def decode(
+        self, sources: Sequence[ImageInput], workers: int = 0, max_pixels: int = MAX_PIXELS
+    ) -> tuple[np.ndarray, dict[int, str]]:
+        """Files, PIL images or uint8 arrays as the uint8 batch the model takes, by the package's one decoder (on
+        ``workers`` threads, 0 for one a core; files of at most ``max_pixels``); those that cannot be read are left
+        out and returned as {index in ``sources``: reason}."""
         chunks, errors = [], {}
         label = f"decoding {len(sources)} images" if len(sources) >= 256 else ""
-        for chunk, bad in decode_images(sources, self.input_shape, label=label):
+        for chunk, bad in decode_images(sources, self.input_shape, workers=workers, label=label, max_pixels=max_pixels):
             chunks.append(chunk)
             errors.update(bad)
         images = np.concatenate(chunks) if chunks else np.zeros((0, *self.input_shape), np.uint8)
@@ -174,7 +177,7 @@ class ExportedModel:
         else:
             try:
                 values = np.asarray(inputs, dtype=np.float64)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond any float
                 raise UserError(f"inputs: expected rows of {features} numbers, or CSV files of them") from None
             values = values.reshape(1, -1) if values.ndim == 1 else values
             names = [f"<row {i}>" for i in range(len(values))]

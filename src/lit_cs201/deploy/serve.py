@@ -9,9 +9,18 @@ files, each decoded under the decoder's pixel bound; nothing in a request names 
 a 4xx JSON ``{"error": "..."}`` and the next one is served.
 """
 
+import contextlib
+import errno
+import ipaddress
 import json
+import math
+import os
+import signal
+import socket
 import sys
 import tempfile
+import threading
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -26,6 +35,9 @@ from lit_cs201.errors import ArgumentParser, UserError, printable
 MAX_UPLOAD_MB = 10
 #: Files in one request at most.
 MAX_FILES = 16
+#: The most pixels an uploaded file may hold (after a JPEG's reduced-size decoding): a 16-megapixel phone photo.
+#: Decoding takes up to 16 bytes a pixel, so one upload costs at most about 270 MB, one file at a time.
+MAX_UPLOAD_PIXELS = 1 << 24
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -103,7 +115,7 @@ def predict_images(model: ExportedModel, files: list[tuple[str, bytes]]) -> list
     empty = [name for name, data in files if not data]
     if len(empty) == len(files):
         raise RequestError(400, f"{empty[0]} is empty: no image was sent")
-    batch, errors = model.decode([data for _, data in files])
+    batch, errors = model.decode([data for _, data in files], workers=1, max_pixels=MAX_UPLOAD_PIXELS)
     if len(errors) == len(files):
         name, reason = files[0][0], errors[0]
         raise RequestError(400, f"{name} cannot be read as an image ({reason})")
@@ -126,7 +138,10 @@ def predict_measurements(model: ExportedModel, rows: Any) -> list[dict[str, Any]
         raise RequestError(400, f"each row of 'measurements' holds {features} numbers")
     if not all(isinstance(v, int | float) and not isinstance(v, bool) for r in rows for v in r):
         raise RequestError(400, "measurements are numbers")
-    names, batch, errors = model.measurements(rows)
+    try:
+        names, batch, errors = model.measurements(rows)
+    except UserError as err:
+        raise RequestError(400, " ".join(str(err).split())) from None
     if errors:
         raise RequestError(400, f"row {min(errors)}: {errors[min(errors)]}")
     return [_ranked(name, probs, model.classes) for name, probs in zip(names, model.probabilities(batch), strict=True)]
@@ -144,7 +159,9 @@ def create_app(model: ExportedModel, source: str, max_upload_mb: float = MAX_UPL
     ``from __future__ import annotations``: FastAPI reads the handlers' annotations as classes.)"""
     from fastapi import FastAPI, Request
     from fastapi.responses import HTMLResponse, JSONResponse
+    from python_multipart.multipart import parse_options_header
     from starlette.concurrency import run_in_threadpool
+    from starlette.requests import ClientDisconnect
 
     limit = int(max_upload_mb * 2**20)
     info = {
@@ -160,7 +177,9 @@ def create_app(model: ExportedModel, source: str, max_upload_mb: float = MAX_UPL
         "features": model.metadata.get("features"),
     }
     page = resources.files("lit_cs201.deploy").joinpath("page.html").read_text(encoding="utf-8")
-    page = page.replace("/*INFO*/null", json.dumps(info).replace("</", "<\\/"))
+    # Class names are data: in a script, "<" could end it ("</script>") or change how HTML reads it ("<!--").
+    script = json.dumps(info).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    page = page.replace("/*INFO*/null", script)
     app = FastAPI(title="lit-cs201", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.get("/", response_class=HTMLResponse)
@@ -175,26 +194,33 @@ def create_app(model: ExportedModel, source: str, max_upload_mb: float = MAX_UPL
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.post("/predict")
-    async def predict(request: Request) -> JSONResponse:
-        try:
-            body = await _body(request, limit, max_upload_mb)
-            content_type = request.headers.get("content-type", "")
+    # Requests decode and predict at most one a core at once: memory stays bounded (one file at a time each,
+    # `MAX_UPLOAD_PIXELS`) however many clients send, and the cores are shared rather than oversubscribed.
+    working = threading.BoundedSemaphore(os.cpu_count() or 1)
+
+    def answer(content_type: str, body: bytes) -> list[dict[str, Any]]:
+        with working:
             if not model.takes_images:
-                if not content_type.startswith("application/json"):
+                if parse_options_header(content_type)[0] != b"application/json":
                     raise RequestError(415, "send JSON: {'measurements': [[4 numbers], ...]}")
                 try:
                     rows = json.loads(body).get("measurements")
                 except (ValueError, AttributeError, RecursionError):
                     raise RequestError(400, "the body is not a JSON object") from None
-                results = await run_in_threadpool(predict_measurements, model, rows)
-            else:
-                if not body:
-                    raise RequestError(400, "the body is empty: send one or more image files as 'files'")
-                files = multipart_files(content_type, body, max_files)
-                results = await run_in_threadpool(predict_images, model, files)
+                return predict_measurements(model, rows)
+            if not body:
+                raise RequestError(400, "the body is empty: send one or more image files as 'files'")
+            return predict_images(model, multipart_files(content_type, body, max_files))
+
+    @app.post("/predict")
+    async def predict(request: Request) -> JSONResponse:
+        try:
+            body = await _body(request, limit, max_upload_mb)
+            results = await run_in_threadpool(answer, request.headers.get("content-type", ""), body)
         except RequestError as err:
             return JSONResponse({"error": str(err)}, status_code=err.status)
+        except ClientDisconnect:  # the client went away mid-upload: no one to answer
+            return JSONResponse({"error": "the client disconnected"}, status_code=400)
         except UserError as err:  # the model itself failed on this input (a hostile .onnx): the server goes on
             return JSONResponse({"error": " ".join(str(err).split())}, status_code=422)
         return JSONResponse({"results": results})
@@ -251,20 +277,21 @@ class CheckpointModel(ExportedModel):
 
 def load_model(spec: str, runs_dir: str, workdir: Path, threads: int = 0) -> tuple[ExportedModel, str]:
     """The model ``spec`` names, and how it is served: an ``.onnx`` as it is; a checkpoint (or best/last) exported
-    into ``workdir`` first, with the export's check, or through torch where the exporter cannot handle its net."""
+    into ``workdir`` (a temporary folder, removed when the server stops) first, with the export's check, or
+    through torch where the exporter cannot handle its net."""
     if spec.lower().endswith(".onnx"):
         return ExportedModel(spec, threads), f"{spec} (onnxruntime)"
     from lit_cs201.deploy.export import ExporterError, export
     from lit_cs201.restore import resolve_checkpoint
 
     checkpoint = resolve_checkpoint(spec, runs_dir)
-    print(f"Exporting {printable(checkpoint)} to ONNX in memory to serve it ...", file=sys.stderr)
+    print(f"Exporting {printable(checkpoint)} to ONNX to serve it ...", file=sys.stderr)
     try:
         target = export(checkpoint, workdir / "model.onnx", check_images=64)
     except ExporterError as err:
         print(f"{err}: serving it through torch instead", file=sys.stderr)
         return CheckpointModel(checkpoint), f"{checkpoint} (through torch: the ONNX exporter cannot handle its net)"
-    return ExportedModel(target, threads), f"{checkpoint} (exported in memory, onnxruntime)"
+    return ExportedModel(target, threads), f"{checkpoint} (exported on start, onnxruntime)"
 
 
 def main(args: list[str]) -> int:
@@ -289,8 +316,10 @@ def main(args: list[str]) -> int:
     options = parser.parse_args(args)
     if not 0 <= options.port <= 65535:
         raise UserError(f"--port must be 0..65535, got {options.port}")
-    if options.max_upload_mb <= 0 or options.max_files < 1:
-        raise UserError("--max_upload_mb must be positive and --max_files at least 1")
+    if not (math.isfinite(options.max_upload_mb) and options.max_upload_mb > 0) or options.max_files < 1:
+        raise UserError("--max_upload_mb must be a positive number and --max_files at least 1")
+    if options.threads < 0:
+        raise UserError(f"--threads must be 0 (one a core) or more, got {options.threads}")
     try:
         import uvicorn
     except ImportError:
@@ -298,16 +327,54 @@ def main(args: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="lit-cs201-serve-") as workdir:
         model, source = load_model(options.model, options.runs_dir, Path(workdir), options.threads)
         app = create_app(model, source, options.max_upload_mb, options.max_files)
+        listening = _listen(options.host, options.port)
         if options.host not in LOOPBACK:
             print(
                 f"warning: listening on {options.host}: anyone who can reach this machine on port {options.port} "
                 "can use the model (the default, 127.0.0.1, is this machine only)",
                 file=sys.stderr,
             )
-        shown = f"[{options.host}]" if ":" in options.host else options.host
-        print(f"Serving {printable(source)} on http://{shown}:{options.port}/ (Ctrl-C stops it)", flush=True)
-        config = uvicorn.Config(
-            app, host=options.host, port=options.port, log_level="warning", timeout_graceful_shutdown=3
-        )
-        uvicorn.Server(config).run()  # returns on Ctrl-C or SIGTERM, after open requests (at most 3 s)
+        host, port = listening.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        print(f"Serving {printable(source)} on http://{shown}:{port}/ (Ctrl-C stops it)", flush=True)
+        config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=3)
+        _stoppable_server(config).run(
+            sockets=[listening]
+        )  # returns on Ctrl-C or SIGTERM, after open requests (at most 3 s)
     return 0
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket listening on ``host``:``port``, or one line saying why not (before anything says it serves)."""
+    try:
+        try:  # an address as it is; a name (localhost) is looked up
+            family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+        except ValueError:
+            family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except socket.gaierror as err:
+        raise UserError(f"--host {host}: no such address here ({err.strerror})") from None
+    except OSError as err:
+        if err.errno == errno.EADDRINUSE:
+            raise UserError(f"port {port} on {host} is in use: stop what uses it, or give another --port") from None
+        raise UserError(f"cannot listen on {host}:{port} ({err.strerror})") from None
+
+
+def _stoppable_server(config: Any) -> Any:
+    """A uvicorn server for ``config`` whose signals only ask it to stop (uvicorn is imported only to serve)."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, but a signal only asks it to stop: uvicorn raises the signal again once stopped, which
+        would end the process before the temporary export is removed."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return Server(config)
