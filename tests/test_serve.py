@@ -420,3 +420,27 @@ def test_a_stop_by_sigterm_removes_the_temporary_export(digits, tmp_path):
     assert len(list(env_tmp.glob("lit-cs201-serve-*/model.onnx"))) == 1
     assert running.stop() == 0
     assert list(env_tmp.glob("lit-cs201-serve-*")) == []
+
+
+def test_a_kept_alive_connection_is_answered_without_nagle_delays(server, digits):
+    """Browsers keep connections alive: with Nagle's algorithm on, each answer on one would wait about 40 ms."""
+    _, images = digits
+    boundary = uuid.uuid4().hex
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="a.png"\r\n\r\n'.encode()
+        + png(images[0])
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    took = []
+    try:
+        for _ in range(12):
+            start = time.perf_counter()
+            connection.request("POST", "/predict", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+            response = connection.getresponse()
+            assert response.status == 200
+            response.read()
+            took.append(time.perf_counter() - start)
+    finally:
+        connection.close()
+    assert sorted(took)[len(took) // 2] < 0.025, took
