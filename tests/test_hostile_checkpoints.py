@@ -693,7 +693,7 @@ def test_data_settings_that_inflate_the_model_are_refused_before_it_is_built(poi
 
 @pytest.mark.parametrize("inputs", [None, 5, [None], {"a": 1}])
 def test_the_python_api_refuses_what_is_not_an_image_in_one_line(pointed, inputs):
-    with pytest.raises(UserError, match="is not an image: give image files, folders, globs, PIL images or uint8"):
+    with pytest.raises(UserError, match="is not an image: give image files, folders, globs, PIL images, uint8"):
         predict("runs/photos/version_0/best.ckpt", inputs)
 
 

@@ -444,3 +444,57 @@ def test_a_kept_alive_connection_is_answered_without_nagle_delays(server, digits
     finally:
         connection.close()
     assert sorted(took)[len(took) // 2] < 0.025, took
+
+
+def _photo_model(path: Path) -> Path:
+    """An RGB model of 32x32 photos (random weights), exported as `lit-cs201 export` writes one."""
+    import torch
+
+    from lit_cs201.augment import build_augment
+    from lit_cs201.deploy.export import Exported, write_onnx
+    from lit_cs201.models.nets import build_net
+
+    torch.manual_seed(0)
+    module = Exported(
+        build_net("mlp", 3, (3, 32, 32)).eval(), build_augment("none", [0.5] * 3, [0.25] * 3), "never", (32, 32)
+    )
+    metadata = {
+        "format": 1,
+        "classes": ["cat", "dog", "owl"],
+        "input": {"name": "images", "dtype": "uint8", "layout": "NCHW", "shape": [None, 3, 32, 32]},
+        "invert": "never",
+    }
+    write_onnx(module.eval(), np.zeros((2, 3, 32, 32), np.uint8), metadata, path, "mlp")
+    return path
+
+
+def test_a_photo_model_gets_the_drop_zone_and_iris_the_form(tmp_path, browser_or_skip):
+    photo = Server(_photo_model(tmp_path / "photos.onnx"), cwd=tmp_path)
+    try:
+        page = browser_or_skip.new_page()
+        page.goto(f"http://127.0.0.1:{photo.port}/")
+        assert page.locator("#sketch").is_hidden() and page.locator("#drop").is_visible()
+        picture = np.random.default_rng(0).integers(0, 256, (90, 120, 3), dtype=np.uint8)
+        page.set_input_files("#file", files=[{"name": "p.png", "mimeType": "image/png", "buffer": png(picture)}])
+        page.wait_for_function("document.querySelector('#result .top') !== null")
+        assert page.locator("#result").inner_text().split()[0] in ("cat", "dog", "owl")
+        assert page.locator("#result .bar").count() == 3
+        page.close()
+    finally:
+        photo.stop()
+
+    run_cli("fit", "--config", str(CONFIGS / "iris.yaml"), "--trainer.max_epochs=30", *QUIET, cwd=tmp_path)
+    run_cli("export", "--ckpt_path", "best", cwd=tmp_path)
+    iris = Server(tmp_path / "runs" / "iris" / "version_0" / "best.onnx", cwd=tmp_path)
+    try:
+        page = browser_or_skip.new_page()
+        page.goto(f"http://127.0.0.1:{iris.port}/")
+        assert page.locator("#sketch").is_hidden() and page.locator("#drop").is_hidden()
+        for field, value in zip(page.locator("#measure input").all(), ("5.1", "3.5", "1.4", "0.2"), strict=True):
+            field.fill(value)
+        page.click("#measure button")
+        page.wait_for_function("document.querySelector('#result .top') !== null")
+        assert page.locator("#result").inner_text().split()[0] == "setosa"
+        page.close()
+    finally:
+        iris.stop()

@@ -129,7 +129,8 @@ class LitCS201CLI(LightningCLI):
                 "formatter_class": HelpFormatter,
                 "description": "Train, test and use image and tabular classifiers. "
                 "Run lit-cs201 <subcommand> --help for one subcommand's options. "
-                "Take a model elsewhere with lit-cs201 export --ckpt_path best (one ONNX file; see its --help).",
+                "Take a model elsewhere with lit-cs201 export --ckpt_path best (one ONNX file), and show it with "
+                "lit-cs201 serve MODEL (a page to draw or drop images on); see their --help.",
                 **{
                     name: {
                         "description": description(name, self._choices),

@@ -135,8 +135,14 @@ def check_classes(given: Given, choices: dict[str, list[type]]) -> None:
             raise UserError(f"{option}: no class {class_path} ({hint})")
 
 
-def resolve_checkpoint(value: str, save_dir: str = DEFAULT_RUNS_DIR, experiment: str | None = None) -> Path:
-    """The checkpoint file ``--ckpt_path value`` means: a file, or for ``best``/``last`` the newest run's."""
+def resolve_checkpoint(
+    value: str, save_dir: str = DEFAULT_RUNS_DIR, experiment: str | None = None, pin: bool = True
+) -> Path:
+    """The checkpoint file ``--ckpt_path value`` means: a file, or for ``best``/``last`` the newest run's.
+
+    With ``pin``, the choice is kept in the environment for the processes this run starts (DDP), which must
+    resolve to the same file; a command that starts none (export, serve) resolves without it.
+    """
     path = Path(value)
     if value not in ALIASES or path.is_file():
         if path.is_dir():
@@ -145,7 +151,7 @@ def resolve_checkpoint(value: str, save_dir: str = DEFAULT_RUNS_DIR, experiment:
         if not path.is_file():
             raise UserError(f"--ckpt_path {value}: no such file")
         return path
-    pinned = os.environ.get(PINNED, "").split(os.pathsep, 1)
+    pinned = os.environ.get(PINNED, "").split(os.pathsep, 1) if pin else []
     if len(pinned) == 2 and pinned[0] == value:
         return Path(pinned[1])
     name, root = ALIASES[value], Path(save_dir)
@@ -162,7 +168,8 @@ def resolve_checkpoint(value: str, save_dir: str = DEFAULT_RUNS_DIR, experiment:
         )
     chosen = max(candidates, key=lambda p: p.stat().st_mtime)
     print(f"--ckpt_path {value}: using {printable(chosen)} (the newest of {len(candidates)})", file=sys.stderr)
-    os.environ[PINNED] = os.pathsep.join([value, str(chosen)])
+    if pin:
+        os.environ[PINNED] = os.pathsep.join([value, str(chosen)])
     return chosen
 
 

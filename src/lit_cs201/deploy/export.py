@@ -317,7 +317,7 @@ def main(args: list[str]) -> int:
         raise UserError(f"--check_images must be at least 1, got {options.check_images}")
     from lit_cs201.restore import resolve_checkpoint
 
-    checkpoint = resolve_checkpoint(options.ckpt_path, options.runs_dir)
+    checkpoint = resolve_checkpoint(options.ckpt_path, options.runs_dir, pin=False)
     target = export(checkpoint, options.output, options.format, options.predict_path, options.check_images)
     if options.format == "onnx":
         files = "IMAGES" if ExportedModel(target).takes_images else "FLOWERS.csv"

@@ -284,7 +284,7 @@ def load_model(spec: str, runs_dir: str, workdir: Path, threads: int = 0) -> tup
     from lit_cs201.deploy.export import ExporterError, export
     from lit_cs201.restore import resolve_checkpoint
 
-    checkpoint = resolve_checkpoint(spec, runs_dir)
+    checkpoint = resolve_checkpoint(spec, runs_dir, pin=False)
     print(f"Exporting {printable(checkpoint)} to ONNX to serve it ...", file=sys.stderr)
     try:
         target = export(checkpoint, workdir / "model.onnx", check_images=64)
