@@ -406,3 +406,17 @@ def test_an_export_of_best_does_not_pin_best_for_later_commands(tmp_path):
     run_cli("fit", "--config", str(CONFIGS / "iris.yaml"), "--trainer.max_epochs=2", *QUIET, cwd=tmp_path)
     run_cli("export", "--ckpt_path", "best", cwd=tmp_path)
     assert PINNED not in os.environ
+
+
+def test_the_summary_of_written_predictions_counts_in_words():
+    from lit_cs201.report.predictions import summary
+
+    one = [(0, None, [1], [0.9])]
+    assert (
+        summary(Path("p.csv"), one, [("a.png", "x")], "files")
+        == "Wrote 1 prediction to p.csv; 1 file could not be read"
+    )
+    rows = [(0, None, [1], [0.9]), (1, None, [0], [0.8]), (2, None, [], [])]
+    assert summary(Path("p.csv"), rows, [("a", "x"), ("b", "y")], "rows") == (
+        "Wrote 2 predictions to p.csv; 2 rows could not be read; 1 has no finite output (see the error column)"
+    )

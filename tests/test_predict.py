@@ -78,7 +78,7 @@ def test_mnist_checkpoint_predicts_a_folder_of_images_without_its_data(mnist, tm
             probabilities = [float(row[f"top{k}_probability"]) for k in range(1, 6)]
             assert probabilities == sorted(probabilities, reverse=True) and 0 < sum(probabilities) <= 1.0001
     said = capsys.readouterr()
-    assert f"Wrote 7 predictions to {out / 'predictions.csv'}; 1 files could not be read" in said.out + said.err
+    assert f"Wrote 7 predictions to {out / 'predictions.csv'}; 1 file could not be read" in said.out + said.err
     assert (out / "predictions.png").stat().st_size > 0
     events = EventAccumulator(str(out))
     events.Reload()

@@ -202,7 +202,9 @@ class LitCS201CLI(LightningCLI):
                 self._restore_defaults(subcommand, subparser, given)
             elif subcommand != "fit":
                 # Lightning would silently evaluate the freshly initialised, untrained model.
-                raise UserError(f"{subcommand} needs --ckpt_path: a checkpoint file, or best/last for the newest run's")
+                raise UserError(
+                    f"{subcommand} needs --ckpt_path: a checkpoint file, or best/last for the newest run's checkpoint"
+                )
         self.config = parser.parse_args(args)
 
     def _parse_ckpt_path(self) -> None:

@@ -304,7 +304,9 @@ def main(args: list[str]) -> int:
         ),
         allow_abbrev=False,
     )
-    parser.add_argument("--ckpt_path", required=True, help="a checkpoint file, or best/last for the newest run's")
+    parser.add_argument(
+        "--ckpt_path", required=True, help="a checkpoint file, or best/last for the newest run's checkpoint"
+    )
     parser.add_argument("--format", choices=list(FORMATS), default="onnx", help="onnx (default) or pt2")
     parser.add_argument("--output", help="the file to write (default: beside the checkpoint, e.g. best.onnx)")
     parser.add_argument(

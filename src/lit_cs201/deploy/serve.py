@@ -301,7 +301,7 @@ def main(args: list[str]) -> int:
         description="Serve a model: a page to draw or drop images on, and POST /predict. Stop with Ctrl-C.",
         allow_abbrev=False,
     )
-    parser.add_argument("model", help="an exported .onnx, a checkpoint, or best/last for the newest run's")
+    parser.add_argument("model", help="an exported .onnx, a checkpoint, or best/last for the newest run's checkpoint")
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: this machine only)")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--max_upload_mb", type=float, default=MAX_UPLOAD_MB, help="largest request body, in MB")

@@ -74,12 +74,18 @@ def split_table(rows: list[Row], names: Sequence[str] | None) -> tuple[list[str]
 
 
 def summary(path: Path, rows: list[Row], errors: Sequence[Any], unit: str) -> str:
-    """``Wrote 7 predictions to PATH; 1 files could not be read; 2 have no finite output``."""
+    """``Wrote 7 predictions to PATH; 1 file could not be read; 2 have no finite output``; ``unit`` is a plural
+    (``files``, ``rows``)."""
     nonfinite = sum(not top for _, _, top, _ in rows)
+    written = len(rows) - nonfinite
     return (
-        f"Wrote {len(rows) - nonfinite} predictions to {printable(path)}"
-        + (f"; {len(errors)} {unit} could not be read" if errors else "")
-        + (f"; {nonfinite} have no finite output (see the error column)" if nonfinite else "")
+        f"Wrote {written} prediction{'' if written == 1 else 's'} to {printable(path)}"
+        + (f"; {len(errors)} {unit[:-1] if len(errors) == 1 else unit} could not be read" if errors else "")
+        + (
+            f"; {nonfinite} {'has' if nonfinite == 1 else 'have'} no finite output (see the error column)"
+            if nonfinite
+            else ""
+        )
     )
 
 
