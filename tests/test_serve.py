@@ -417,8 +417,10 @@ def test_a_stop_by_sigterm_removes_the_temporary_export(digits, tmp_path):
         running = Server(checkpoint, cwd=checkpoint.parents[3])
     finally:
         os.environ.pop("TMPDIR") if before is None else os.environ.__setitem__("TMPDIR", before)
-    assert len(list(env_tmp.glob("lit-cs201-serve-*/model.onnx"))) == 1
-    assert running.stop() == 0
+    try:
+        assert len(list(env_tmp.glob("lit-cs201-serve-*/model.onnx"))) == 1
+    finally:
+        assert running.stop() == 0  # stopped whatever failed above: no server outlives its test
     assert list(env_tmp.glob("lit-cs201-serve-*")) == []
 
 
