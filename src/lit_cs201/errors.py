@@ -97,6 +97,13 @@ def first_few(items: Iterable[object], limit: int = 5) -> str:
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
+def first_line(err: BaseException, limit: int | None = None) -> str:
+    """The first line of ``err``'s message (at most ``limit`` characters), or its type's name when it has none:
+    what a one-line error quotes of a library's multi-line one."""
+    text = str(err).strip()
+    return text.splitlines()[0][:limit] if text else type(err).__name__
+
+
 def report(err: BaseException) -> tuple[int, str] | None:
     """The exit status and the one line for ``err``, if it is one a user can act on (else ``None``: a bug, shown as
     a traceback). Bad input may be wrapped (jsonargparse wraps what a class raises while it is built); the project's

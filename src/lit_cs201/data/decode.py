@@ -337,6 +337,24 @@ def _progress(total: int, label: str) -> Any:
     return tqdm(total=total, desc=label, unit=" images")
 
 
+def decode_readable(
+    sources: Sequence[Path | Image.Image | np.ndarray | bytes],
+    shape: Sequence[int],
+    what: str = "images",
+    workers: int = 0,
+    max_pixels: int = MAX_PIXELS,
+) -> tuple[np.ndarray, dict[int, str]]:
+    """``sources`` decoded whole (`decode_images`) as uint8 ``(n, C, H, W)``, those that cannot be decoded left out
+    and returned as {index in ``sources``: reason}. A progress line ``decoding N <what>`` shows for long lists."""
+    label = f"decoding {len(sources)} {what}" if len(sources) >= PROGRESS_FROM else ""
+    chunks, errors = [], {}
+    for chunk, bad in decode_images(sources, shape, workers=workers, label=label, max_pixels=max_pixels):
+        chunks.append(chunk)
+        errors.update(bad)
+    images = np.concatenate(chunks) if chunks else np.zeros((0, *shape), np.uint8)
+    return images[[i for i in range(len(sources)) if i not in errors]], errors
+
+
 def bad_images_message(files: Sequence[Path], bad: dict[int, str], hint: str) -> str:
     """One line naming the first few files that cannot be decoded, with why, and how many there are."""
     named = [f"{files[i]} ({bad[i]})" for i in sorted(bad)[:NAMED_BAD]]

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from lit_cs201.augment import build_augment
 from lit_cs201.data.base import ClassificationDataModule, TensorBatchDataset, check_val_size, split_count
-from lit_cs201.data.decode import IMAGE_SUFFIXES, PROGRESS_FROM, decode_images
+from lit_cs201.data.decode import IMAGE_SUFFIXES, decode_readable
 from lit_cs201.data.inputs import Inversion, apply_inversion, expand_paths, inversion
 from lit_cs201.errors import MAX_SEED, UserError, check_range
 
@@ -129,13 +129,7 @@ class ImageDataModule(ClassificationDataModule):
     def decode_for_predict(self, sources: Sequence[Any]) -> tuple[np.ndarray, dict[int, str]]:
         """Files, PIL images or uint8 arrays as uint8 images ``(N, C, H, W)`` of `image_shape`, inverted as
         ``invert`` says; those that cannot be read are left out and returned as {index in ``sources``: reason}."""
-        label = f"decoding {len(sources)} images to predict" if len(sources) >= PROGRESS_FROM else ""
-        chunks, errors = [], {}
-        for chunk, bad in decode_images(sources, self.image_shape, label=label):
-            chunks.append(chunk)
-            errors.update(bad)
-        images = np.concatenate(chunks) if chunks else np.zeros((0, *self.image_shape), np.uint8)
-        images = images[[i for i in range(len(sources)) if i not in errors]]
+        images, errors = decode_readable(sources, self.image_shape, "images to predict")
         return apply_inversion(images, self.inversion), errors
 
     @property

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lit_cs201.data.decode import IMAGE_SUFFIXES, decode_images
+from lit_cs201.data.decode import IMAGE_SUFFIXES, decode_readable
 from lit_cs201.data.inputs import apply_inversion, expand_paths, none_readable
 from lit_cs201.deploy.runtime import ExportedModel
 from lit_cs201.errors import UserError
@@ -88,13 +88,9 @@ def image_samples(datamodule: Any, predict_path: Any, limit: int) -> Samples:
         return Samples(images.numpy(), labels.numpy(), what, whole)
     if predict_path:
         files = expand_paths(predict_path, IMAGE_SUFFIXES)[:limit]
-        chunks, bad = [], {}
-        for chunk, failed in decode_images(files, datamodule.image_shape):
-            chunks.append(chunk)
-            bad.update(failed)
-        if len(bad) == len(files):
+        images, bad = decode_readable(files, datamodule.image_shape)
+        if not len(images):
             raise none_readable(predict_path, [(str(files[i]), reason) for i, reason in sorted(bad.items())])
-        images = np.concatenate(chunks)[[i for i in range(len(files)) if i not in bad]]
         return Samples(images, None, f"{len(images)} images of --data.predict_path")
     generator = np.random.default_rng(0)
     images = generator.integers(0, 256, (16, *datamodule.image_shape), dtype=np.uint8)

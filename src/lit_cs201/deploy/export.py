@@ -41,7 +41,7 @@ from lit_cs201.deploy.check import (
 )
 from lit_cs201.deploy.check import reference as reference_logits
 from lit_cs201.deploy.runtime import INSTALL, METADATA_FORMAT, METADATA_KEY, ExportedModel
-from lit_cs201.errors import ArgumentParser, UserError, printable
+from lit_cs201.errors import ArgumentParser, UserError, first_line, printable
 
 #: File endings of the formats.
 FORMATS = {"onnx": ".onnx", "pt2": ".pt2"}
@@ -254,7 +254,7 @@ class ExporterError(UserError):
 
 
 def _exporter_failed(net: str, format: str, err: Exception) -> UserError:
-    reason = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+    reason = first_line(err, 300)
     return ExporterError(
         f"the {format} exporter cannot handle the net {net} ({type(err).__name__}: {reason}); nothing written"
     )

@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from lit_cs201.data.decode import MAX_PIXELS, decode_images
+from lit_cs201.data.decode import MAX_PIXELS, decode_readable
 from lit_cs201.data.files import UnreadableFileError, open_regular
 from lit_cs201.data.inputs import expand_paths
 from lit_cs201.deploy.results import ImageInput, Prediction, image_sources, predictions
-from lit_cs201.errors import UserError, printable
+from lit_cs201.errors import UserError, first_line, printable
 
 #: The metadata key of an exported model: a JSON object (see `lit_cs201.deploy.export`).
 METADATA_KEY = "lit_cs201"
@@ -67,7 +67,7 @@ class ExportedModel:
         try:
             self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime raises its own types for malformed graphs
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            reason = first_line(err)
             if "external" in reason.lower():  # loaded from bytes, a graph cannot reach files beside it
                 reason = "its weights are in other files, which are not read; lit-cs201 export writes one file"
             raise UserError(f"{printable(self.path)} is not an ONNX model onnxruntime can run ({reason})") from None
@@ -119,7 +119,7 @@ class ExportedModel:
         try:
             probs = self.session.run(["probabilities"], {name: batch})[0]
         except Exception as err:  # onnxruntime's own types: a graph that fails on this input, or runs out of memory
-            reason = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+            reason = first_line(err, 300)
             raise UserError(f"{printable(self.path)}: onnxruntime could not run it ({reason})") from None
         if probs.shape != (len(batch), len(self.metadata["classes"])):
             raise UserError(
@@ -134,13 +134,7 @@ class ExportedModel:
         """Files, PIL images or uint8 arrays as the uint8 batch the model takes, by the package's one decoder (on
         ``workers`` threads, 0 for one a core; files of at most ``max_pixels``); those that cannot be read are left
         out and returned as {index in ``sources``: reason}."""
-        chunks, errors = [], {}
-        label = f"decoding {len(sources)} images" if len(sources) >= 256 else ""
-        for chunk, bad in decode_images(sources, self.input_shape, workers=workers, label=label, max_pixels=max_pixels):
-            chunks.append(chunk)
-            errors.update(bad)
-        images = np.concatenate(chunks) if chunks else np.zeros((0, *self.input_shape), np.uint8)
-        return images[[i for i in range(len(sources)) if i not in errors]], errors
+        return decode_readable(sources, self.input_shape, workers=workers, max_pixels=max_pixels)
 
     def predict(self, inputs: Any, batch_size: int = 64) -> list[Prediction]:
         """The class of each input, as `lit_cs201.predict` gives it from the checkpoint.
