@@ -80,7 +80,7 @@ def main(args: list[str]) -> int:
         batch, bad = model.decode(files)
         unit = "files"
     else:
-        files, batch, bad = model.measurements([str(p) for p in expand_paths(paths, frozenset({".csv"}))])
+        files, batch, bad = model.measurements(paths)  # expands folders and globs of CSV files itself
         unit = "rows"
     kept = [f for i, f in enumerate(files) if i not in bad]
     errors = [(files[i], reason) for i, reason in sorted(bad.items())]

@@ -1,5 +1,5 @@
-"""``lit-cs201 serve MODEL``: a demo page and a prediction API for an exported model (or a checkpoint, exported in
-memory first), on FastAPI and uvicorn, bound to loopback unless told otherwise.
+"""``lit-cs201 serve MODEL``: a demo page and a prediction API for an exported model (or a checkpoint, exported on
+start), on FastAPI and uvicorn, bound to loopback unless told otherwise.
 
     browser canvas / upload ──POST /predict (multipart, in memory)──▶ the package's one decoder ──▶ the runtime
         ──▶ top-5 JSON ──▶ the page's #result
