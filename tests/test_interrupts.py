@@ -154,3 +154,41 @@ def test_ctrl_c_while_a_checkpoint_is_written_stops_after_it_is_whole(tmp_path, 
     monkeypatch.undo()
     assert torch.load(path, weights_only=True)["epoch"] == 3
     assert not list(tmp_path.glob(".*.partial"))
+
+
+def test_ctrl_c_between_an_epochs_checkpoint_and_its_logs_loses_no_point(tmp_path, monkeypatch):
+    """Lightning writes an epoch's checkpoints (after validation) before it logs the epoch's training scores and
+    learning rate. A Ctrl-C in between left a last.ckpt counting the epoch as done while its train/acc and train/lr
+    points were never logged, by the stopped run or the resumed one: the Ctrl-C waits until they are."""
+    from lightning.pytorch.trainer.connectors.logger_connector.logger_connector import _LoggerConnector
+
+    args = ["--config", str(CONFIGS / "iris.yaml"), "--trainer.max_epochs=4"]
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    for folder in (straight, stopped):
+        folder.mkdir()
+    run_cli("fit", *args, cwd=straight)
+
+    real = _LoggerConnector.update_train_epoch_metrics
+    calls = []
+
+    def ctrl_c_in_the_window(self):
+        calls.append(self.trainer.current_epoch)
+        if len(calls) == 2:  # the second epoch: its checkpoints are written, its training scores not yet logged
+            os.kill(os.getpid(), signal.SIGINT)
+        real(self)
+
+    monkeypatch.setattr(_LoggerConnector, "update_train_epoch_metrics", ctrl_c_in_the_window)
+    try:
+        result = run_cli("fit", *args, cwd=stopped, check=False)
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning ignores Ctrl-C once it has stopped
+    monkeypatch.undo()
+    assert result.returncode == 128 + signal.SIGINT, result.stderr[-3000:]
+    run = stopped / "runs" / "iris" / "version_0"
+    assert torch.load(run / "last.ckpt", weights_only=True)["epoch"] == 1
+    assert "Interrupted by Ctrl-C in epoch" in result.stdout
+
+    run_cli("fit", "--ckpt_path", "last", cwd=stopped)
+    curves = [curves_by_step(folder / "runs" / "iris" / "version_0") for folder in (straight, stopped)]
+    assert curves[0]["train/acc"].keys() == curves[1]["train/acc"].keys()
+    assert curves[0] == curves[1]

@@ -33,6 +33,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import Tensor
 
 from lit_cs201 import viz
+from lit_cs201.checkpoint_io import CtrlCHold
 from lit_cs201.deploy.results import NONFINITE
 from lit_cs201.errors import NonFiniteLossError, UserError, printable
 from lit_cs201.report.predictions import (
@@ -208,12 +209,17 @@ class GracefulStop(Callback):
     the signal handler, which, with several processes, can meet another process's gradient all-reduce and hang them
     all (see Lightning-AI/pytorch-lightning#20806). Here the handler only raises a flag, the processes agree on it
     after each training batch, and all of them stop at the end of that batch. Ctrl-C stops at once (Lightning's
-    handling). Checkpoints are only written whole at the end of an epoch, so ``last.ckpt`` holds the last completed
-    epoch and the run continues exactly from it.
+    handling), except between a checkpoint's writing and the end of the logging that belongs with it: Lightning
+    saves an epoch's checkpoints before it logs the epoch's training scores and learning rate, and a Ctrl-C in
+    between left a ``last.ckpt`` that counts the epoch as done and curves that lack its last point, which a resumed
+    run never logs. There the Ctrl-C is held until the next batch, epoch or the end of training begins. Checkpoints
+    are only written whole at the end of an epoch, so ``last.ckpt`` holds the last completed epoch and the run
+    continues exactly from it.
     """
 
     def __init__(self) -> None:
         self._signalled = False
+        self._ctrl_c = CtrlCHold()
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # Lightning has just installed its handler; it restores the original one when the fit ends.
@@ -223,6 +229,21 @@ class GracefulStop(Callback):
     def _on_sigterm(self, signum: int, frame: Any) -> None:
         self._signalled = True
 
+    def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
+        self._ctrl_c.hold()
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
+        self._ctrl_c.release()
+
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._ctrl_c.release()
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._ctrl_c.release()
+
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self._ctrl_c.release(deliver=False)  # a fit that failed while holding: the failure is what is reported
+
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
         # One small all-reduce per step with several processes; none with one.
         if trainer.strategy.reduce_boolean_decision(self._signalled, all=False):
@@ -230,6 +251,7 @@ class GracefulStop(Callback):
             trainer._signal_connector.received_sigterm = True
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        self._ctrl_c.release(deliver=False)
         if trainer.state.fn != "fit" or not trainer.is_global_zero:
             return
         checkpoints = [cb for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint) and cb.dirpath]

@@ -80,23 +80,55 @@ class SafeCheckpointIO(TorchCheckpointIO):
             partial.unlink(missing_ok=True)
 
 
+class CtrlCHold:
+    """Hold a Ctrl-C back from `hold` until `release`, then deliver it: what runs in between is never cut short.
+
+    Holds nest: a hold taken while another is held sees the first one's handler, and hands the Ctrl-C on to it.
+    """
+
+    def __init__(self) -> None:
+        self._previous: Any = None
+        self._pressed = False
+
+    @property
+    def holding(self) -> bool:
+        return self._previous is not None
+
+    def hold(self) -> None:
+        handler = signal.getsignal(signal.SIGINT)
+        if self.holding or threading.current_thread() is not threading.main_thread() or not callable(handler):
+            return  # signals reach the main thread only; a SIGINT that is ignored stays ignored
+        self._previous = handler
+        signal.signal(signal.SIGINT, self._press)
+
+    def _press(self, signum: int, frame: Any) -> None:
+        self._pressed = True
+
+    def release(self, deliver: bool = True) -> None:
+        """Put the earlier handler back and, if Ctrl-C was pressed meanwhile and ``deliver``, call it now (Python's
+        own raises KeyboardInterrupt)."""
+        if not self.holding:
+            return
+        previous, self._previous = self._previous, None
+        pressed, self._pressed = self._pressed, False
+        signal.signal(signal.SIGINT, previous)
+        if pressed and deliver:
+            previous(signal.SIGINT, None)
+
+
 @contextlib.contextmanager
 def _ctrl_c_after() -> Iterator[None]:
     """Hold a Ctrl-C back until the block has ended: raised inside torch.save, it broke the file torch was writing,
     which torch then reported as a RuntimeError ("unexpected pos"), a traceback and exit 1 instead of the stop that
     says how to continue. A checkpoint takes a second or so to write; the stop comes right after it."""
-    handler = signal.getsignal(signal.SIGINT)
-    if threading.current_thread() is not threading.main_thread() or not callable(handler):
-        yield  # signals reach the main thread only; a SIGINT that is ignored stays ignored
-        return
-    held: list[int] = []
-    signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    held = CtrlCHold()
+    held.hold()
     try:
         yield
-    finally:
-        signal.signal(signal.SIGINT, handler)
-    if held:
-        handler(signal.SIGINT, None)  # Python's own raises KeyboardInterrupt
+    except BaseException:
+        held.release(deliver=False)  # the block's own error is the one to report
+        raise
+    held.release()
 
 
 def _storage_errno(err: BaseException | None) -> int | None:
