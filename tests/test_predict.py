@@ -264,3 +264,28 @@ def test_the_prediction_grid_shows_the_dataset_rows_it_predicted(tmp_path, monke
 class _Figure:
     def savefig(self, *args, **kwargs):
         pass
+
+
+def test_the_prediction_picture_spreads_across_classes_and_names_its_files():
+    """A folder listed class by class filled predictions.png with its first class; each image now also says which
+    file it is."""
+    from lit_cs201 import viz
+    from lit_cs201.report.predictions import grid_rows, grid_titles, ranked_rows
+
+    predicted = [0] * 20 + [1] * 3 + [2] * 3  # 20 zeros first, as in a test folder listed by name
+    probs = np.full((len(predicted), 3), 0.1)
+    probs[np.arange(len(predicted)), predicted] = 0.8
+    probs[5] = np.nan  # no prediction: never drawn
+    rows = ranked_rows(probs, range(len(predicted)))
+    files = [f"digits/{c}/{i:04d}.png" for i, c in enumerate(predicted)]
+
+    shown = grid_rows(rows, viz.GRID_SIZE)
+    assert [row[2][0] for row in shown[:6]] == [0, 1, 2, 0, 1, 2]
+    assert len(shown) == viz.GRID_SIZE and all(row[2] for row in shown)
+    assert sorted(row[0] for row in shown if row[2][0] != 0) == list(range(20, 26))  # every image of a rare class
+    titles = grid_titles(shown, ["zero", "one", "two"], files)
+    assert titles[1] == "0020.png\none (0.80)"
+    assert grid_titles(shown[:1], ["zero", "one", "two"]) == ["zero (0.80)"]
+    # Where the true classes are known (the test split), those are what it spreads across.
+    labelled = ranked_rows(probs[:6], range(6), [2, 2, 1, 1, 0, 0])
+    assert [row[1] for row in grid_rows(labelled, 3)] == [0, 1, 2]

@@ -40,6 +40,7 @@ from lit_cs201.report.predictions import (
     Row,
     file_table,
     first_rows,
+    grid_rows,
     grid_titles,
     ranked_rows,
     split_table,
@@ -591,20 +592,23 @@ class PredictionWriter(BasePredictionWriter):
         path = Path(log_dir) / self.filename
         write_csv(path, [header, *table])
         shown = first_rows(header, table, self.shown)
-        print(f"{written(path, rows, errors, datamodule.predict_unit)}\n{shown}", flush=True)  # rank zero only
+        what = "" if files else " (the test split, with its true labels: no --data.predict_path was given)"
+        print(f"{written(path, rows, errors, datamodule.predict_unit)}{what}\n{shown}", flush=True)  # rank zero only
         self._draw(trainer, datamodule, rows, names, Path(log_dir))
 
     @staticmethod
     def _draw(trainer: Trainer, datamodule: Any, rows: list[Row], names: list[str] | None, log_dir: Path) -> None:
-        """``predictions.png``: the first images with a prediction, each titled with its class and probability."""
-        dataset = datamodule.predict_set if getattr(datamodule, "predict_path", None) else datamodule.test_set
-        first = [row for row in rows if row[2]][: viz.GRID_SIZE]
-        if not first:
+        """``predictions.png``: images with a prediction from across the classes, each titled with its file's name
+        (where it has one), its class and probability."""
+        given = getattr(datamodule, "predict_path", None)
+        dataset = datamodule.predict_set if given else datamodule.test_set
+        shown = grid_rows(rows, viz.GRID_SIZE)
+        if not shown:
             return
-        images = dataset.__getitems__([row[0] for row in first])[0]  # through the dataset: a folder's maps its rows
+        images = dataset.__getitems__([row[0] for row in shown])[0]  # through the dataset: a folder's maps its rows
         if images.dim() != 4:
             return  # not images (Iris)
-        figure = viz.image_grid(images, grid_titles(first, names))
+        figure = viz.image_grid(images, grid_titles(shown, names, datamodule.predict_files if given else None))
         figure.savefig(log_dir / "predictions.png", dpi=120)
         tensorboard = next(iter(_tensorboards(trainer)), None)
         if tensorboard is not None:

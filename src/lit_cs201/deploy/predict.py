@@ -20,6 +20,7 @@ from lit_cs201.report.predictions import (
     Row,
     file_table,
     first_rows,
+    grid_rows,
     grid_titles,
     ranked_rows,
     summary,
@@ -92,7 +93,7 @@ def main(args: list[str]) -> int:
         raise UserError(f"none of the {len(files)} inputs got a prediction: {NONFINITE}")
     names = [printable(name) for name in model.classes]
     header, table = file_table(rows, kept, errors, names)
-    figure = _figure(batch, rows, names, model.metadata["invert"]) if model.takes_images else None
+    figure = _figure(batch, rows, names, kept, model.metadata["invert"]) if model.takes_images else None
     log_dir = _new_version(path.parent / "predict")  # only now: a failure above leaves no empty folder
     csv_path = log_dir / "predictions.csv"
     write_csv(csv_path, [header, *table])
@@ -133,11 +134,11 @@ def _new_version(folder: Path) -> Path:
             version += 1
 
 
-def _figure(images: np.ndarray, rows: list[Row], names: list[str], invert: str) -> Any:
-    """The picture of the first predicted images as the model saw them (inverted where its rule says), titled with
-    their class and probability, as from the checkpoint."""
+def _figure(images: np.ndarray, rows: list[Row], names: list[str], files: list[str], invert: str) -> Any:
+    """The picture of predicted images from across the classes as the model saw them (inverted where its rule
+    says), titled with their file's name, class and probability, as from the checkpoint."""
     from lit_cs201 import viz
 
-    first = [row for row in rows if row[2]][: viz.GRID_SIZE]
-    shown = apply_inversion(images[[row[0] for row in first]].copy(), invert)
-    return viz.image_grid(shown, grid_titles(first, names))
+    shown = grid_rows(rows, viz.GRID_SIZE)
+    pixels = apply_inversion(images[[row[0] for row in shown]].copy(), invert)
+    return viz.image_grid(pixels, grid_titles(shown, names, files))

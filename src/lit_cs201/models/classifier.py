@@ -223,7 +223,7 @@ class Classifier(LightningModule):
     def _report(self, per_class: Tensor, confusion: Tensor, names: list[str]) -> None:
         """Print the per-class table; log the confusion matrix and the prediction grid to TensorBoard."""
         support = confusion.sum(dim=1).tolist()
-        print("\nPer-class test accuracy\n" + viz.accuracy_table(per_class.tolist(), names, support))
+        print("\nPer-class test accuracy, worst class first\n" + viz.accuracy_table(per_class.tolist(), names, support))
         tensorboard = next((lg for lg in self.loggers if isinstance(lg, TensorBoardLogger)), None)
         if tensorboard is None:
             return

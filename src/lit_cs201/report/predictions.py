@@ -108,11 +108,34 @@ def write_csv(path: Path, rows: list[list[Any]]) -> None:
         partial.unlink(missing_ok=True)
 
 
-def grid_titles(rows: list[Row], names: Sequence[str] | None) -> list[str]:
-    """The title of each predicted image in the picture: its class and probability."""
+def grid_rows(rows: list[Row], size: int) -> list[Row]:
+    """Up to ``size`` rows with a prediction for the picture, spread across the classes: the first row of each class
+    in turn (its true class where known, else the predicted one), then the second of each, and so on. A folder
+    listed class by class, or a test split in label order, would otherwise show its first class only."""
+    by_class: dict[int, list[Row]] = {}
+    for row in rows:
+        if row[2]:
+            by_class.setdefault(row[2][0] if row[1] is None else row[1], []).append(row)
+    queues = [by_class[c] for c in sorted(by_class)]
+    depth = max(map(len, queues), default=0)
+    spread = [queue[i] for i in range(depth) for queue in queues if i < len(queue)]
+    return spread[:size]
+
+
+def grid_titles(rows: list[Row], names: Sequence[str] | None, files: Sequence[str] | None = None) -> list[str]:
+    """The title of each predicted image in the picture: its class and probability; below its file's name where it
+    has one, then without the probability if both do not fit on one line (the CSV has it)."""
     from lit_cs201 import viz
 
-    return [viz.caption(class_name(top[0], names), f"({probs[0]:.2f})") for *_, top, probs in rows]
+    titles = []
+    for index, _, top, probs in rows:
+        name, probability = class_name(top[0], names), f"({probs[0]:.2f})"
+        verdict = viz.caption(name, probability)
+        if files:
+            one_line = verdict if "\n" not in verdict else viz.caption(name)
+            verdict = f"{viz.caption(Path(files[index]).name)}\n{one_line}"
+        titles.append(verdict)
+    return titles
 
 
 def class_name(label: int, names: Sequence[str] | None) -> str:
