@@ -115,7 +115,8 @@ class Checkpoint:
     def settings(self, key: Literal["model", "data"], drop: tuple[str, ...] = ()) -> dict[str, Any] | None:
         """The model's or the datamodule's settings as ``{class_path, init_args}``, every value checked against the
         parameter of the class it sets; None where the checkpoint names no class. Settings in ``drop``, and those
-        the class no longer takes (a release that removed a parameter), are left out."""
+        the class no longer takes (a release that removed a parameter), are left out; one the class took only after
+        the checkpoint was written is what the class's ``old_checkpoint_defaults`` says it was trained with."""
         cls = self.class_of(key)
         if cls is None:
             return None
@@ -123,7 +124,8 @@ class Checkpoint:
         where = SETTINGS_KEYS[key]
         self._refuse_untrusted(hparams, where)  # in every setting, even one left out or unused
         parameters = _parameters(cls)
-        init_args = {k: v for k, v in hparams.items() if k in parameters}
+        older = getattr(cls, "old_checkpoint_defaults", {})
+        init_args = {**older, **{k: v for k, v in hparams.items() if k in parameters}}
         for name, value in init_args.items():
             self._check_value(parameters[name], value, f"{where}.{name}", long=name in LONG_LISTS)
         return {

@@ -1,11 +1,14 @@
 """Predictions on your own files, with nothing but a checkpoint.
 
-    files, folders, globs ──expand_paths──▶ image files ──to_uint8 (the datamodule's image shape)──▶ uint8 batch
+    files, folders, globs ──expand_paths──▶ image files
+        ──to_uint8 (the datamodule's image shape, cropped or stretched to it)──▶ uint8 batch
         ──datamodule.eval_augment (its normalisation)──▶ Classifier ──▶ class probabilities
 
-The checkpoint holds the model's weights, its class names and the datamodule's settings (its image shape, mean
-and std); `load` rebuilds both from it. The command (``lit-cs201 predict --ckpt_path CKPT --data.predict_path
-PATH``) and `predict` below prepare images through the same datamodule methods, so they see the same pixels.
+The checkpoint holds the model's weights, its class names and the datamodule's settings (its image shape, how
+images are resized to it, mean and std); `load` rebuilds both from it (a setting added since the checkpoint was
+written takes the value it was trained with: `Checkpoint.settings`). The command (``lit-cs201 predict --ckpt_path
+CKPT --data.predict_path PATH``) and `predict` below prepare images through the same datamodule methods, so they
+see the same pixels.
 """
 
 from __future__ import annotations

@@ -4,10 +4,10 @@
 
 `cached_images` decodes a list of files on all cores into a ``.npy`` cache and memory-maps it afterwards, so
 decoding is paid once and a dataset larger than memory still trains. The cache's name holds a fingerprint of the
-file list (paths, labels, and each file's size, modification time, inode number and change time), the target shape
-and `FORMAT_VERSION`: a folder that changed since gets a new cache, never the stale one. Files that cannot be
-decoded are collected and reported together. Only files of this module's own naming are ever deleted: the previous
-cache of the same split, and temporary files that a killed writer left behind.
+file list (paths, labels, and each file's size, modification time, inode number and change time), the target shape,
+how images are resized to it, and `FORMAT_VERSION`: a folder that changed since gets a new cache, never the stale
+one. Files that cannot be decoded are collected and reported together. Only files of this module's own naming are
+ever deleted: the previous cache of the same split, and temporary files that a killed writer left behind.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from lit_cs201.data.decode import FORMAT_VERSION, PROGRESS_FROM, bad_images_message, decode_images
+from lit_cs201.data.decode import FORMAT_VERSION, PROGRESS_FROM, ResizeMode, bad_images_message, decode_images
 from lit_cs201.data.files import readable_size
 from lit_cs201.errors import StorageError, UserError
 
@@ -39,14 +39,22 @@ STALE_AFTER = 24 * 3600
 
 
 def fingerprint(
-    root: Path, files: Sequence[Path], labels: Sequence[int], shape: Sequence[int], resize: bool = True
+    root: Path,
+    files: Sequence[Path],
+    labels: Sequence[int],
+    shape: Sequence[int],
+    resize: bool = True,
+    resize_mode: ResizeMode = "stretch",
 ) -> str:
-    """Hash of what a cache holds: the files (path under ``root``, label, and what `_file_state` says), the shape.
+    """Hash of what a cache holds: the files (path under ``root``, label, and what `_file_state` says), the shape,
+    how images are resized to it.
 
     Any change to the folder (a file added, removed, renamed, relabelled, rewritten, or swapped with another) changes
     it, from one ``stat`` per file: no image is read.
     """
-    digest = hashlib.sha256(f"lit-cs201 decode cache {FORMAT_VERSION} {tuple(shape)} resize={resize}\n".encode())
+    # A stretch hashes as before crops existed ("True"), so the caches decoded then are still used.
+    how = "crop" if resize and resize_mode == "crop" else resize
+    digest = hashlib.sha256(f"lit-cs201 decode cache {FORMAT_VERSION} {tuple(shape)} resize={how}\n".encode())
     for path, label in zip(files, labels, strict=True):
         line = f"{path.relative_to(root).as_posix()}\t{label}\t{_file_state(path)}\n"
         digest.update(line.encode("utf-8", "surrogateescape"))  # names that are not UTF-8 come as lone surrogates
@@ -247,6 +255,7 @@ def cached_images(
     skip_bad: bool = False,
     hint: str = "fix or delete them",
     read_only: str | None = None,
+    resize_mode: ResizeMode = "stretch",
 ) -> Decoded:
     """The decoded images of ``files``, memory-mapped from ``cache_dir``; decoded and cached first if needed.
 
@@ -264,6 +273,8 @@ def cached_images(
         hint: What to do about files that cannot be decoded, the end of the error message.
         read_only: Why nothing may be written in ``cache_dir``, if so: an existing cache is used, and otherwise
             the images are decoded into memory, with a warning that gives this reason.
+        resize_mode: How an image of another aspect ratio is resized to ``shape`` (see `decode.to_uint8`); part of
+            the fingerprint.
 
     Raises:
         UserError: naming the first few files that cannot be decoded and their count, unless ``skip_bad``.
@@ -274,7 +285,8 @@ def cached_images(
     """
     shape = (len(files), *(int(s) for s in shape))
     channels, height, width = shape[1:]
-    path = cache_dir / f"{name}_{channels}x{height}x{width}_{fingerprint(root, files, labels, shape[1:], resize)}.npy"
+    stamp = fingerprint(root, files, labels, shape[1:], resize, resize_mode)
+    path = cache_dir / f"{name}_{channels}x{height}x{width}_{stamp}.npy"
     cached = _open_cache(path, shape)
     if cached is not None:
         images, bad = cached
@@ -286,7 +298,9 @@ def cached_images(
     bad: dict[int, str] = {}
 
     def chunks(label: str) -> Iterator[np.ndarray]:
-        for chunk, found in decode_images(files, shape[1:], resize, label=label if show else ""):
+        for chunk, found in decode_images(
+            files, shape[1:], resize, label=label if show else "", resize_mode=resize_mode
+        ):
             bad.update(found)
             yield chunk
 

@@ -4,9 +4,10 @@
 
 `to_uint8` turns one image (a file, a PIL image or an array) into ``(channels, height, width)`` uint8: EXIF
 orientation applied, transparent parts filled with the colour that contrasts with what is drawn, converted to
-greyscale or RGB, resized once. The datamodules decode their files with it and predictions on new files should too,
-so both see the same pixels. Only regular files are read: a FIFO or a device (which could block for ever or never
-end) is refused, also when it is put in a listed file's place, and `find_images` does not list one.
+greyscale or RGB, resized once (stretched, or its centre cut to the size's aspect ratio: `ResizeMode`). The
+datamodules decode their files with it and predictions on new files should too, so both see the same pixels. Only
+regular files are read: a FIFO or a device (which could block for ever or never end) is refused, also when it is
+put in a listed file's place, and `find_images` does not list one.
 
 `decode_images` decodes a list of them on all cores; `lit_cs201.data.cache` keeps the result on disk.
 """
@@ -19,7 +20,7 @@ import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal, get_args
 
 import numpy as np
 from PIL import ExifTags, Image, ImageChops, ImageOps, ImageStat, UnidentifiedImageError
@@ -36,6 +37,10 @@ MAX_SIDE = 4096
 #: The most pixels decoded from one file (after a JPEG's reduced-size decoding): a small PNG of one colour can
 #: declare 170 million (Pillow's own limit), which take 700 MB decoded, on each of the threads.
 MAX_PIXELS = 1 << 26
+#: How an image of another aspect ratio than the size it is decoded to is resized: ``crop`` scales it to cover the
+#: size and keeps the centre (nothing distorted, the edges lost), ``stretch`` scales each side on its own.
+ResizeMode = Literal["crop", "stretch"]
+RESIZE_MODES: tuple[str, ...] = get_args(ResizeMode)
 #: Lists at least this long show a progress line while they are decoded.
 PROGRESS_FROM = 256
 #: Reasons shown in the message about files that cannot be decoded; the rest are counted.
@@ -149,11 +154,25 @@ def _from_array(array: np.ndarray) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(array))  # "L", "RGB" or "RGBA" from the shape
 
 
-def _finish(image: Image.Image, channels: int, size: tuple[int, int] | None) -> np.ndarray:
+def _crop_box(width: int, height: int, size: tuple[int, int]) -> tuple[float, float, float, float] | None:
+    """The centred box of a ``width`` x ``height`` image with the aspect ratio of ``size`` (height, width), in
+    fractional pixels; None where that is the whole image."""
+    if width * size[0] == height * size[1]:
+        return None
+    if width * size[0] > height * size[1]:  # wider than the size: cut the sides
+        kept = height * size[1] / size[0]
+        return (width - kept) / 2, 0.0, (width + kept) / 2, float(height)
+    kept = width * size[0] / size[1]
+    return 0.0, (height - kept) / 2, float(width), (height + kept) / 2
+
+
+def _finish(image: Image.Image, channels: int, size: tuple[int, int] | None, resize_mode: str) -> np.ndarray:
     image = _convert(image, channels)
     if size is not None and image.size != (size[1], size[0]):
-        # Bilinear with Pillow's antialiasing, as torchvision's Resize on PIL images.
-        image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        # Bilinear with Pillow's antialiasing, as torchvision's Resize on PIL images; a crop resamples only its box,
+        # in the same one pass.
+        box = _crop_box(*image.size, size) if resize_mode == "crop" else None
+        image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR, box=box)
     array = np.asarray(image)
     return np.ascontiguousarray(array[None] if channels == 1 else array.transpose(2, 0, 1))
 
@@ -163,6 +182,7 @@ def to_uint8(
     channels: int = 3,
     size: int | Sequence[int] | None = None,
     max_pixels: int = MAX_PIXELS,
+    resize_mode: ResizeMode = "stretch",
 ) -> np.ndarray:
     """One image as a uint8 array ``(channels, height, width)``, exactly as the image datamodules decode files.
 
@@ -170,8 +190,8 @@ def to_uint8(
     drawn (its opaque pixels, weighted by their opacity) is mostly light, else with white (so a white digit on a
     transparent background comes out as MNIST's white on black, a logo in black ink as black on white), 16-bit
     greyscale is scaled to 8 bits, the image is converted to greyscale (ITU-R 601 luma, Pillow's "L") or RGB, and
-    resized to ``size`` (bilinear, antialiased; the aspect ratio is not kept). A JPEG larger than twice ``size``
-    is decoded at 1/2, 1/4 or 1/8 scale first (Pillow's draft mode), which makes a phone photo several times faster.
+    resized to ``size`` (bilinear, antialiased) as ``resize_mode`` says. A JPEG larger than twice ``size`` is
+    decoded at 1/2, 1/4 or 1/8 scale first (Pillow's draft mode), which makes a phone photo several times faster.
 
     Args:
         image: An image file in any format Pillow reads (or its bytes), a PIL image, or a uint8 array (height,
@@ -180,19 +200,26 @@ def to_uint8(
         size: Output size, an int for a square or (height, width); None keeps the image's own size.
         max_pixels: The most pixels a file may hold (after a JPEG's reduced-size decoding), checked before any is
             decoded: decoding takes up to 16 bytes a pixel.
+        resize_mode: For an image of another aspect ratio than ``size``: ``stretch`` scales each side on its own
+            (all of the image kept, distorted); ``crop`` scales it to cover ``size`` and keeps the centre (nothing
+            distorted, the edges lost), resampling only that box.
 
     Raises:
         BadImageError: (a `UserError`) for a file that cannot be decoded, or that is not a regular file (a FIFO,
             a device, a link that leads nowhere); its ``reason`` says why.
-        ValueError: for ``channels`` other than 1 or 3, or an array of another type or shape.
+        ValueError: for ``channels`` other than 1 or 3, a ``resize_mode`` not in `RESIZE_MODES`, or an array of
+            another type or shape.
     """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+    if resize_mode not in RESIZE_MODES:
+        raise ValueError(f"resize_mode must be one of {', '.join(RESIZE_MODES)}, got {resize_mode!r}")
     target = None if size is None else size_pair(size, "size")
     if isinstance(image, np.ndarray):
-        return _finish(_from_array(image), channels, target)
+        return _finish(_from_array(image), channels, target, resize_mode)
     if isinstance(image, Image.Image):
-        return _finish(ImageOps.exif_transpose(image), channels, target)  # a copy: the caller's image stays
+        upright = ImageOps.exif_transpose(image)  # a copy: the caller's image stays
+        return _finish(upright, channels, target, resize_mode)
     # The bytes of a file (an upload) are read as a file is: the same pixel bound, draft mode and EXIF turn.
     file = io.BytesIO(image) if isinstance(image, bytes | bytearray) else _open_image(image)
     name = "<upload>" if isinstance(image, bytes | bytearray) else image
@@ -202,14 +229,15 @@ def to_uint8(
                 height, width = target
                 if _orientation(opened) in _SIDEWAYS:  # draft sizes are in stored pixels
                     height, width = width, height
-                # Only the JPEG decoder implements draft; it picks the smallest scale still at least this large.
+                # Only the JPEG decoder implements draft; it picks the smallest scale still at least this large on
+                # both sides. A crop needs no more: its box spans the side that sets the scale, so it keeps the size.
                 opened.draft("L" if channels == 1 else "RGB", (width, height))
             if opened.width * opened.height > max_pixels:  # before any pixel is decoded
                 raise BadImageError(
                     name, f"{opened.width}x{opened.height} pixels to decode, more than the {max_pixels:,} read at most"
                 )
             ImageOps.exif_transpose(opened, in_place=True)  # decodes the pixels
-            return _finish(opened, channels, target)
+            return _finish(opened, channels, target, resize_mode)
     except BadImageError:
         raise
     except Exception as err:  # Pillow's plugins raise many types for damaged files (OSError, SyntaxError, ...)
@@ -266,13 +294,14 @@ def _decode_rows(
     first: int,
     size: tuple[int, int] | None,
     max_pixels: int = MAX_PIXELS,
+    resize_mode: ResizeMode = "stretch",
 ) -> dict[int, str]:
     """Decode ``files`` into the rows of ``out``; a file that fails leaves zeros, and its index and reason."""
     bad: dict[int, str] = {}
     channels, height, width = out.shape[1:]
     for i, path in enumerate(files):
         try:
-            row = to_uint8(path, channels, size, max_pixels)
+            row = to_uint8(path, channels, size, max_pixels, resize_mode)
             if row.shape[1:] != (height, width):
                 raise BadImageError(path, f"{row.shape[2]}x{row.shape[1]} pixels, expected {width}x{height}")
             out[i] = row
@@ -289,13 +318,14 @@ def decode_images(
     workers: int = 0,
     label: str = "",
     max_pixels: int = MAX_PIXELS,
+    resize_mode: ResizeMode = "stretch",
 ) -> Iterator[tuple[np.ndarray, dict[int, str]]]:
     """Decode ``files`` (or PIL images, or uint8 arrays) in order on ``workers`` threads, as uint8 chunks (n, C, H, W).
 
     Each chunk comes with the files of it that could not be decoded (their index in ``files`` -> reason); their
     rows are zeros. ``shape`` is (channels, height, width); with ``resize=False`` an image of another size counts
-    as bad rather than being resized. A progress bar goes to stderr when ``label`` is given. ``max_pixels``: see
-    `to_uint8`.
+    as bad rather than being resized. A progress bar goes to stderr when ``label`` is given. ``max_pixels`` and
+    ``resize_mode``: see `to_uint8`.
     """
     channels, height, width = shape
     size = (height, width) if resize else None
@@ -318,6 +348,7 @@ def decode_images(
                 [start + i for i in firsts],
                 [size] * len(firsts),
                 [max_pixels] * len(firsts),
+                [resize_mode] * len(firsts),
             )
             yield out, {index: reason for bad in found for index, reason in bad.items()}
             bar.update(len(part))
@@ -343,12 +374,17 @@ def decode_readable(
     what: str = "images",
     workers: int = 0,
     max_pixels: int = MAX_PIXELS,
+    resize_mode: ResizeMode = "stretch",
 ) -> tuple[np.ndarray, dict[int, str]]:
-    """``sources`` decoded whole (`decode_images`) as uint8 ``(n, C, H, W)``, those that cannot be decoded left out
-    and returned as {index in ``sources``: reason}. A progress line ``decoding N <what>`` shows for long lists."""
+    """``sources`` decoded whole (`decode_images`, resized as ``resize_mode`` says) as uint8 ``(n, C, H, W)``, those
+    that cannot be decoded left out and returned as {index in ``sources``: reason}. A progress line
+    ``decoding N <what>`` shows for long lists."""
     label = f"decoding {len(sources)} {what}" if len(sources) >= PROGRESS_FROM else ""
     chunks, errors = [], {}
-    for chunk, bad in decode_images(sources, shape, workers=workers, label=label, max_pixels=max_pixels):
+    decoded = decode_images(
+        sources, shape, workers=workers, label=label, max_pixels=max_pixels, resize_mode=resize_mode
+    )
+    for chunk, bad in decoded:
         chunks.append(chunk)
         errors.update(bad)
     images = np.concatenate(chunks) if chunks else np.zeros((0, *shape), np.uint8)

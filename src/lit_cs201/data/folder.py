@@ -6,15 +6,15 @@
         test/<class>/**/<image>      optional: what `lit-cs201 test` reports on
 
 Images are searched recursively inside each class folder (png, jpg/jpeg, bmp, gif, webp, tif/tiff, any case;
-hidden files and other files are ignored), decoded once at `image_size` with `channels` by
-`lit_cs201.data.decode.to_uint8` into ``<cache_dir>/<split>_<C>x<H>x<W>_<fingerprint>.npy`` and memory-mapped
-from then on: later epochs and runs read no image files, and a folder larger than memory still trains. A folder
-that changed since (files added, removed or modified) gets a new cache.
+hidden files and other files are ignored), decoded once at `image_size` (cropped or stretched to it: `resize`)
+with `channels` by `lit_cs201.data.decode.to_uint8` into ``<cache_dir>/<split>_<C>x<H>x<W>_<fingerprint>.npy``
+and memory-mapped from then on: later epochs and runs read no image files, and a folder larger than memory still
+trains. A folder that changed since (files added, removed or modified) gets a new cache.
 
 What a model trained on it needs to see new images the same way ends up in the checkpoint, as the datamodule's
-hyper-parameters: `image_size` and `channels` (also when they were found from the images) and `mean`/`std`
-(also when they were computed from the training images), so ``test --ckpt_path`` and predictions from the
-checkpoint resize, convert and normalise exactly as training did.
+hyper-parameters: `image_size` and `channels` (also when they were found from the images), `resize`, and
+`mean`/`std` (also when they were computed from the training images), so ``test --ckpt_path`` and predictions from
+the checkpoint resize, convert and normalise exactly as training did.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -34,7 +34,9 @@ from lit_cs201.data.base import TensorBatchDataset, split_count
 from lit_cs201.data.cache import cached_images
 from lit_cs201.data.decode import (
     MAX_SIDE,
+    RESIZE_MODES,
     BadImageError,
+    ResizeMode,
     bad_images_message,
     default_workers,
     find_images,
@@ -83,8 +85,14 @@ class ImageFolderDataModule(ImageDataModule):
 
     Args:
         data_dir: Folder holding ``train/<class>/`` (and optionally ``val/<class>/``, ``test/<class>/``).
-        image_size: Size images are resized to when decoded: an int for squares or [height, width] (the aspect
-            ratio is not kept). ``null``: the images' own size, which must then be the same for all of them.
+        image_size: Size images are resized to when decoded: an int for squares or [height, width] (see
+            ``resize`` for images of another shape). ``null``: the images' own size, which must then be the same for
+            all of them.
+        resize: How an image whose aspect ratio differs from ``image_size``'s (a 4:3 photo for a square model) is
+            resized, when decoded and for predictions: ``crop`` scales it until it covers the size and keeps the
+            centre (nothing is distorted; the edges of a wide photo are cut off); ``stretch`` scales its width and
+            height each on its own (all of it is kept, squeezed). Checkpoints record it; one written before this
+            setting existed was trained stretched, and is still used so.
         channels: 1 (greyscale) or 3 (RGB); images are converted. ``null``: 1 if every image is greyscale, else 3.
         classes: Class names in label order; ``null``: the sorted folder names of ``train/``, which must otherwise
             be these. Checkpoints record them, so predictions need no folder.
@@ -112,10 +120,15 @@ class ImageFolderDataModule(ImageDataModule):
             centre). Checkpoints record it.
     """
 
+    #: Settings added since checkpoints were first written, with the value that a checkpoint lacking one was trained
+    #: with where today's default differs (`lit_cs201.checkpoint.Checkpoint.settings` fills them in).
+    old_checkpoint_defaults: ClassVar[dict[str, Any]] = {"resize": "stretch"}
+
     def __init__(
         self,
         data_dir: str = "data",
         image_size: int | list[int] | None = None,
+        resize: Literal["crop", "stretch"] = "crop",
         channels: int | None = None,
         classes: list[str] | None = None,
         batch_size: int = 64,
@@ -143,6 +156,9 @@ class ImageFolderDataModule(ImageDataModule):
         self.save_hyperparameters(ignore=["download"])
         if channels not in (None, 1, 3):
             raise UserError(f"channels must be 1 (greyscale) or 3 (RGB), got {channels!r}")
+        if resize not in RESIZE_MODES:
+            raise UserError(f"resize must be {' or '.join(RESIZE_MODES)}, got {resize!r}")
+        self.resize: ResizeMode = resize
         self.root = Path(data_dir)
         self.cache_dir = Path(cache_dir) if cache_dir else self.root / "cache"
         self.skip_bad_images = skip_bad_images
@@ -319,6 +335,7 @@ class ImageFolderDataModule(ImageDataModule):
                 skip_bad=self.skip_bad_images,
                 hint=SKIP_HINT,
                 read_only=self._cache_read_only(),
+                resize_mode=self.resize,
             )
             if decoded.skipped:
                 first = min(decoded.skipped)

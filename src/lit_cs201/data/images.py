@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from lit_cs201.augment import build_augment
 from lit_cs201.data.base import ClassificationDataModule, TensorBatchDataset, check_val_size, split_count
-from lit_cs201.data.decode import IMAGE_SUFFIXES, decode_readable
+from lit_cs201.data.decode import IMAGE_SUFFIXES, ResizeMode, decode_readable
 from lit_cs201.data.inputs import Inversion, apply_inversion, expand_paths, inversion
 from lit_cs201.errors import MAX_SEED, UserError, check_range
 
@@ -70,6 +70,9 @@ class ImageDataModule(ClassificationDataModule):
     dataset_std: Sequence[float] = ()
     #: Whether the dataset shows light figures on a dark background (MNIST's digits): see ``invert``.
     dark_background: bool = False
+    #: How files to predict of another aspect ratio than `image_shape` are resized (`lit_cs201.data.decode.to_uint8`):
+    #: stretched, for the built-in datasets, whose own files all have that shape.
+    resize: ResizeMode = "stretch"
 
     def __init__(
         self,
@@ -127,9 +130,10 @@ class ImageDataModule(ClassificationDataModule):
         raise NotImplementedError
 
     def decode_for_predict(self, sources: Sequence[Any]) -> tuple[np.ndarray, dict[int, str]]:
-        """Files, PIL images or uint8 arrays as uint8 images ``(N, C, H, W)`` of `image_shape`, inverted as
-        ``invert`` says; those that cannot be read are left out and returned as {index in ``sources``: reason}."""
-        images, errors = decode_readable(sources, self.image_shape, "images to predict")
+        """Files, PIL images or uint8 arrays as uint8 images ``(N, C, H, W)`` of `image_shape` (resized as `resize`
+        says), inverted as ``invert`` says; those that cannot be read are left out and returned as {index in
+        ``sources``: reason}."""
+        images, errors = decode_readable(sources, self.image_shape, "images to predict", resize_mode=self.resize)
         return apply_inversion(images, self.inversion), errors
 
     @property

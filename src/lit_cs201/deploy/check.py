@@ -88,7 +88,7 @@ def image_samples(datamodule: Any, predict_path: Any, limit: int) -> Samples:
         return Samples(images.numpy(), labels.numpy(), what, whole)
     if predict_path:
         files = expand_paths(predict_path, IMAGE_SUFFIXES)[:limit]
-        images, bad = decode_readable(files, datamodule.image_shape)
+        images, bad = decode_readable(files, datamodule.image_shape, resize_mode=datamodule.resize)
         if not len(images):
             raise none_readable(predict_path, [(str(files[i]), reason) for i, reason in sorted(bad.items())])
         return Samples(images, None, f"{len(images)} images of --data.predict_path")

@@ -9,7 +9,8 @@ with its preprocessing inside, checked against the checkpoint on real images bef
                      at batch sizes 1, 2 and an odd n──▶ renamed to the output, or removed
 
 What stays outside the file is what the package's one decoder does (`lit_cs201.data.decode`): EXIF orientation,
-transparency, colour conversion and the resize to the model's image size. The check is `lit_cs201.deploy.check`.
+transparency, colour conversion and the resize to the model's image size (cropped or stretched, as the metadata's
+``resize`` says). The check is `lit_cs201.deploy.check`.
 """
 
 from __future__ import annotations
@@ -189,8 +190,9 @@ def _metadata(
 ) -> dict[str, Any]:
     images = hasattr(datamodule, "decode_for_predict")
     shape = list(datamodule.image_shape if images else datamodule.input_shape)
+    crop = images and datamodule.resize == "crop"
     meta: dict[str, Any] = {
-        "format": METADATA_FORMAT,
+        "format": METADATA_FORMAT if crop else 1,  # see METADATA_FORMAT
         "package": f"lit-cs201 {__version__}",
         "classes": list(classifier.class_names),
         "input": {
@@ -212,8 +214,10 @@ def _metadata(
             "mean": mean,
             "std": std,
             "invert": datamodule.inversion,
+            "resize": datamodule.resize,
             "inside": f"the inversion rule, uint8 to float32 / 255, the evaluation preset {preset!r} (mean/std)",
-            "outside": "EXIF orientation, transparency, greyscale/RGB conversion, antialiased bilinear resize",
+            "outside": "EXIF orientation, transparency, greyscale/RGB conversion, antialiased bilinear resize "
+            + ("of the image's centre in image_size's aspect ratio (resize: crop)" if crop else "(resize: stretch)"),
         }
     else:
         meta |= {"features": ["sepal length", "sepal width", "petal length", "petal width"], "units": "cm"}

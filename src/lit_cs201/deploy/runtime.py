@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from lit_cs201.data.decode import MAX_PIXELS, decode_readable
+from lit_cs201.data.decode import MAX_PIXELS, RESIZE_MODES, ResizeMode, decode_readable
 from lit_cs201.data.files import UnreadableFileError, open_regular
 from lit_cs201.data.inputs import expand_paths
 from lit_cs201.deploy.results import ImageInput, Prediction, image_sources, predictions
@@ -26,8 +26,11 @@ from lit_cs201.errors import UserError, first_line, printable
 
 #: The metadata key of an exported model: a JSON object (see `lit_cs201.deploy.export`).
 METADATA_KEY = "lit_cs201"
-#: The version of the metadata's layout this runtime reads.
-METADATA_FORMAT = 1
+#: The newest version of the metadata's layout, which this runtime reads with the older ones. Format 2 adds
+#: ``resize: crop``; an export that stretches (format 1 says nothing, which means that) stays format 1, so that a
+#: runtime of format 1 refuses only the models it would decode differently.
+METADATA_FORMAT = 2
+METADATA_FORMATS = (1, 2)
 #: Protocol buffers cannot hold more in one file; no export of this package is larger.
 MAX_MODEL_BYTES = 2 << 30
 #: The command that installs what exported models need.
@@ -108,6 +111,11 @@ class ExportedModel:
         return self.metadata["input"]["name"] == "images"
 
     @property
+    def resize(self) -> ResizeMode:
+        """How images of another aspect ratio than the model's are resized (`lit_cs201.data.decode.to_uint8`)."""
+        return self.metadata.get("resize", "stretch")
+
+    @property
     def input_shape(self) -> tuple[int, ...]:
         """The shape of one input: (channels, height, width) of an image, or (features,)."""
         return tuple(self.metadata["input"]["shape"][1:])
@@ -133,8 +141,11 @@ class ExportedModel:
     ) -> tuple[np.ndarray, dict[int, str]]:
         """Files, PIL images or uint8 arrays as the uint8 batch the model takes, by the package's one decoder (on
         ``workers`` threads, 0 for one a core; files of at most ``max_pixels``); those that cannot be read are left
-        out and returned as {index in ``sources``: reason}."""
-        return decode_readable(sources, self.input_shape, workers=workers, max_pixels=max_pixels)
+        out and returned as {index in ``sources``: reason}. Images of another aspect ratio are cropped or stretched
+        as the model was trained (`resize`)."""
+        return decode_readable(
+            sources, self.input_shape, workers=workers, max_pixels=max_pixels, resize_mode=self.resize
+        )
 
     def predict(self, inputs: Any, batch_size: int = 64) -> list[Prediction]:
         """The class of each input, as `lit_cs201.predict` gives it from the checkpoint.
@@ -235,8 +246,9 @@ def check_metadata(path: Path, text: str | None) -> dict[str, Any]:
 def _metadata_problem(meta: Any) -> str | None:
     if not isinstance(meta, dict):
         return "is not an object"
-    if meta.get("format") != METADATA_FORMAT:
-        return f"is of format {meta.get('format')!r}, this lit-cs201 reads format {METADATA_FORMAT}"
+    if meta.get("format") not in METADATA_FORMATS or isinstance(meta.get("format"), bool):
+        readable = " and ".join(map(str, METADATA_FORMATS))
+        return f"is of format {meta.get('format')!r}, this lit-cs201 reads formats {readable}"
     classes, declared = meta.get("classes"), meta.get("input")
     if not (isinstance(classes, list) and len(classes) >= 2 and all(isinstance(c, str) for c in classes)):
         return "has no list of class names"
@@ -253,4 +265,6 @@ def _metadata_problem(meta: Any) -> str | None:
         return f"gives an input shape this runtime cannot feed ({shape!r})"
     if images and meta.get("invert") not in ("never", "always", "light_background"):
         return f"gives no inversion rule (never, always or light_background), but {meta.get('invert')!r}"
+    if images and meta.get("resize", "stretch") not in RESIZE_MODES:
+        return f"gives a resize mode this runtime does not know ({meta['resize']!r}, not {' or '.join(RESIZE_MODES)})"
     return None

@@ -262,6 +262,7 @@ class CheckpointModel(ExportedModel):
                 "shape": [None, *self.datamodule.image_shape],
             },
             "invert": self.datamodule.inversion,
+            "resize": self.datamodule.resize,
             "net": self.classifier.hparams.net,
         }
 
