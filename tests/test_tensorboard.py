@@ -1,6 +1,8 @@
-"""What a user sees in TensorBoard, read back from the event files the real entry point writes: the hyper-parameters
-with the run's real scores (no ``hp_metric`` placeholder), one learning-rate curve whatever the optimizer, no empty
-runs from ``predict``, and figures whose text is readable in a TensorBoard card."""
+"""What a user sees in TensorBoard, read back from the event files the real entry point writes, and through
+TensorBoard's own hparams plugin: one HPARAMS row per fit, with the settings a student compares and the run's real
+scores (its best ``val/acc``, the newest test of its checkpoints; no ``hp_metric`` placeholder), the curves as the
+first charts, one learning-rate curve whatever the optimizer, no empty runs from ``predict``, and figures whose text
+is readable in a TensorBoard card."""
 
 from __future__ import annotations
 
@@ -14,18 +16,25 @@ from lightning.pytorch.loggers import TensorBoardLogger as LightningTensorBoardL
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.text import Text
+from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins import base_plugin
+from tensorboard.plugins.hparams import hparams_plugin
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 from torch.utils.data import DataLoader, TensorDataset
+from werkzeug.test import Client
 
-from helpers import CONFIGS, scalars
+from helpers import CONFIGS, curves_by_step, scalars
 from lit_cs201 import viz
-from lit_cs201.callbacks import LearningRateLogger, TensorBoardHparams
+from lit_cs201.callbacks import LearningRateLogger
 from lit_cs201.cli import main
 from lit_cs201.data import IrisDataModule
 from lit_cs201.models import Classifier
+from lit_cs201.report.tensorboard import METRICS, TensorBoardHparams
+from synthetic import write_mnist
 
 QUIET = ["--trainer.enable_progress_bar=false"]
+IRIS_COLUMNS = {"dataset", "net", "lr", "batch_size", "epochs", "precision", "optimizer", "schedule", "hidden_sizes"}
 EPOCHS = 3
 CARD = (310, 215)  # pixels: the box a TensorBoard card fits an image into (until "actual image size" is toggled)
 LEGIBLE = 7  # pixels: the least height of text that reads there
@@ -45,7 +54,7 @@ def iris(tmp_path_factory) -> Path:
 
 
 def hparams(run: Path) -> tuple[dict[str, Any], list[str]]:
-    """The hyper-parameters of ``run`` and the metrics they are compared by, as TensorBoard's HPARAMS tab reads them."""
+    """The hyper-parameters of ``run`` and the metrics they are compared by, as its event files hold them."""
     events = EventAccumulator(str(run))
     events.Reload()
     content = events.PluginTagToContent("hparams")
@@ -55,28 +64,123 @@ def hparams(run: Path) -> tuple[dict[str, Any], list[str]]:
     return values, sorted(metric.name.tag for metric in experiment.metric_infos)
 
 
-def test_a_fit_shows_its_hyperparameters_with_the_best_validation_accuracy(iris):
+def hparams_table(logdir: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """TensorBoard's HPARAMS tab for ``tensorboard --logdir logdir``, through TensorBoard's own hparams plugin: the
+    experiment (the columns) and, for each row (by run), its values and its metrics as ``(value, step)``."""
+    multiplexer = plugin_event_multiplexer.EventMultiplexer()
+    multiplexer.AddRunsFromDirectory(str(logdir))
+    multiplexer.Reload()
+    provider = data_provider.MultiplexerDataProvider(multiplexer, str(logdir))
+    apps = hparams_plugin.HParamsPlugin(base_plugin.TBContext(logdir=str(logdir), data_provider=provider))
+    apps = apps.get_plugin_apps()
+    experiment = Client(apps["/experiment"]).post("/", json={"experimentName": ""}).get_json()
+    columns = [{"hparam": info["name"], "includeInResult": True} for info in experiment["hparamInfos"]]
+    columns += [{"metric": info["name"], "includeInResult": True} for info in experiment["metricInfos"]]
+    request = {"colParams": columns, "startIndex": 0, "sliceSize": 100, "includeMetrics": True}
+    request["allowedStatuses"] = ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"]
+    groups = Client(apps["/session_groups"]).post("/", json=request).get_json()["sessionGroups"]
+    rows = {
+        group["name"]: {
+            "hparams": group["hparams"],
+            "metrics": {m["name"]["tag"]: (m["value"], m["trainingStep"]) for m in group["metricValues"]},
+        }
+        for group in groups
+    }
+    return experiment, rows
+
+
+def test_a_fit_shows_its_settings_with_the_best_validation_accuracy(iris):
     curves = scalars(iris)
     assert "hp_metric" not in curves  # Lightning's -1 placeholder
     values, metrics = hparams(iris)
-    assert metrics == ["val/acc_best"]
+    assert metrics == sorted(METRICS)
     assert len(curves["val/acc_best"]) == EPOCHS  # the curve TensorBoard takes the metric's value from
     assert curves["val/acc_best"][-1] == max(curves["val/acc"])
-    # The model's and the datamodule's settings, flat and readable: a class from the config by its path.
-    assert values["model"] == "Classifier" and values["data"] == "IrisDataModule"
-    assert values["net"] == "mlp" and values["hidden_sizes"] == "[10]" and values["batch_size"] == 16
-    assert values["optimizer"] == "torch.optim.Adam" and values["optimizer/lr"] == 0.01
-    assert values["lr_scheduler"] == "None" and values["channels_last"] == "False" and values["input_shape"] == "[4]"
+    # The settings a student compares, readable, and only those of this run's kind.
+    assert values == {
+        "dataset": "Iris",
+        "net": "mlp",
+        "lr": 0.01,
+        "batch_size": 16,
+        "epochs": EPOCHS,
+        "precision": "32-true",
+        "optimizer": "Adam",
+        "schedule": "none",
+        "hidden_sizes": "[10]",
+    }
 
 
-def test_a_test_run_shows_the_hyperparameters_with_its_scores(iris):
+def test_a_test_beside_its_run_scores_in_the_row_of_the_run(iris):
     evaluation = iris / "test" / "version_0"
-    curves = scalars(evaluation)
-    assert "hp_metric" not in curves
-    values, metrics = hparams(evaluation)
-    assert metrics == ["test/acc", "test/loss"]  # not the per-class accuracies; no top-5 of three classes
-    assert all(metric in curves for metric in metrics)
-    assert values["net"] == "mlp" and values["optimizer/lr"] == 0.01 and values["data"] == "IrisDataModule"
+    tested = scalars(evaluation)
+    assert "hp_metric" not in tested and "test/acc" in tested  # the test's own curves are where they were
+    events = EventAccumulator(str(evaluation)).Reload()
+    with pytest.raises(KeyError):  # not a row of its own: its scores are in the row of the run it tested
+        events.PluginTagToContent("hparams")
+    run, own = curves_by_step(iris), curves_by_step(evaluation)
+    assert "test/acc_top5" not in run  # no top-5 of three classes
+    # At the step of the tested checkpoint's validation, in both runs: beside the best val/acc on the same axis.
+    assert run["test/acc"] == own["test/acc"] and run["test/loss"] == own["test/loss"]
+    (step,) = run["test/acc"]
+    assert run["val/acc"][step] == max(run["val/acc"].values())
+
+
+def test_lightnings_epoch_curve_is_not_logged_and_the_curves_come_first(iris):
+    for folder in (iris, iris / "test" / "version_0"):
+        assert "epoch" not in scalars(folder)
+    # TensorBoard groups charts by the name's part before the first "/", sorts the groups and opens the first two.
+    groups = sorted({tag.split("/")[0] for tag in scalars(iris)} - {"test"})
+    assert groups == ["train", "val"]
+
+
+def test_the_hparams_table_has_a_row_per_fit_with_its_columns_and_its_newest_test(tmp_path, monkeypatch):
+    # Two Iris fits and a ResNet on a few digits; two tests of the first run's checkpoints, on other test sets.
+    monkeypatch.chdir(tmp_path)
+    iris = ["fit", "--config", str(CONFIGS / "iris.yaml"), *QUIET]
+    assert main([*iris, "--trainer.max_epochs=3"]) == 0
+    assert main([*iris, "--trainer.max_epochs=2", "--model.init_args.optimizer.init_args.lr=0.05"]) == 0
+    write_mnist(tmp_path / "data", n_train=16, n_test=8)
+    one_step = ["--trainer.max_epochs=1", "--trainer.limit_train_batches=1", "--trainer.num_sanity_val_steps=0"]
+    small = ["--data.init_args.val_size=4", "--data.init_args.batch_size=4", "--trainer.enable_model_summary=false"]
+    assert main(["fit", "--config", str(CONFIGS / "mnist_resnet18.yaml"), *one_step, *small, *QUIET]) == 0
+    first = tmp_path / "runs" / "iris" / "version_0"
+    older = ["test", "--ckpt_path", str(first / "best.ckpt"), "--data.init_args.test_size=0.5"]  # half the flowers
+    assert main([*older, *QUIET]) == 0
+    assert main(["test", "--ckpt_path", str(first / "last.ckpt"), *QUIET]) == 0
+
+    experiment, rows = hparams_table(tmp_path / "runs")
+    assert sorted(rows) == ["iris/version_0", "iris/version_1", "mnist_resnet18/version_0"]  # no row per test
+    # The five columns TensorBoard shows at first (those marked as differing), then the others; the scores.
+    shown = {info["name"] for info in experiment["hparamInfos"] if info["differs"]}
+    assert shown == {"dataset", "net", "lr", "batch_size", "epochs"}
+    assert [info["name"]["tag"] for info in experiment["metricInfos"]] == list(METRICS)
+    # Each row lists the settings that apply to it: no hidden sizes for a ResNet.
+    assert set(rows["iris/version_1"]["hparams"]) == IRIS_COLUMNS and rows["iris/version_1"]["hparams"]["lr"] == 0.05
+    resnet = rows["mnist_resnet18/version_0"]["hparams"]
+    assert set(resnet) == IRIS_COLUMNS - {"hidden_sizes"}
+    assert resnet["net"] == "resnet18" and resnet["dataset"] == "MNIST" and resnet["schedule"] == "OneCycleLR"
+    assert resnet["lr"] == 0.05 and resnet["batch_size"] == 4 and resnet["optimizer"] == "SGD"  # the one-cycle peak
+    # The tested run's row has the newest test's scores (last.ckpt's), at the step of that checkpoint's validation.
+    newest = scalars(first / "test" / "version_1")
+    assert newest["test/loss"] != scalars(first / "test" / "version_0")["test/loss"]  # two scores to tell apart
+    scores = rows["iris/version_0"]["metrics"]
+    curves = curves_by_step(first)
+    assert scores["test/acc"] == (pytest.approx(newest["test/acc"][-1]), max(curves["val/acc"]))
+    assert scores["test/loss"][0] == pytest.approx(newest["test/loss"][-1])
+    assert scores["val/acc_best"][0] == pytest.approx(max(curves["val/acc"].values()))
+    assert set(rows["iris/version_1"]["metrics"]) == {"val/acc_best"}  # not tested: empty test cells
+
+
+def test_a_test_logged_elsewhere_is_a_row_of_its_own(iris, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    args = ["test", "--ckpt_path", str(iris / "best.ckpt"), f"--trainer.logger.init_args.save_dir={elsewhere}"]
+    assert main([*args, *QUIET]) == 0
+    _, rows = hparams_table(elsewhere)
+    ((name, row),) = rows.items()
+    # The settings it was trained with; not the epochs and precision of the test itself.
+    assert set(row["hparams"]) == IRIS_COLUMNS - {"epochs", "precision"} and row["hparams"]["lr"] == 0.01
+    assert set(row["metrics"]) == {"test/acc", "test/loss"}
+    assert row["metrics"]["test/acc"][0] == pytest.approx(scalars(elsewhere / name)["test/acc"][-1])
 
 
 def test_the_placeholder_is_off_whatever_the_logger_was_built_with(tmp_path):
@@ -94,7 +198,8 @@ def test_the_placeholder_is_off_whatever_the_logger_was_built_with(tmp_path):
     curves = scalars(Path(logger.log_dir))
     assert "hp_metric" not in curves and "train/lr" in curves
     values, metrics = hparams(Path(logger.log_dir))
-    assert metrics == ["val/acc_best"] and values["net"] == "mlp" and values["split_seed"] == 42
+    assert metrics == sorted(METRICS) and values["net"] == "mlp" and values["dataset"] == "Iris"
+    assert values["lr"] == 0.001 and values["optimizer"] == "Adam" and values["epochs"] == 1  # Adam's default rate
 
 
 def test_predict_without_a_figure_adds_no_run_to_tensorboard(iris):

@@ -10,7 +10,6 @@ import random
 import shlex
 import signal
 import threading
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -476,82 +475,8 @@ def _learning_rate(trainer: Trainer) -> float:
     return float(trainer.optimizers[0].param_groups[0]["lr"])
 
 
-class TensorBoardHparams(Callback):
-    """Show every run in TensorBoard's HPARAMS tab with its real scores, instead of Lightning's placeholder.
-
-    Lightning logs the model's and the datamodule's hyper-parameters at the start of every stage and, unless the
-    logger was built with ``default_hp_metric=False``, a metric ``hp_metric`` fixed at -1 with them: a card in
-    every run and a score that compares nothing. This callback turns the placeholder off on every
-    `TensorBoardLogger`, whatever the config says, and declares the run's real scores as the metrics of its
-    hyper-parameters (`run_hparams`): ``val/acc_best`` for a fit, when it starts, so that an interrupted run shows
-    its best so far; a test's scores (``test/acc``, ``test/loss``, ``test/acc_top5`` where logged), when it ends.
-    TensorBoard reads each metric's value from the scalar curve of that name in the run, so nothing is logged twice.
-    """
-
-    FIT_METRICS = ("val/acc_best",)
-
-    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        for logger in _tensorboards(trainer):
-            # Before Lightning logs the hyper-parameters (after `setup`); the logger has no public switch once built.
-            logger._default_hp_metric = False
-
-    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._declare(trainer, self.FIT_METRICS)
-
-    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        # Not the per-class accuracies (test/acc/<class name>): Tiny ImageNet would add 200 columns.
-        scores = [name for name in trainer.callback_metrics if name.startswith("test/") and name.count("/") == 1]
-        self._declare(trainer, sorted(scores))
-
-    @staticmethod
-    def _declare(trainer: Trainer, metrics: Sequence[str]) -> None:
-        if not trainer.is_global_zero or not metrics:
-            return
-        from torch.utils.tensorboard.summary import hparams  # when needed, as Lightning's logger imports it
-
-        # TensorBoard's hparams summaries, which hold the metrics' names, not their values; written to the run's own
-        # file writer as Lightning's `log_hyperparams` writes them (`SummaryWriter.add_hparams` makes a sub-run).
-        summaries = hparams(run_hparams(trainer), dict.fromkeys(metrics, 0.0))
-        for logger in _tensorboards(trainer):
-            writer = logger.experiment._get_file_writer()
-            for summary in summaries:
-                writer.add_summary(summary)
-
-
 def _tensorboards(trainer: Trainer) -> list[TensorBoardLogger]:
     return [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
-
-
-def run_hparams(trainer: Trainer) -> dict[str, int | float | str]:
-    """The model's and the datamodule's hyper-parameters as one flat mapping of plain values, as the HPARAMS tab shows
-    them: the classes as ``model`` and ``data``, a class given in the config as its path and its arguments
-    (``optimizer``: ``torch.optim.SGD``, ``optimizer/lr``: 0.01), anything else that is not a number as text
-    (``True``, ``None``, ``[10]``)."""
-    flat: dict[str, int | float | str] = {}
-    for key, owner in (("model", trainer.lightning_module), ("data", trainer.datamodule)):
-        hparams = dict(getattr(owner, "hparams_initial", None) or {})
-        hparams.pop("_instantiator", None)  # LightningCLI's own entries
-        class_path = hparams.pop("_class_path", None)
-        if class_path:
-            flat[key] = str(class_path).rsplit(".", 1)[-1]
-        flat.update(_flatten(hparams))
-    return flat
-
-
-def _flatten(hparams: Mapping[str, Any], prefix: str = "") -> dict[str, int | float | str]:
-    flat: dict[str, int | float | str] = {}
-    for key, value in hparams.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and "class_path" in value:
-            flat[name] = str(value["class_path"])
-            value = value.get("init_args") or {}
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{name}/"))
-        elif isinstance(value, int | float | str) and not isinstance(value, bool):  # torch writes a bool as 1.0
-            flat[name] = value
-        else:
-            flat[name] = str(list(value) if isinstance(value, tuple) else value)
-    return flat
 
 
 class PredictionWriter(BasePredictionWriter):

@@ -35,7 +35,6 @@ from lit_cs201.callbacks import (
     RichRunProgressBar,
     RunConfigSaver,
     RunEarlyStopping,
-    TensorBoardHparams,
     TQDMRunProgressBar,
     best_checkpoint,
     last_checkpoint,
@@ -47,6 +46,7 @@ from lit_cs201.data.base import ClassificationDataModule
 from lit_cs201.devices import training_precision
 from lit_cs201.errors import EXIT_BAD_INPUT, MAX_SEED, UserError, check_range, printable, report, run_command
 from lit_cs201.models.classifier import Classifier
+from lit_cs201.report.tensorboard import TensorBoardHparams
 from lit_cs201.restore import (
     ALIASES,
     DEFAULT_RUNS_DIR,

@@ -1,7 +1,9 @@
-"""The TensorBoard logger of the CLI's runs: one that adds a run to TensorBoard only once it has something to show."""
+"""The TensorBoard logger of the CLI's runs: one that adds a run to TensorBoard only once it has something to show,
+and whose first charts are the run's curves."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from lightning.fabric.loggers.logger import rank_zero_experiment
@@ -10,12 +12,28 @@ from torch.utils.tensorboard import SummaryWriter
 
 
 class TensorBoardLogger(LightningTensorBoardLogger):
-    """Lightning's `TensorBoardLogger`, whose event file is created with the first thing logged to it.
+    """Lightning's `TensorBoardLogger`, whose event file is created with the first thing logged to it, without
+    Lightning's ``epoch`` curve.
 
     Lightning builds every logger's writer when a stage starts, and torch's writer creates its event file when it is
     built: every run gets one, and a ``predict`` of data that draws no figure (Iris) shows in TensorBoard as a run
     with nothing in it. With this logger such a run leaves no event file; its ``predictions.csv`` is written as ever.
+
+    Lightning adds the epoch to every set of metrics it logs. TensorBoard groups charts by the part of the name before
+    the first ``/``, sorts the groups by name and opens the first two: ``epoch``, a staircase of the epoch against the
+    step, would be the first chart and keep the ``val`` curves closed. Each epoch is one point of every ``val/``
+    curve, and the checkpoints record it.
+
+    An evaluation (``validate``, ``test``) logs its scores at `evaluated_step` when it is set (by
+    `lit_cs201.report.tensorboard.TensorBoardHparams`, to the step of the evaluated checkpoint's validation), where
+    Lightning logs them at step 0: on a chart, a test's point is at the step of the checkpoint it scored.
     """
+
+    evaluated_step: int | None = None
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        kept = {name: value for name, value in metrics.items() if name != "epoch"}
+        super().log_metrics(kept, step if self.evaluated_step is None else self.evaluated_step)
 
     @property
     @rank_zero_experiment

@@ -1,0 +1,213 @@
+"""What TensorBoard's HPARAMS tab shows: one row per fit, with the settings a student compares and the run's scores,
+its best ``val/acc`` and the newest test of its checkpoints.
+
+TensorBoard builds the table from three kinds of record in the event files (its hparams plugin): an *experiment*,
+the columns of the whole table, taken from whichever run it reads first; a *session start* per run, that run's
+values; and, for each metric column, the last value of the scalar curve of that name in the run's own folder. So
+every run writes the same experiment (`COLUMNS`, `METRICS`), whatever its own settings: one run's settings never
+decide the columns of another's row (a ResNet row under an MLP's ``hidden_sizes``, a test row without
+``val/acc_best``). A test of a run's checkpoint adds its scores to that run's folder, so the row of the run shows
+them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.trainer.states import TrainerFn
+from tensorboard.compat.proto.summary_pb2 import Summary
+from tensorboard.plugins.hparams import metadata
+from tensorboard.plugins.hparams.api_pb2 import (
+    DATA_TYPE_FLOAT64,
+    DATA_TYPE_STRING,
+    STATUS_SUCCESS,
+    Experiment,
+    HParamInfo,
+    MetricInfo,
+    MetricName,
+)
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData, SessionEndInfo, SessionStartInfo
+from torch.utils.tensorboard import SummaryWriter
+
+from lit_cs201.errors import printable
+from lit_cs201.loggers import TensorBoardLogger as RunLogger
+
+#: The columns of the table and whether each holds a number. TensorBoard shows five columns at first, those marked as
+#: differing between runs first: these are the first five here; the others are a tick away in its column list. A run
+#: lists only the settings that apply to it (no ``hidden_sizes`` for a ResNet, no ``pretrained`` when it has none).
+COLUMNS = {
+    "dataset": False,
+    "net": False,
+    "lr": True,
+    "batch_size": True,
+    "epochs": True,
+    "precision": False,
+    "optimizer": False,
+    "schedule": False,
+    "hidden_sizes": False,
+    "pretrained": False,
+}
+SHOWN = 5
+#: The scores: a fit's best ``val/acc``, and the scores of the newest test of its checkpoints.
+METRICS = ("val/acc_best", "test/acc", "test/acc_top5", "test/loss")
+TEST_SCORES = METRICS[1:]
+
+
+class TensorBoardHparams(Callback):
+    """Show every fit in TensorBoard's HPARAMS tab with its settings and real scores, instead of Lightning's
+    placeholder.
+
+    Lightning logs the hyper-parameters at the start of every stage and, unless the logger was built with
+    ``default_hp_metric=False``, a metric ``hp_metric`` fixed at -1 with them: a card in every run and a score that
+    compares nothing. This callback turns the placeholder off on every `TensorBoardLogger`, whatever the config says,
+    and writes the table's records (see the module): a fit's when it starts, so that an interrupted run shows its best
+    so far. A test of a checkpoint in a run's folder, logging beside it (``<run>/test/version_N/``), also writes
+    ``test/acc``, ``test/acc_top5`` (more than five classes) and ``test/loss`` into the run's folder, at the step of
+    the checkpoint's validation (beside its ``val/acc``), where this package's logger puts an evaluation's own scores
+    too; a test logging elsewhere (``--trainer.logger.init_args.save_dir``) is a row of its own.
+    """
+
+    def __init__(self) -> None:
+        self._checkpoint_step = 0
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        for logger in _tensorboards(trainer):
+            # Before Lightning logs the hyper-parameters (after `setup`); the logger has no public switch once built.
+            logger._default_hp_metric = False
+
+    def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
+        # Where the checkpoint's validation is on the curves: Lightning logs it at the step of the epoch's last batch,
+        # one below the optimizer steps the checkpoint counts. A checkpoint is data: a count, or step 0.
+        step = checkpoint.get("global_step")
+        self._checkpoint_step = step - 1 if isinstance(step, int) and not isinstance(step, bool) and step > 0 else 0
+        if trainer.state.fn != TrainerFn.FITTING:
+            for logger in trainer.loggers:
+                if isinstance(logger, RunLogger):  # its own scores at that step too
+                    logger.evaluated_step = self._checkpoint_step
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.is_global_zero:
+            _write_session(trainer, run_hparams(trainer))
+
+    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        logged = trainer.callback_metrics
+        scores = {name: float(logged[name]) for name in TEST_SCORES if name in logged}
+        run = tested_run(trainer)
+        if run is None:
+            _write_session(trainer, run_hparams(trainer))
+        elif scores:
+            with SummaryWriter(str(run), filename_suffix=".test") as writer:
+                for name, value in scores.items():
+                    writer.add_scalar(name, value, global_step=self._checkpoint_step)
+
+
+def tested_run(trainer: Trainer) -> Path | None:
+    """The run folder of the checkpoint a test evaluates, when the test logs beside it (``<run>/test/version_N/``)
+    and the folder is a run's, with TensorBoard events of its own; else None."""
+    loggers = _tensorboards(trainer)
+    if not trainer.ckpt_path or not loggers:
+        return None
+    run = Path(trainer.ckpt_path).resolve().parent
+    if Path(loggers[0].log_dir).resolve().parent.parent != run:
+        return None
+    return run if any(run.glob("events.out.tfevents.*")) else None
+
+
+def _tensorboards(trainer: Trainer) -> list[TensorBoardLogger]:
+    return [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
+
+
+def _write_session(trainer: Trainer, hparams: Mapping[str, float | str]) -> None:
+    """The experiment and the run's session, written to the run's own event file, as Lightning's
+    `TensorBoardLogger.log_hyperparams` writes them (`SummaryWriter.add_hparams` would make a sub-run)."""
+    infos = [
+        HParamInfo(name=name, type=DATA_TYPE_FLOAT64 if number else DATA_TYPE_STRING, differs=i < SHOWN)
+        for i, (name, number) in enumerate(COLUMNS.items())
+    ]
+    metrics = [MetricInfo(name=MetricName(tag=tag)) for tag in METRICS]
+    start = SessionStartInfo()
+    for name, value in hparams.items():
+        if isinstance(value, str):
+            start.hparams[name].string_value = value
+        else:
+            start.hparams[name].number_value = value
+    records = {
+        metadata.EXPERIMENT_TAG: HParamsPluginData(experiment=Experiment(hparam_infos=infos, metric_infos=metrics)),
+        metadata.SESSION_START_INFO_TAG: HParamsPluginData(session_start_info=start),
+        metadata.SESSION_END_INFO_TAG: HParamsPluginData(session_end_info=SessionEndInfo(status=STATUS_SUCCESS)),
+    }
+    for logger in _tensorboards(trainer):
+        writer = logger.experiment._get_file_writer()
+        for tag, data in records.items():
+            data.version = metadata.PLUGIN_DATA_VERSION
+            content = metadata.create_summary_metadata(data)
+            writer.add_summary(Summary(value=[Summary.Value(tag=tag, metadata=content)]))
+
+
+def run_hparams(trainer: Trainer) -> dict[str, float | str]:
+    """The run's values of `COLUMNS`, those that apply to it: the data set (its class, or the folder's name), the
+    net, the learning rate (the peak of a one-cycle schedule, the start of any other), the batch size, the epochs and
+    precision of a fit, the optimizer and schedule classes, the hidden layers of an MLP and the weights it started
+    from."""
+    model = _hparams(trainer.lightning_module)
+    data = _hparams(trainer.datamodule)
+    values: dict[str, Any] = {"dataset": _dataset(trainer.datamodule, data), "net": model.get("net")}
+    values["lr"], values["optimizer"], values["schedule"] = _optimization(trainer, model)
+    values["batch_size"] = data.get("batch_size")
+    if trainer.state.fn == TrainerFn.FITTING:
+        values["epochs"], values["precision"] = trainer.max_epochs, str(trainer.precision)
+    if values["net"] == "mlp":
+        values["hidden_sizes"] = str(list(model.get("hidden_sizes") or []))
+    if model.get("pretrained"):
+        values["pretrained"] = str(model["pretrained"])
+    return {
+        name: value if isinstance(value, str) else float(value)
+        for name, value in values.items()
+        if isinstance(value, int | float | str) and not isinstance(value, bool)
+    }
+
+
+def _hparams(owner: Any) -> dict[str, Any]:
+    return dict(getattr(owner, "hparams_initial", None) or {})
+
+
+def _dataset(datamodule: Any, hparams: Mapping[str, Any]) -> str | None:
+    if datamodule is None:
+        return None
+    name = type(datamodule).__name__.removesuffix("DataModule")
+    if name == "ImageFolder" and hparams.get("data_dir"):
+        return f"folder {printable(Path(str(hparams['data_dir'])).name)}"
+    return name
+
+
+def _optimization(trainer: Trainer, model: Mapping[str, Any]) -> tuple[float | None, str | None, str]:
+    """The learning rate, the optimizer's class name and the schedule's (``none``): a fit's from its optimizer, an
+    evaluation's from the settings it was trained with."""
+    if trainer.optimizers:
+        group = trainer.optimizers[0].param_groups[0]
+        lr = group.get("max_lr", group.get("initial_lr", group["lr"]))
+        schedules = trainer.lr_scheduler_configs
+        schedule = type(schedules[0].scheduler).__name__ if schedules else "none"
+        return float(lr), type(trainer.optimizers[0]).__name__, schedule
+    optimizer, schedule = model.get("optimizer"), model.get("lr_scheduler")
+    settings = {**_init_args(optimizer), **_init_args(schedule)}
+    lr = settings.get("max_lr", settings.get("lr"))
+    return lr if isinstance(lr, int | float) else None, _class_name(optimizer), _class_name(schedule) or "none"
+
+
+def _init_args(value: Any) -> dict[str, Any]:
+    args = value.get("init_args") if isinstance(value, Mapping) else None
+    return dict(args) if isinstance(args, Mapping) else {}
+
+
+def _class_name(value: Any) -> str | None:
+    """The class name of a setting given as ``{class_path: ..., init_args: ...}`` or as a class."""
+    path = value.get("class_path") if isinstance(value, Mapping) else getattr(value, "__qualname__", None)
+    return str(path).rsplit(".", 1)[-1] if path else None
