@@ -282,11 +282,17 @@ def _check_version(checkpoint: Checkpoint) -> None:
         )
 
 
+#: The best validation accuracy so far (`Classifier.val_acc_best`, a MaxMetric) before there is one: minus infinity.
+UNSCORED = ("val_acc_best.max_value", float("-inf"))
+
+
 def _check_weights(checkpoint: Checkpoint) -> None:
     """Weights are tensors under names, and finite: a model with NaN weights answers NaN for every input."""
     for name, tensor in checkpoint.state_dict.items():
         if not isinstance(name, str) or not isinstance(tensor, torch.Tensor):
             raise checkpoint.refuse(f"its state_dict maps {_shown(name)} to {_kind(tensor)}, not a tensor")
+        if name == UNSCORED[0] and tensor.numel() == 1 and float(tensor) == UNSCORED[1]:
+            continue  # saved before the first validation (a learning-rate finder's starting point): no weight
         if (tensor.is_floating_point() or tensor.is_complex()) and not bool(torch.isfinite(tensor).all()):
             raise checkpoint.refuse(
                 f"its weights {name} are not all finite numbers (NaN or infinite): a model that diverged, which "

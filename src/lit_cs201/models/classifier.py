@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Literal
 
@@ -111,6 +112,10 @@ class Classifier(LightningModule):
         self._run_steps: int | None = None  # optimizer steps of the whole run, when a one-cycle schedule uses them
         self.saved_class_names: list[str] | None = None  # from a checkpoint
         self._resumed_optimizer: Any = None  # the optimizer settings of the checkpoint a fit continues
+        self._lr: float | None = None  # a rate set through `lr`, over the configured one
+        # Set while a learning-rate finder sweeps the rate (lit_cs201.lr_find): a loss that is no longer finite then
+        # ends the sweep, whose curve has found where the rate is too high, instead of stopping the run.
+        self.sweeping_lr = False
 
     @property
     def class_names(self) -> list[str]:
@@ -135,9 +140,12 @@ class Classifier(LightningModule):
         # every process at the same step (one that stopped alone would leave the others waiting for it).
         step_loss = self.trainer.strategy.reduce(loss.detach(), reduce_op="mean")
         if not torch.isfinite(step_loss):
+            if self.sweeping_lr:
+                self.trainer.should_stop = True
+                return None  # no step on a non-finite loss; the finder records it as a gap in its curve
             raise NonFiniteLossError(
                 f"training stopped: train/loss is {float(step_loss)} at step {self.global_step} (epoch "
-                f"{self.current_epoch}, batch {batch_idx}); a learning rate that is too high is the usual cause"
+                f"{self.current_epoch + 1}, batch {batch_idx + 1}); a learning rate that is too high is the usual cause"
                 + self._bf16_cpu_hint()
             )
         self.train_acc(logits, y)
@@ -158,10 +166,13 @@ class Classifier(LightningModule):
         # accuracy is then that of always answering class 0, which can look like a best score) is never saved.
         val_loss = self.val_loss.compute()
         if self.trainer.state.fn == TrainerFn.FITTING and not torch.isfinite(val_loss):
+            if self.sweeping_lr:
+                self.trainer.should_stop = True  # the rate is past the usable: the sweep's curve ends here
+                return
             if self.trainer.sanity_checking:
                 when = "in the sanity check, before any training"
             else:
-                when = f"after epoch {self.current_epoch} (step {self.global_step})"
+                when = f"after epoch {self.current_epoch + 1} (step {self.global_step})"  # counted from 1
             raise NonFiniteLossError(f"training stopped: val/loss is {float(val_loss)} {when}{self._bf16_cpu_hint()}")
         if self.trainer.sanity_checking:
             return  # a sanity check sees two batches of an untrained model: not a score to keep
@@ -272,6 +283,27 @@ class Classifier(LightningModule):
             pass  # the stand-in length happened to give a one-step phase; `configure_optimizers` checks the real one
 
     @property
+    def lr(self) -> float:
+        """The learning rate training runs at: the optimizer's ``lr``, or the peak of a schedule that sets the rate
+        itself (``max_lr`` of ``OneCycleLR`` or ``CyclicLR``). Setting it (as Lightning's learning-rate finder does)
+        replaces the configured rate in the optimizer and schedule that `configure_optimizers` builds next."""
+        if self._lr is not None:
+            return self._lr
+        if self.schedule_sets_lr:
+            return self.lr_scheduler.keywords["max_lr"]
+        return self.optimizer([nn.Parameter(torch.zeros(1))]).defaults["lr"]  # the configured or the class's default
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        self._lr = float(value)
+
+    @property
+    def schedule_sets_lr(self) -> bool:
+        """Whether the schedule sets the rate from its own ``max_lr`` (``OneCycleLR``, ``CyclicLR``), so that the
+        optimizer's ``lr`` is not used."""
+        return "max_lr" in getattr(self.lr_scheduler, "keywords", {})
+
+    @property
     def cycle_spans_run(self) -> bool:
         """Whether the schedule is one cycle over the whole run (a ``OneCycleLR`` given neither ``total_steps`` nor
         ``epochs``), sized from the trainer's total number of optimizer steps."""
@@ -279,15 +311,21 @@ class Classifier(LightningModule):
         return "total_steps" in settings and settings["total_steps"] is None and settings.get("epochs") is None
 
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer(self.parameters())
+        optimizer_lr, schedule_lr = {}, {}
+        if self._lr is not None and self.schedule_sets_lr:  # a rate set through `lr`
+            schedule_lr = {"max_lr": self._lr}
+        elif self._lr is not None:
+            optimizer_lr = {"lr": self._lr}
+        optimizer = self.optimizer(self.parameters(), **optimizer_lr)
         if self.lr_scheduler is None:
             return optimizer
         interval = self.hparams.lr_scheduler_interval
+        schedule = functools.partial(self.lr_scheduler, **schedule_lr)
         if self.cycle_spans_run:
             # OneCycleLR and the like: one cycle over the whole run, however long the config makes it.
             self._run_steps = int(self.trainer.estimated_stepping_batches)
             try:
-                scheduler = self.lr_scheduler(optimizer, total_steps=self._run_steps)
+                scheduler = schedule(optimizer, total_steps=self._run_steps)
             except ZeroDivisionError:  # OneCycleLR interpolates over each phase, and a phase of one step has none
                 pct_start = getattr(self.lr_scheduler, "keywords", {}).get("pct_start", 0.3)
                 raise UserError(
@@ -297,7 +335,7 @@ class Classifier(LightningModule):
                 ) from None
             interval = "step"
         else:
-            scheduler = self.lr_scheduler(optimizer)
+            scheduler = schedule(optimizer)
         config = {"scheduler": scheduler, "interval": interval}
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             config["monitor"] = "val/loss"
