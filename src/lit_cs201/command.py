@@ -1,8 +1,8 @@
 """The ``lit-cs201`` command's entry point: what needs neither a Trainer nor Lightning's imports runs without them.
 
-``export`` loads torch but not Lightning's trainer machinery; ``predict`` with an exported ``.onnx`` model, and
-``serve`` of one, import neither torch nor Lightning (and so start in about a second); everything else is the
-LightningCLI of `lit_cs201.cli`.
+``export`` loads torch but not Lightning's trainer machinery; ``predict`` with an exported ``.onnx`` model,
+``serve`` of one, and ``runs`` (the list of runs) import neither torch nor Lightning (and so start in about a
+second); everything else is the LightningCLI of `lit_cs201.cli`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ def main(argv: list[str] | None = None) -> int:
         return _plain(lambda: _export(args[1:]))
     if args[:1] == ["serve"]:
         return _plain(lambda: _serve(args[1:]))
+    if args[:1] == ["runs"]:
+        return _plain(lambda: _runs(args[1:]))
     if args[:1] == ["predict"]:
         from lit_cs201.deploy.predict import names_exported_model
 
@@ -45,6 +47,12 @@ def _export(args: list[str]) -> int:
 
 def _predict(args: list[str]) -> int:
     from lit_cs201.deploy.predict import main
+
+    return main(args)
+
+
+def _runs(args: list[str]) -> int:
+    from lit_cs201.report.runs_table import main
 
     return main(args)
 

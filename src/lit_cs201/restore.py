@@ -16,6 +16,8 @@ import yaml
 from lit_cs201.checkpoint import Checkpoint
 from lit_cs201.errors import UserError, printable
 from lit_cs201.models.classifier import init_args
+from lit_cs201.report.run_records import latest_config as latest_config  # the run's newest config, for cli
+from lit_cs201.report.run_records import read_run
 
 DEFAULT_RUNS_DIR = "runs"
 # ``--ckpt_path best`` (or ``best.ckpt`` where no such file is) means the newest run's best.ckpt.
@@ -167,19 +169,32 @@ def resolve_checkpoint(
             "checkpoint's path"
         )
     chosen = max(candidates, key=lambda p: p.stat().st_mtime)
-    print(f"--ckpt_path {value}: using {printable(chosen)} (the newest of {len(candidates)})", file=sys.stderr)
+    print(_chosen(value, chosen, candidates), file=sys.stderr)
     if pin:
         os.environ[PINNED] = os.pathsep.join([value, str(chosen)])
     return chosen
 
 
-def latest_config(run: Path) -> Path | None:
-    """The run's newest saved config: ``config.yaml``, then ``config-1.yaml``, ... for each resume."""
-    found = {0: run / "config.yaml"} if (run / "config.yaml").is_file() else {}
-    for path in run.glob("config-*.yaml"):
-        if (number := path.stem.removeprefix("config-")).isdigit():
-            found[int(number)] = path
-    return found[max(found)] if found else None
+def _chosen(value: str, chosen: Path, candidates: list[Path]) -> str:
+    """What ``--ckpt_path best|last`` picked: the newest run's file, with the run's score (best) or its epochs (last),
+    and for best the run of the same experiment that scored higher, if one did (`lit-cs201 runs` lists them all)."""
+    run = read_run(chosen.parent)
+    line = f"--ckpt_path {value}: using {printable(chosen)} (the newest of {len(candidates)})"
+    if chosen.name != "best.ckpt":
+        return line + (f", {run.epochs} epochs trained." if run.epochs is not None else ".")
+    line += f", val/acc {run.best_val_acc:.4f}." if run.best_val_acc is not None else "."
+    rivals = [read_run(path.parent) for path in candidates if path.parent.parent == chosen.parent.parent]
+    better = max(
+        (rival for rival in rivals if rival.best_val_acc is not None and rival.path != chosen.parent),
+        key=lambda rival: rival.best_val_acc,
+        default=None,
+    )
+    if better is not None and run.best_val_acc is not None and better.best_val_acc > run.best_val_acc:
+        line += (
+            f"\nAn older run of {printable(run.experiment)} scored higher: {printable(better.path / chosen.name)} "
+            f"(val/acc {better.best_val_acc:.4f}); give its path to use it. lit-cs201 runs compares them all."
+        )
+    return line
 
 
 def check_fits(model: Any, checkpoint: Checkpoint) -> None:
