@@ -166,12 +166,15 @@ SMALL_MNIST = ["--data.init_args.data_dir=mnist", "--data.init_args.val_size=16"
 # id -> (arguments, fragments the last stderr line must contain besides the prefix)
 CASES: dict[str, tuple[list[str], tuple[str, ...]]] = {
     # -- config: keys, files, types, choices, classes -------------------------------------------------------
-    "unknown config key": (["fit", "--config", "bad_key.yaml"], ("trainer.max_epoch",)),
+    "unknown config key": (
+        ["fit", "--config", "bad_key.yaml"],
+        ("trainer.max_epoch in bad_key.yaml", "did you mean trainer.max_epochs?"),
+    ),
     "unknown flag": (["fit", "--config", IRIS, "--trainer.nope", "3"], ("--trainer.nope",)),
     "abbreviated flag": (["fit", "--config", IRIS, "--trainer.max_epoch", "3"], ("--trainer.max_epoch",)),
     "no subcommand": ([], ("fit", "validate", "test", "predict")),
     "unknown subcommand": (["train", "--config", IRIS], ("'train'", "fit", "test")),
-    "missing config file": (["fit", "--config", "missing.yaml"], ("missing.yaml", "does not exist")),
+    "missing config file": (["fit", "--config", "missing.yaml"], ("--config missing.yaml does not exist",)),
     "config is a folder": (["fit", "--config", "trained"], ("trained", "not a file")),
     "config is not YAML": (["fit", "--config", "not_yaml.yaml"], ("not_yaml.yaml", "line 2")),
     "config is not YAML, resuming": (
@@ -180,7 +183,7 @@ CASES: dict[str, tuple[list[str], tuple[str, ...]]] = {
     ),
     "max_epochs not a number": (
         ["fit", "--config", IRIS, "--trainer.max_epochs", "many"],
-        ("trainer.max_epochs", "int"),
+        ("--trainer.max_epochs: 'many' is not an integer or null",),
     ),
     "max_epochs negative": (["fit", "--config", IRIS, "--trainer.max_epochs", "-5"], ("max_epochs", "-5")),
     "batch_size 0": (
@@ -201,7 +204,7 @@ CASES: dict[str, tuple[list[str], tuple[str, ...]]] = {
     ),
     "hidden_sizes not a list": (
         ["fit", "--config", IRIS, "--model.init_args.hidden_sizes", "ten"],
-        ("hidden_sizes", "list"),
+        ("--model.init_args.hidden_sizes: 'ten' is not a list",),
     ),
     "hidden layer of width 0": (
         ["fit", "--config", IRIS, "--model.init_args.hidden_sizes", "[0]", "--trainer.max_epochs", "1"],
@@ -229,7 +232,7 @@ CASES: dict[str, tuple[list[str], tuple[str, ...]]] = {
     ),
     "option the datamodule lacks": (
         ["fit", "--config", IRIS, "--data.init_args.data_dir", "x"],
-        ("data_dir", "IrisDataModule"),
+        ("--data.init_args.data_dir: IrisDataModule takes no option data_dir", "--data.help IrisDataModule"),
     ),
     "unknown optimizer class": (
         ["fit", "--config", IRIS, "--model.init_args.optimizer", "torch.optim.Nope"],
@@ -327,7 +330,7 @@ CASES: dict[str, tuple[list[str], tuple[str, ...]]] = {
     ),
     "val_size not a number": (
         ["fit", "--config", MNIST, "--data.init_args.val_size=half"],
-        ("val_size", "int", "float"),
+        ("--data.init_args.val_size: 'half' is not a number",),
     ),
     "test_size out of range": (["fit", "--config", IRIS, "--data.init_args.test_size", "1.5"], ("test_size", "1.5")),
     "log folder is a file": (

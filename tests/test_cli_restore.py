@@ -89,7 +89,7 @@ def test_ckpt_path_in_a_config_goes_through_the_same_checks(work, capsys):
     (work / "missing.yaml").write_text("ckpt_path: nowhere.ckpt\n")
     before = snapshot(work)
     assert main(["fit", "--config", IRIS, "--config", "missing.yaml", QUIET]) == 2
-    assert last_line(capsys) == "lit-cs201: error: --ckpt_path nowhere.ckpt: no such file"
+    assert last_line(capsys) == "lit-cs201: error: --ckpt_path nowhere.ckpt: no such file."
     assert snapshot(work) == before
 
     (work / "resume.yaml").write_text("ckpt_path: last\ntrainer:\n  max_epochs: 3\n")

@@ -191,7 +191,7 @@ def test_a_net_the_exporter_cannot_handle_is_one_line_and_writes_nothing(mnist, 
     assert result.returncode == 2
     assert last_line(result) == (
         f"{PREFIX}the ONNX exporter cannot handle the net mnist_cnn (RuntimeError: Unsupported operator "
-        "aten::something_new); nothing written"
+        "aten::something_new); nothing written."
     )
     assert list(tmp_path.iterdir()) == []
 
@@ -364,10 +364,10 @@ def test_what_predict_from_an_export_cannot_do_is_one_line(mnist, tmp_path):
     (tmp_path / "predict").write_text("a file where the results would go")
     result = run_cli("predict", "--ckpt_path", target, "--data.predict_path", str(files), cwd=tmp_path, check=False)
     folder = tmp_path / "predict"
-    assert last_line(result) == f"{PREFIX}{folder} is a file: predictions go in a folder of that name beside the model"
+    assert last_line(result) == f"{PREFIX}{folder} is a file: predictions go in a folder of that name beside the model."
     result = run_cli("predict", "--ckpt_path", target, "--data.predict_path", cwd=tmp_path, check=False)
     assert last_line(result) == (
-        f"{PREFIX}argument --data.predict_path: expected at least one argument (see lit-cs201 predict --help)"
+        f"{PREFIX}argument --data.predict_path: expected at least one argument (see lit-cs201 predict --help)."
     )
     result = run_cli("test", "--ckpt_path", target, cwd=tmp_path, check=False)
     assert result.returncode == 2 and f"--ckpt_path {target} is an exported model, not a checkpoint" in last_line(

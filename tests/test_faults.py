@@ -150,7 +150,7 @@ def test_a_read_only_checkpoint_folder_names_the_flag_that_moves_the_logs(traine
     assert main(["test", "--ckpt_path", str(best), QUIET]) == 74
     line = last_line(capsys)
     assert line.startswith(f"{PREFIX}cannot create the test log folder under {best.parent}/test: Read-only file system")
-    assert line.endswith("write the logs elsewhere with --trainer.logger.init_args.save_dir DIR")
+    assert line.endswith("write the logs elsewhere with --trainer.logger.init_args.save_dir DIR.")
     assert (snapshot(folder), folders(folder)) == before
 
     elsewhere = tmp_path / "logs"
@@ -168,7 +168,7 @@ def test_a_fit_on_a_full_disk_leaves_no_empty_run_folder(disk, monkeypatch, caps
 
     assert main(["fit", "--config", IRIS, "--trainer.max_epochs=1", QUIET]) == 74
     assert last_line(capsys) == (
-        f"{PREFIX}cannot write {RUN}/{LOCK_NAME}: No space left on device; free space on that disk"
+        f"{PREFIX}cannot write {RUN}/{LOCK_NAME}: No space left on device; free space on that disk."
     )
     assert [p.name for p in folder.iterdir()] == ["filler"]
 
@@ -213,6 +213,7 @@ def test_two_fits_started_together_write_two_runs(tmp_path):
             "config.yaml",
             "hparams.yaml",
             "last.ckpt",
+            "summary.json",
         ]
         assert len(scalars(run)["val/acc"]) == 2
         assert torch.load(run / "last.ckpt", weights_only=True)["epoch"] == 1
@@ -251,7 +252,7 @@ def test_a_second_fit_of_a_running_run_is_refused_until_it_dies(trained, tmp_pat
         assert main(["fit", "--ckpt_path", str(RUN / "last.ckpt"), QUIET]) == 75
         assert last_line(capsys) == (
             f"{PREFIX}{RUN} is being trained by another process (pid {first.pid}); wait for it to end, stop it, or "
-            "start a new run without --ckpt_path"
+            "start a new run without --ckpt_path."
         )
         assert all(path.is_file() for path in leftovers)
         # Evaluating the best checkpoint so far still works while the fit writes.

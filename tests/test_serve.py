@@ -370,7 +370,7 @@ def test_what_serve_cannot_do_is_one_line(digits, tmp_path):
         result = run_cli("serve", str(model), "--port", str(port), cwd=tmp_path, check=False)
     assert result.returncode == 2
     in_use = f"port {port} on 127.0.0.1 is in use: stop what uses it, or give another --port"
-    assert result.stderr.strip() == f"lit-cs201: error: {in_use}"
+    assert result.stderr.strip() == f"lit-cs201: error: {in_use}."
     assert "Serving" not in result.stdout
     for args, expected in (
         (["--max_upload_mb", "nan"], "--max_upload_mb must be a positive number"),

@@ -7,7 +7,7 @@ import math
 from collections.abc import Callable
 from typing import NoReturn
 
-from lit_cs201.errors import UserError
+from lit_cs201.errors import UserError, usage_error
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -15,7 +15,7 @@ class ArgumentParser(argparse.ArgumentParser):
     exit status 2) instead of argparse's usage block."""
 
     def error(self, message: str) -> NoReturn:
-        raise UserError(f"{message} (see --help)")
+        raise UserError(f"{usage_error(message)} (see --help)")
 
 
 def _checked(convert: Callable[[str], float], valid: Callable[[float], bool], expected: str) -> Callable[[str], float]:

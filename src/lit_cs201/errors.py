@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import re
 import sys
 import unicodedata
 from argparse import ArgumentError
@@ -110,7 +111,19 @@ def report(err: BaseException) -> tuple[int, str] | None:
     own report wins over an ``OSError`` raised while cleaning up after it (a full disk fails the event files too)."""
     reported = _report(err)
     # The message quotes what the user gave (paths, class names, CSV cells): shown escaped, as everything printed.
-    return None if reported is None else (reported[0], printable(reported[1]))
+    return None if reported is None else (reported[0], sentence(printable(reported[1])))
+
+
+def sentence(text: str) -> str:
+    """``text`` ended as a sentence: a full stop unless it ends with one, a question or an exclamation, or with a
+    command or a path to copy (``continue with: lit-cs201 fit --ckpt_path runs/iris/version_0/last.ckpt``), which
+    would be copied with the stop."""
+    text = text.rstrip()
+    return text if text.endswith((".", "?", "!")) or _ENDS_WITH_COMMAND.search(text) else text + "."
+
+
+# A command after a colon, to the end of the message; or a last word that is a path.
+_ENDS_WITH_COMMAND = re.compile(r":\s+(?:lit-cs201|pip|python|tensorboard)\s[^;:]*$|\s\S*/\S*$")
 
 
 def _report(err: BaseException) -> tuple[int, str] | None:
@@ -143,7 +156,21 @@ class ArgumentParser(argparse.ArgumentParser):
     commands' are, rather than a usage block."""
 
     def error(self, message: str) -> NoReturn:
-        raise UserError(f"{message} (see {self.prog} --help)")
+        raise UserError(f"{usage_error(message)} (see {self.prog} --help)")
+
+
+# argparse's words for a value its type refused: "argument --port: invalid int value: 'x'" (%(type)s, %(value)r).
+_INVALID_VALUE = re.compile(r"invalid (int|float) value: (.*)$")
+_TYPE_WORDS = {"int": "an integer", "float": "a number"}
+
+
+def usage_error(message: str) -> str:
+    """argparse's ``message`` for a plain command's usage error, a refused number said as `lit-cs201`'s flags say it:
+    ``argument --port: 'x' is not an integer``."""
+    invalid = _INVALID_VALUE.search(message)
+    if invalid is None:
+        return message
+    return f"{message[: invalid.start()]}{invalid[2]} is not {_TYPE_WORDS[invalid[1]]}"
 
 
 def run_command(prog: str, command: Callable[[], int]) -> int:

@@ -1,17 +1,24 @@
-"""What ``lit-cs201`` says: about itself (the subcommands, the ``--ckpt_path`` option, the help layout, the closest
-valid flag to a mistyped one) and what it lets through of Lightning's own messages."""
+"""What ``lit-cs201`` says: about itself (the subcommands, the ``--ckpt_path`` option, the help layout and its group
+titles, the closest valid flag to a mistyped one, what was wrong with a command line) and what it lets through of
+Lightning's own messages."""
 
 from __future__ import annotations
 
 import difflib
 import logging
+import os
+import shlex
 import textwrap
 import warnings
+from argparse import ArgumentError
+from pathlib import Path
 
+import yaml
 from lightning.pytorch.cli import LightningArgumentParser
 from PIL import Image
 
-from lit_cs201.errors import UserError
+from lit_cs201.errors import UserError, first_few
+from lit_cs201.flag_errors import CONFIG_SUFFIXES, check_positional, explain, given_configs
 
 SUBCOMMANDS = {  # name: (what it does, how it is used)
     "fit": (
@@ -32,6 +39,11 @@ SUBCOMMANDS = {  # name: (what it does, how it is used)
         "lit-cs201 predict --ckpt_path best.ckpt --data.predict_path 'photos/*.jpg' (files, folders, globs or a "
         "CSV of paths) writes predictions.csv and predictions.png in <run>/predict/version_N/. With an exported "
         "model (--ckpt_path model.onnx) it needs no torch and writes them in predict/version_N/ beside the file.",
+    ),
+    "lr_find": (
+        "Find a learning rate: a short sweep of growing rates, the suggested rate and the fit command that uses it",
+        "lit-cs201 lr_find --config configs/iris.yaml trains nothing it keeps; it writes the loss against the rate "
+        "(lr_find.png, lr_find.csv, TensorBoard) in runs/<experiment>/lr_find/version_N/.",
     ),
 }
 CKPT_PATH_HELP = (
@@ -66,8 +78,58 @@ def _first_line(doc: str | None) -> str:
     return (doc or "").strip().split("\n\n")[0].replace("\n", " ")
 
 
+# The titles of the option groups in a subcommand's --help, by jsonargparse's group name (it titles a group with
+# the first line of its class's docstring, which speaks to whoever maintains the class), and a line under each.
+GROUPS = {
+    "trainer": (
+        "Training (--trainer.NAME VALUE)",
+        "How long to train, on which devices, at which precision, how often to log.",
+    ),
+    "model": (
+        "Model (--model.init_args.NAME VALUE)",
+        "The network and how it learns; --model.help Classifier lists every option.",
+    ),
+    "data": (
+        "Data (--data NAME, then --data.init_args.NAME VALUE)",
+        "--data.help NAME lists a dataset's options: --data.help MNISTDataModule.",
+    ),
+    "early_stopping": (
+        "Early stopping (--early_stopping.NAME VALUE)",
+        "A fit ends once val/acc has not improved for patience validations.",
+    ),
+}
+
+
+def retitle_groups(parser: LightningArgumentParser, subcommand: str) -> None:
+    """Give the option groups of ``subcommand``'s help titles that read as help (`GROUPS`). The subcommand's own
+    group, which Lightning titles with its Trainer method's docstring, holds --ckpt_path or the subcommand's
+    settings."""
+    for name, group in parser.groups.items():
+        if name in GROUPS:
+            group.title, group.description = GROUPS[name]
+        elif name == subcommand:
+            group.title = "Checkpoint" if "--ckpt_path" in parser._option_string_actions else f"{subcommand} settings"
+
+
+def asks_for_help(args: list[str]) -> bool:
+    """Whether ``args`` ask for help (``--help``, ``--data.help NAME``, ``--model.help``): shown whatever else the
+    command line lacks, a checkpoint included."""
+    return any(arg in ("-h", "--help") or arg.split("=", 1)[0].endswith(".help") for arg in args)
+
+
+def relay(err: ArgumentError, parser: LightningArgumentParser | None, args: list[str]) -> UserError:
+    """jsonargparse's refusal of ``lit-cs201 SUBCOMMAND ARGS`` (``parser`` the subcommand's) as one line that names
+    the flag and what it takes."""
+    subcommand = parser.prog.split()[-1] if parser is not None else "<subcommand>"
+    settings = [o[2:] for o in parser._option_string_actions if o.startswith("--")] if parser is not None else []
+    return UserError(explain(err.message, subcommand, args, settings) or " ".join(str(err).split()))
+
+
 def check_flags(parser: LightningArgumentParser, args: list[str]) -> None:
-    """Refuse a mistyped flag, suggesting the closest valid one (jsonargparse lists the unrecognized arguments)."""
+    """Refuse a mistyped flag, suggesting the closest valid one (jsonargparse lists the unrecognized arguments), a
+    bare argument (``fit configs/iris.yaml``), and a missing ``--config`` file, suggesting the closest name."""
+    check_positional(parser.prog.split()[-1], args)
+    check_configs(args)
     options = parser._option_string_actions
     for arg in args:
         flag = arg.split("=", 1)[0]
@@ -81,6 +143,61 @@ def check_flags(parser: LightningArgumentParser, args: list[str]) -> None:
         close = difflib.get_close_matches(flag, [o for o in options if o.startswith("--")], n=1, cutoff=0.6)
         hint = f"; did you mean {close[0]}?" if close else f"; see lit-cs201 {parser.prog.split()[-1]} --help"
         raise UserError(f"unrecognized option {flag}{hint}")
+
+
+_LISTED = 10_000  # at most this many names of a folder are compared with a missing config's (a folder is data)
+
+
+def check_configs(args: list[str]) -> None:
+    """Refuse a ``--config`` file that does not exist, suggesting the closest name in its folder."""
+    for value in given_configs(args):
+        if value == "-":  # the standard input
+            continue
+        if os.path.isdir(value):
+            configs = _configs_in(Path(value))
+            raise UserError(f"--config {value} is a folder, not a file" + (f" (it holds {configs})" if configs else ""))
+        if value and not os.path.lexists(value) and not _inline_config(value):
+            raise UserError(_missing_config(value))
+
+
+def _inline_config(value: str) -> bool:
+    """jsonargparse also takes the settings themselves as ``--config '{trainer: {max_epochs: 3}}'``."""
+    try:
+        return isinstance(yaml.safe_load(value), dict | list)
+    except yaml.YAMLError:
+        return False
+
+
+def _missing_config(value: str) -> str:
+    path = Path(value)
+    folder = path.parent
+    if not folder.is_dir():
+        return f"--config {value} does not exist (there is no folder {folder})"
+    close = difflib.get_close_matches(path.name, _names(folder), n=1, cutoff=0.6)
+    if close:
+        return f"--config {value} does not exist; did you mean --config {shlex.quote(str(folder / close[0]))}?"
+    configs = _configs_in(folder)
+    where = "this folder" if str(folder) == "." else str(folder)
+    return f"--config {value} does not exist" + (f" ({where} holds {configs})" if configs else "")
+
+
+def _names(folder: Path) -> list[str]:
+    """The names in ``folder``, at most `_LISTED` of them."""
+    names: list[str] = []
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                names.append(entry.name)
+                if len(names) >= _LISTED:
+                    break
+    except OSError:  # unreadable: nothing to suggest from it
+        pass
+    return names
+
+
+def _configs_in(folder: Path) -> str:
+    """The config files in ``folder``, a few of them: ``a.yaml, b.yaml and 3 more``."""
+    return first_few(sorted(name for name in _names(folder) if name.endswith(CONFIG_SUFFIXES)))
 
 
 def set_log_level(level: str) -> None:
