@@ -22,8 +22,6 @@ from lightning.pytorch.callbacks import (
     Callback,
     EarlyStopping,
     ModelCheckpoint,
-    RichProgressBar,
-    TQDMProgressBar,
 )
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -259,7 +257,7 @@ class GracefulStop(Callback):
         best = next((cb for cb in checkpoints if cb.monitor is not None and cb.best_model_path), None)
         if isinstance(exception, KeyboardInterrupt | SIGTERMException):
             how = "by SIGTERM" if isinstance(exception, SIGTERMException) else "by Ctrl-C"
-            print(f"\nInterrupted {how} in epoch {trainer.current_epoch}.", flush=True)
+            print(f"\nInterrupted {how} in epoch {trainer.current_epoch + 1}.", flush=True)  # counted from 1
             if last is not None and last.is_file():
                 print(
                     f"{last} holds the last completed epoch; continue exactly from it with:\n"
@@ -429,23 +427,6 @@ class RunEarlyStopping(EarlyStopping):
             isinstance(score, Tensor) and score.numel() == 1 and score.is_floating_point() and not score.isnan()
         ):
             raise ValueError("the early-stopping state holds no counts and score")
-
-
-class _WithoutRunNumber:
-    """A progress bar without ``v_num``: the run folder is printed, and Rich shows the number as 0.000."""
-
-    def get_metrics(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
-        metrics = super().get_metrics(trainer, pl_module)  # type: ignore[misc]
-        metrics.pop("v_num", None)
-        return metrics
-
-
-class RichRunProgressBar(_WithoutRunNumber, RichProgressBar):
-    pass
-
-
-class TQDMRunProgressBar(_WithoutRunNumber, TQDMProgressBar):
-    pass
 
 
 class LearningRateLogger(Callback):

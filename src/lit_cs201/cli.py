@@ -14,6 +14,7 @@ import random
 import shlex
 import signal
 import sys
+from argparse import ArgumentError
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,10 +33,8 @@ from lit_cs201.callbacks import (
     PredictionWriter,
     RandomState,
     RestoreWindow,
-    RichRunProgressBar,
     RunConfigSaver,
     RunEarlyStopping,
-    TQDMRunProgressBar,
     best_checkpoint,
     last_checkpoint,
 )
@@ -45,7 +44,11 @@ from lit_cs201.checks import check_accelerator, check_fit_settings
 from lit_cs201.data.base import ClassificationDataModule
 from lit_cs201.devices import training_precision
 from lit_cs201.errors import EXIT_BAD_INPUT, MAX_SEED, UserError, check_range, printable, report, run_command
+from lit_cs201.lr_find import LR_FIND, FinderTrainer, adopt_finders, place_logs
 from lit_cs201.models.classifier import Classifier
+from lit_cs201.report.log_interval import LogInterval
+from lit_cs201.report.progress import epochs_done, resume_line, run_progress_bar
+from lit_cs201.report.run_summary import RunSummary
 from lit_cs201.report.tensorboard import TensorBoardHparams
 from lit_cs201.restore import (
     ALIASES,
@@ -69,9 +72,12 @@ from lit_cs201.usage import (
     CKPT_PATH_HELP,
     SUBCOMMANDS,
     HelpFormatter,
+    asks_for_help,
     check_flags,
     description,
     quiet_known_noise,
+    relay,
+    retitle_groups,
     set_log_level,
 )
 
@@ -81,8 +87,8 @@ TENSORBOARDS = (TENSORBOARD, "lightning.pytorch.loggers.TensorBoardLogger")  # t
 # The default data_dir while a checkpoint's settings are parsed: no path a user can give (it holds NUL bytes), so that
 # after the parse it tells the checkpoint's folder from the same folder named by a flag or a config.
 CHECKPOINT_DATA_DIR = "\0the checkpoint's data_dir\0"
-# Lightning's own progress bars, and the same without the run number (Rich shows it as 0.000; the folder says it).
-PROGRESS_BARS = {RichProgressBar: RichRunProgressBar, TQDMProgressBar: TQDMRunProgressBar}
+# Lightning's own progress bars, which the run's replace (lit_cs201.report.progress.run_progress_bar).
+LIGHTNING_BARS = (RichProgressBar, TQDMProgressBar)
 
 
 def _choices() -> dict[str, list[type]]:
@@ -103,11 +109,13 @@ class LitCS201CLI(LightningCLI):
         self._created: list[Path] = []  # log folders this run created (see _claim_run_folder)
         self._lock: RunLock | None = None
         self._given = Given()  # what the command line and its configs said (restore.read_given)
+        self._args = list(args)
         # Only the parser of the subcommand being run is built: each takes a noticeable part of a second.
         self._building = [args[0]] if args and args[0] in SUBCOMMANDS else list(SUBCOMMANDS)
         self._choices = _choices()
         super().__init__(  # parses, then runs the subcommand
             model_class=Classifier,
+            trainer_class=FinderTrainer,  # Lightning's, with the lr_find subcommand
             datamodule_class=ClassificationDataModule,
             subclass_mode_model=True,
             subclass_mode_data=True,
@@ -130,11 +138,14 @@ class LitCS201CLI(LightningCLI):
                 "description": "Train, test and use image and tabular classifiers. "
                 "Run lit-cs201 <subcommand> --help for one subcommand's options. "
                 "Take a model elsewhere with lit-cs201 export --ckpt_path best (one ONNX file), and show it with "
-                "lit-cs201 serve MODEL (a page to draw or drop images on); see their --help.",
+                "lit-cs201 serve MODEL (a page to draw or drop images on); see their --help. "
+                "Compare your runs with lit-cs201 runs.",
                 **{
                     name: {
                         "description": description(name, self._choices),
-                        "usage": f"lit-cs201 {name} [--config FILE] [--ckpt_path FILE|best|last] [options]",
+                        "usage": f"lit-cs201 {name} [--config FILE] "
+                        + ("" if name == LR_FIND else "[--ckpt_path FILE|best|last] ")
+                        + "[options]",
                     }
                     for name in self._building
                 },
@@ -145,7 +156,8 @@ class LitCS201CLI(LightningCLI):
         )
 
     def subcommands(self) -> dict[str, set[str]]:  # type: ignore[override]  (a staticmethod in Lightning)
-        return {name: skip for name, skip in super().subcommands().items() if name in self._building}
+        subcommands = {**super().subcommands(), LR_FIND: {"model", "datamodule"}}
+        return {name: skip for name, skip in subcommands.items() if name in self._building}
 
     def setup_parser(self, add_subcommands: bool, main_kwargs: dict, subparser_kwargs: dict) -> None:
         super().setup_parser(add_subcommands, main_kwargs, subparser_kwargs)
@@ -154,8 +166,10 @@ class LitCS201CLI(LightningCLI):
         # Lightning lists the subcommands with the first lines of Trainer's docstrings, cut mid-sentence.
         for choice in self.parser._subcommands_action._choices_actions:
             choice.help = SUBCOMMANDS[choice.dest][0]
-        for parser in self._subcommand_parsers.values():
-            parser._option_string_actions["--ckpt_path"].help = CKPT_PATH_HELP
+        for name, parser in self._subcommand_parsers.items():
+            retitle_groups(parser, name)
+            if "--ckpt_path" in parser._option_string_actions:  # lr_find has none
+                parser._option_string_actions["--ckpt_path"].help = CKPT_PATH_HELP
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument(
@@ -193,19 +207,22 @@ class LitCS201CLI(LightningCLI):
 
     def parse_arguments(self, parser: LightningArgumentParser, args: list[str]) -> None:
         subcommand = args[0] if args and args[0] in SUBCOMMANDS else None
-        if subcommand is not None and not {"-h", "--help"} & set(args):
+        if subcommand is not None and not asks_for_help(args):
             subparser = self._subcommand_parsers[subcommand]
             check_flags(subparser, args[1:])
             given = read_given(args[1:])
             check_classes(given, self._choices)
             if given.ckpt_path is not None:
                 self._restore_defaults(subcommand, subparser, given)
-            elif subcommand != "fit":
+            elif subcommand not in ("fit", LR_FIND):
                 # Lightning would silently evaluate the freshly initialised, untrained model.
                 raise UserError(
                     f"{subcommand} needs --ckpt_path: a checkpoint file, or best/last for the newest run's checkpoint"
                 )
-        self.config = parser.parse_args(args)
+        try:
+            self.config = parser.parse_args(args)
+        except ArgumentError as err:  # jsonargparse's, with exit_on_error=False
+            raise relay(err, getattr(self, "_subcommand_parsers", {}).get(subcommand), args[1:]) from None
 
     def _parse_ckpt_path(self) -> None:
         """Lightning would put the checkpoint's model settings over the parsed ones, flags included (its issue
@@ -237,9 +254,16 @@ class LitCS201CLI(LightningCLI):
             parser.default_config_files = [saved] if saved else []
         self.checkpoint, self._given = path, given
 
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except MisconfigurationException as err:
+            # Lightning's classes check their settings as they are built (EarlyStopping's mode, ...): bad input.
+            raise UserError(" ".join(str(err).split())) from None
+
     def before_instantiate_classes(self) -> None:
         config = self.config.get(str(self.subcommand), self.config)
-        if self.subcommand == "fit" and config.trainer.get("precision") is None:
+        if self.subcommand in ("fit", LR_FIND) and config.trainer.get("precision") is None:
             # No precision given: the one this machine computes fastest. config.yaml records it, so that a resume
             # or a repeat of the run uses the same. (Evaluations keep float32, as lit_cs201.predict computes.)
             accelerator = config.trainer.get("accelerator")
@@ -249,6 +273,8 @@ class LitCS201CLI(LightningCLI):
         logger = config.trainer.logger
         if isinstance(logger, Namespace) and logger.class_path in TENSORBOARDS:
             logger.class_path = TENSORBOARD
+        if self.subcommand == LR_FIND and isinstance(logger, Namespace) and logger.class_path == TENSORBOARD:
+            place_logs(logger.init_args)
         if self.checkpoint is None:
             return
         config.ckpt_path = str(self.checkpoint)
@@ -304,11 +330,16 @@ class LitCS201CLI(LightningCLI):
             GracefulStop(),
             LearningRateLogger(),
             TensorBoardHparams(),
+            RunSummary(),
             self._restoring,
         ]
         bar = trainer.progress_bar_callback
-        if type(bar) in PROGRESS_BARS and bar not in (settings.get("callbacks") or []):  # Lightning's default
-            trainer.callbacks[trainer.callbacks.index(bar)] = PROGRESS_BARS[type(bar)]()
+        if type(bar) in LIGHTNING_BARS and bar not in (settings.get("callbacks") or []):  # Lightning's default
+            trainer.callbacks[trainer.callbacks.index(bar)] = run_progress_bar(bar)
+        if settings.get("log_every_n_steps") is None:  # neither a config nor a flag set it
+            # First: it records the interval in the config that RunConfigSaver saves when it sets up.
+            trainer.callbacks.insert(0, LogInterval(self._get(self.config, "trainer")))
+        adopt_finders(trainer, self._args)
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # not one the user chose
             trainer.strategy.checkpoint_io = SafeCheckpointIO(preloaded=self._checkpoint)
         return trainer
@@ -332,9 +363,17 @@ class LitCS201CLI(LightningCLI):
             check_fits(self.model, self._checkpoint)
             if stage == "fit":
                 check_resume(self.model, self._checkpoint)
+                self._announce_resume()
         if self.datamodule is not None:
             self.datamodule.prepare_data()
             self.datamodule.setup(stage)
+
+    def _announce_resume(self) -> None:
+        """Say which run a fit continues, and from which epoch."""
+        run, name = printable(self.checkpoint.parent), printable(self.checkpoint.name)
+        line = resume_line(run, name, epochs_done(self._checkpoint.content), self.trainer.max_epochs)
+        if line is not None:
+            print(line, flush=True)
 
     def _claim_run_folder(self, stage: str) -> None:
         """Create the log folders and, for ``fit``, lock the run folder: after the checks, so that bad input leaves
