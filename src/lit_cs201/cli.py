@@ -47,6 +47,7 @@ from lit_cs201.errors import EXIT_BAD_INPUT, MAX_SEED, UserError, check_range, p
 from lit_cs201.lr_find import LR_FIND, FinderTrainer, adopt_finders, place_logs
 from lit_cs201.models.classifier import Classifier
 from lit_cs201.report.log_interval import LogInterval
+from lit_cs201.report.model_summary import LIGHTNING_SUMMARIES, run_model_summary
 from lit_cs201.report.progress import epochs_done, resume_line, run_progress_bar
 from lit_cs201.report.run_summary import RunSummary
 from lit_cs201.report.tensorboard import TensorBoardHparams
@@ -336,6 +337,9 @@ class LitCS201CLI(LightningCLI):
         bar = trainer.progress_bar_callback
         if type(bar) in LIGHTNING_BARS and bar not in (settings.get("callbacks") or []):  # Lightning's default
             trainer.callbacks[trainer.callbacks.index(bar)] = run_progress_bar(bar)
+        summary = next((cb for cb in trainer.callbacks if type(cb) in LIGHTNING_SUMMARIES), None)
+        if summary is not None and summary not in (settings.get("callbacks") or []):  # Lightning's default
+            trainer.callbacks[trainer.callbacks.index(summary)] = run_model_summary(summary)
         if settings.get("log_every_n_steps") is None:  # neither a config nor a flag set it
             # First: it records the interval in the config that RunConfigSaver saves when it sets up.
             trainer.callbacks.insert(0, LogInterval(self._get(self.config, "trainer")))
