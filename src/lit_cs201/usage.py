@@ -214,6 +214,8 @@ def quiet_known_noise() -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     # Test and validate runs of a checkpoint log into their own sub-folder, never the training one.
     warnings.filterwarnings("ignore", message=r"The dirpath has changed from")
+    # The model summary's size estimate of a bf16 run counts 32 bits a parameter; the run itself is bf16.
+    warnings.filterwarnings("ignore", message=r"Precision .* is not supported by the model summary")
     # Pillow's warning about a very large image: the decoder refuses such a file itself, naming it (MAX_PIXELS).
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     # Lightning's suggestions to install its cloud packages.
