@@ -117,3 +117,34 @@ def test_bad_settings_are_one_line_and_leave_nothing(flags, message, tmp_path):
     assert len(lines) == 1 and message in lines[0], result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "runs").exists() and list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_stops_a_sweep_at_once(tmp_path, monkeypatch):
+    """Lightning's sweep saves a checkpoint to start from and then runs with its own callback only: a Ctrl-C held
+    back from that save on (as an epoch's are, until its logs are written) was never let go, and the sweep ran to
+    its end and exited 0."""
+    import os
+    import signal
+
+    from lightning.pytorch.tuner.lr_finder import _LRCallback
+
+    real = _LRCallback.on_train_batch_end
+    steps = []
+
+    def ctrl_c_at_step_30(self, trainer, *args, **kwargs):
+        steps.append(trainer.global_step)
+        if len(steps) == 30:
+            os.kill(os.getpid(), signal.SIGINT)
+        real(self, trainer, *args, **kwargs)
+
+    monkeypatch.setattr(_LRCallback, "on_train_batch_end", ctrl_c_at_step_30)
+    try:
+        result = run_cli(
+            "lr_find", "--config", str(CONFIGS / "iris.yaml"), "--num_training=400", "--early_stop_threshold=null",
+            cwd=tmp_path, check=False,
+        )  # fmt: skip
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning ignores Ctrl-C once it has stopped
+    assert result.returncode == 128 + signal.SIGINT, result.stdout[-2000:] + result.stderr[-2000:]
+    assert len(steps) == 30
+    assert "Suggested learning rate" not in result.stdout

@@ -210,9 +210,9 @@ class GracefulStop(Callback):
     handling), except between a checkpoint's writing and the end of the logging that belongs with it: Lightning
     saves an epoch's checkpoints before it logs the epoch's training scores and learning rate, and a Ctrl-C in
     between left a ``last.ckpt`` that counts the epoch as done and curves that lack its last point, which a resumed
-    run never logs. There the Ctrl-C is held until the next batch, epoch or the end of training begins. Checkpoints
-    are only written whole at the end of an epoch, so ``last.ckpt`` holds the last completed epoch and the run
-    continues exactly from it.
+    run never logs. There, from the end of the validation (or training epoch) after which they are saved, the Ctrl-C
+    is held until the next batch, epoch or the end of training begins. Checkpoints are only written whole at the end
+    of an epoch, so ``last.ckpt`` holds the last completed epoch and the run continues exactly from it.
     """
 
     def __init__(self) -> None:
@@ -227,8 +227,13 @@ class GracefulStop(Callback):
     def _on_sigterm(self, signum: int, frame: Any) -> None:
         self._signalled = True
 
-    def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
-        self._ctrl_c.hold()
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # Lightning runs the checkpoint callbacks after every other one: they save after this.
+        if trainer.state.fn == "fit" and not trainer.sanity_checking:
+            self._ctrl_c.hold()
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._ctrl_c.hold()  # where checkpoints are saved at the end of the training epoch (no validation there)
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
         self._ctrl_c.release()
