@@ -240,3 +240,27 @@ def test_runs_is_listed_in_the_help_and_answers_without_torch(day_two, tmp_path)
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.splitlines()) == 1 + 100 + 3
     assert float(result.stderr.strip().splitlines()[-1]) < 3  # about 0.05 s when the machine is idle
+
+
+def test_odd_names_and_numbers_in_run_folders_are_data(day_two, tmp_path):
+    """A process id no process can have, a resume config numbered with a superscript digit, and a folder name with
+    an escape code: listed, escaped in every format, never a traceback."""
+    good = day_two["root"] / "runs" / "iris" / "version_0"
+    odd = tmp_path / "runs" / "esc\x1b[31mRED"
+    shutil.copytree(good, odd / "version_0")
+    record = json.loads((odd / "version_0" / "summary.json").read_text())
+    (odd / "version_0" / "summary.json").write_text(json.dumps({**record, "status": "running", "pid": 2**40}))
+    (odd / "version_0" / "config-².yaml").write_text("trainer: {max_epochs: 1}\n")
+
+    rows = as_json(tmp_path)
+    assert [row["status"] for row in rows] == ["running"]  # 2**40 is no process: it cannot be told dead either
+    assert rows[0]["experiment"] == "esc\\x1b[31mRED" and rows[0]["max_epochs"] == 12  # config-².yaml: not a resume
+    assert "\x1b" not in runs_cli(tmp_path, "--format", "csv").stdout
+
+
+def test_a_runs_folder_that_is_a_file_is_bad_input(tmp_path):
+    (tmp_path / "runs").write_text("not a folder")
+    result = runs_cli(tmp_path, check=False)
+    assert result.returncode == 2 and result.stderr.strip().endswith(
+        "is a file; give the folder the runs are in (runs by default)."
+    )

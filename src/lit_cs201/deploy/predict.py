@@ -124,7 +124,7 @@ def _new_version(folder: Path) -> Path:
     if folder.exists() and not folder.is_dir():
         raise UserError(f"{printable(folder)} is a file: predictions go in a folder of that name beside the model")
     folder.mkdir(parents=True, exist_ok=True)
-    taken = [int(p.name[8:]) for p in folder.glob("version_*") if p.name[8:].isdigit()]
+    taken = [int(p.name[8:]) for p in folder.glob("version_*") if p.name[8:].isascii() and p.name[8:].isdigit()]
     version = max(taken, default=-1) + 1
     while True:
         try:

@@ -232,7 +232,7 @@ async def _body(request: Any, limit: int, max_upload_mb: float) -> bytes:
     """The request's body, read into memory, refused as soon as it passes ``limit`` bytes."""
     too_large = RequestError(413, f"the upload is larger than {max_upload_mb:g} MB (--max_upload_mb)")
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise too_large
     body = bytearray()
     async for chunk in request.stream():

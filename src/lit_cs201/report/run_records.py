@@ -158,7 +158,7 @@ def _ended_unannounced(record: dict[str, Any]) -> bool:
         os.kill(pid, 0)  # signal 0: asks whether the process exists, sends nothing
     except ProcessLookupError:
         return True
-    except OSError:  # exists, owned by another user
+    except (OSError, OverflowError):  # exists, owned by another user; a number no process id can be
         return False
     return False
 
@@ -193,7 +193,7 @@ def latest_config(run: Path) -> Path | None:
     """The run's newest saved config: ``config.yaml``, then ``config-1.yaml``, ... for each resume."""
     found = {0: run / "config.yaml"} if (run / "config.yaml").is_file() else {}
     for path in run.glob("config-*.yaml"):
-        if (number := path.stem.removeprefix("config-")).isdigit():
+        if (number := path.stem.removeprefix("config-")).isascii() and number.isdigit():  # not "config-².yaml"
             found[int(number)] = path
     return found[max(found)] if found else None
 

@@ -47,9 +47,10 @@ def main(args: list[str]) -> int:
     """``lit-cs201 runs ARGS``."""
     options = _parser().parse_args(args)
     root = Path(options.runs_dir)
+    if root.exists() and not root.is_dir():
+        raise UserError(f"--runs_dir {root} is a file; give the folder the runs are in (runs by default)")
     if not root.is_dir():
-        why = "is a file, not a folder" if root.exists() else "does not exist"
-        return _none(options, f"No runs: the folder {printable(root)} {why}. {_HOW}")
+        return _none(options, f"No runs: the folder {printable(root)} does not exist. {_HOW}")
     experiments = _check_experiments(root, options.experiment)
     runs = list_runs(root, experiments)
     if not runs:
@@ -161,6 +162,9 @@ def _fields(run: Run) -> dict[str, Any]:
     row = {name: getattr(run, name) for name in FIELDS if name not in ("started", "path")}
     row["started"] = _time(run.started, iso=True)
     row["path"] = printable(run.path)
+    for name, value in row.items():  # folder and file names, and text from a config: as everything printed
+        if isinstance(value, str):
+            row[name] = printable(value)
     return {name: row[name] for name in FIELDS}
 
 
