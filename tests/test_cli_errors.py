@@ -368,3 +368,15 @@ def test_the_help_group_titles_read_as_help(work):
     # The class docstrings' first lines, which titled them, speak to whoever maintains the classes.
     assert "Base of the dataset modules" not in out and "`EarlyStopping` whose" not in out
     assert "Customize every aspect of training" not in out
+
+
+def test_no_config_and_no_dataset_says_what_to_give(work):
+    assert refused(work, "fit") == (
+        "lit-cs201 fit needs a dataset: give a config, e.g. --config configs/iris.yaml, or --data NAME "
+        "(lit-cs201 fit --help lists them)."
+    )
+
+
+def test_a_validation_split_of_everything_names_its_flag(work):
+    message = refused(work, "fit", *IRIS, "--data.init_args.val_size=200")
+    assert message.startswith("--data.init_args.val_size 200 is all of the ") and "val_size 0.1" in message

@@ -106,6 +106,8 @@ def test_the_learning_rate_finder_callback_in_a_fit_trains_at_its_suggestion(tmp
         (["--num_training=0"], "--num_training must be at least 20"),
         (["--min_lr=0"], "--min_lr must be a rate above 0"),
         (["--ckpt_path=best"], "unrecognized option --ckpt_path"),
+        (["runs/iris/version_0/best.ckpt"], "unexpected argument 'runs/iris/version_0/best.ckpt'"),  # no --ckpt_path
+        (["--trainer.logger=false"], "leave the logger on"),  # its curve would land in the current folder
         # Adam at rates of 10 and more: the loss explodes at once, and there is no fall to suggest a rate from.
         (["--min_lr=10", "--max_lr=1000", "--num_training=20"], "lr_find found no rate"),
     ],

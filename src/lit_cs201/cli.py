@@ -319,6 +319,9 @@ class LitCS201CLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         settings = self._get(self.config_init, "trainer", default={})
         check_accelerator(settings.get("accelerator"))
+        # The config's own callbacks, before the trainer is built: Lightning appends its default bar and summary to
+        # the very list it is given.
+        given = list(settings.get("callbacks") or [])
         try:
             trainer = super().instantiate_trainer(**kwargs)
         except (MisconfigurationException, ValueError, TypeError) as err:
@@ -335,10 +338,10 @@ class LitCS201CLI(LightningCLI):
             self._restoring,
         ]
         bar = trainer.progress_bar_callback
-        if type(bar) in LIGHTNING_BARS and bar not in (settings.get("callbacks") or []):  # Lightning's default
+        if type(bar) in LIGHTNING_BARS and bar not in given:  # Lightning's default
             trainer.callbacks[trainer.callbacks.index(bar)] = run_progress_bar(bar)
         summary = next((cb for cb in trainer.callbacks if type(cb) in LIGHTNING_SUMMARIES), None)
-        if summary is not None and summary not in (settings.get("callbacks") or []):  # Lightning's default
+        if summary is not None and summary not in given:  # Lightning's default
             trainer.callbacks[trainer.callbacks.index(summary)] = run_model_summary(summary)
         if settings.get("log_every_n_steps") is None:  # neither a config nor a flag set it
             # First: it records the interval in the config that RunConfigSaver saves when it sets up.

@@ -36,6 +36,8 @@ def unexpected(subcommand: str, args: list[str], at: int) -> str:
     meant, where its suffix tells (a config, a checkpoint)."""
     arg = args[at]
     option = _MEANT.get(Path(arg).suffix.lower())
+    if option == "--ckpt_path" and subcommand == "lr_find":
+        option = None  # lr_find starts from the config's model, never from a checkpoint
     if subcommand == "predict" and (arg.lower().endswith(_PREDICT_SUFFIXES) or os.path.isdir(arg)):
         option = "--data.predict_path"
     if arg.startswith("-"):
@@ -140,6 +142,10 @@ def _split(text: str) -> list[str]:
     return [*parts, text[start:].strip()] if text.strip() else parts
 
 
+# jsonargparse's word for a required option no config or flag gave: "the following arguments are required: fit.data".
+_REQUIRED = re.compile(r"the following arguments are required: ([\w.]+)$")
+
+
 def explain(message: str, subcommand: str, args: list[str], settings: list[str] | None = None) -> str | None:
     """One line for jsonargparse's ``message`` about ``lit-cs201 SUBCOMMAND ARGS``: the flag (or the config key) and
     the value, and what it should be, or the closest of the ``settings`` (``trainer.max_epochs``, ...) to a key
@@ -149,6 +155,12 @@ def explain(message: str, subcommand: str, args: list[str], settings: list[str] 
         where = f"{unknown[1]} in {configs[0]}" if len(configs) == 1 else unknown[1]
         close = difflib.get_close_matches(unknown[1], settings or [], n=1, cutoff=0.6)
         return f"{where} is not a setting of {subcommand}" + (f"; did you mean {close[0]}?" if close else "")
+    if (missing := _REQUIRED.match(message)) is not None and missing[1].endswith((".data", ".model")):
+        what = "dataset" if missing[1].endswith(".data") else "model"
+        return (
+            f"lit-cs201 {subcommand} needs a {what}: give a config, e.g. --config configs/iris.yaml, or "
+            f"--{missing[1].rsplit('.', 1)[1]} NAME (lit-cs201 {subcommand} --help lists them)"
+        )
     if message.startswith("unrecognized arguments: "):
         rest = message.removeprefix("unrecognized arguments: ")
         at = next((i for i in range(len(args) - 1, -1, -1) if args[i] and rest.startswith(args[i])), None)

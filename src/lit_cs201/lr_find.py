@@ -211,6 +211,8 @@ def check_settings(
     check_range("--num_training", num_training, MIN_STEPS, hint="the first 10 steps are too early to judge by")
     if early_stop_threshold is not None:
         check_range("--early_stop_threshold", early_stop_threshold, 1, hint="null never stops early")
+    if not trainer.loggers:
+        raise UserError("lr_find writes its curve into its own log folder: leave the logger on (no --trainer.logger)")
     if trainer.fast_dev_run:
         raise UserError("lr_find does not run under --trainer.fast_dev_run (Lightning skips it); leave that off")
     if trainer.world_size > 1:

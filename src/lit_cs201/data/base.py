@@ -27,7 +27,10 @@ def split_count(val_size: int | float, total: int) -> int:
     check_val_size(val_size)
     count = round(val_size * total) if val_size < 1 else int(val_size)
     if not 0 < count < total:
-        raise UserError(f"val_size={val_size!r} leaves {total - count} of {total} samples for training")
+        raise UserError(
+            f"--data.init_args.val_size {val_size!r} is {'all' if count >= total else 'none'} of the {total} training "
+            f"samples; hold out fewer, e.g. --data.init_args.val_size 0.1 (a tenth)"
+        )
     return count
 
 
