@@ -235,3 +235,13 @@ def test_the_interval_gives_50_points_or_lightnings_50_steps():
     assert log_interval(100, -1, max_steps=500) == 10  # a run limited by steps
     assert log_interval(100, -1) == 50  # one without an end
     assert shortest_run(25, 10) == 11 and shortest_run(25, 30) == 25 and shortest_run(-1, 4, 2) == 10
+
+
+def test_a_config_adding_callbacks_still_gets_the_lines_and_the_layer_summary(tmp_path):
+    """Lightning appends its default bar and summary to the callbacks list a config gives: with one added by
+    --trainer.callbacks+, they passed for the user's own and were kept (Rich frames in a file, metrics as layers)."""
+    result = run_cli(
+        "fit", "--config", IRIS, "--trainer.max_epochs=2", "--trainer.callbacks+=LearningRateMonitor", cwd=tmp_path
+    )
+    assert epoch_lines(result.stdout) == [(1, 2), (2, 2)]
+    assert "net" in result.stdout and "train_acc" not in result.stdout
