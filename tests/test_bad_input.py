@@ -326,7 +326,7 @@ CASES: dict[str, tuple[list[str], tuple[str, ...]]] = {
     ),
     "val_size takes every image": (
         ["fit", "--config", MNIST, "--data.init_args.data_dir=mnist", "--data.init_args.val_size=64"],
-        ("val_size=64", "leaves 0 of 64"),
+        ("val_size 64 is all of the 64", "--data.init_args.val_size 0.1"),
     ),
     "val_size not a number": (
         ["fit", "--config", MNIST, "--data.init_args.val_size=half"],
