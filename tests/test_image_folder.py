@@ -34,6 +34,9 @@ FAST = [
     "--trainer.max_epochs=2",
     "--trainer.enable_progress_bar=false",
     "--trainer.log_every_n_steps=1",
+    # The config's ResNet18 on 12x16 photos has 1x1 feature maps: in bf16 on a CPU, oneDNN now and then turns weights
+    # it never applies there to NaN (the fit then stops, saying so); these tests are about the data, not that.
+    "--trainer.precision=32-true",
 ]
 
 

@@ -76,3 +76,28 @@ def test_a_model_that_turns_non_finite_is_never_saved(tmp_path):
     for name in ("best.ckpt", "last.ckpt"):
         checkpoint = torch.load(tmp_path / name, weights_only=True)
         assert checkpoint["epoch"] == 0 and all_finite(checkpoint), name
+
+
+class NaNWhereTheDataNeverGoes(Callback):
+    """A weight that turns NaN without touching the outputs, as oneDNN's bf16 kernels do to the outer taps of a
+    3x3 kernel on a 1x1 feature map: val/loss stays finite, and the checkpoint saved next could not be loaded."""
+
+    def on_validation_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == 1 and not trainer.sanity_checking:
+            pl_module.register_parameter("never_used", torch.nn.Parameter(torch.tensor([0.0, float("nan")])))
+
+
+def test_weights_that_turn_non_finite_unseen_stop_the_run_before_they_are_saved(tmp_path):
+    trainer = Trainer(
+        max_epochs=3,
+        callbacks=[best_checkpoint(), last_checkpoint(), NaNWhereTheDataNeverGoes()],
+        default_root_dir=tmp_path,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    with pytest.raises(NonFiniteLossError, match=r"the weights never_used are no longer finite numbers after epoch 2"):
+        trainer.fit(Classifier(num_classes=3, input_shape=[4]), datamodule=IrisDataModule())
+    for name in ("best.ckpt", "last.ckpt"):
+        checkpoint = torch.load(tmp_path / name, weights_only=True)
+        assert checkpoint["epoch"] == 0 and all_finite(checkpoint), name

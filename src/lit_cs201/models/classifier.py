@@ -174,6 +174,17 @@ class Classifier(LightningModule):
             else:
                 when = f"after epoch {self.current_epoch + 1} (step {self.global_step})"  # counted from 1
             raise NonFiniteLossError(f"training stopped: val/loss is {float(val_loss)} {when}{self._bf16_cpu_hint()}")
+        if self.trainer.state.fn == TrainerFn.FITTING and not self.trainer.sanity_checking:
+            # A weight can turn NaN where it never meets the data (the outer taps of a 3x3 kernel on a 1x1 feature
+            # map, which oneDNN skips): the outputs stay finite, and the checkpoint saved next could not be loaded.
+            bad = next((name for name, p in self.named_parameters() if not torch.isfinite(p).all()), None)
+            if bad is not None and self.sweeping_lr:
+                self.trainer.should_stop = True
+            elif bad is not None:
+                raise NonFiniteLossError(
+                    f"training stopped: the weights {bad} are no longer finite numbers after epoch "
+                    f"{self.current_epoch + 1} (step {self.global_step}){self._bf16_cpu_hint()}"
+                )
         if self.trainer.sanity_checking:
             return  # a sanity check sees two batches of an untrained model: not a score to keep
         self.val_acc_best(self.val_acc.compute())
