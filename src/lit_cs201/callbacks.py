@@ -32,7 +32,7 @@ from torch import Tensor
 from lit_cs201 import viz
 from lit_cs201.checkpoint_io import CtrlCHold
 from lit_cs201.deploy.results import NONFINITE
-from lit_cs201.errors import NonFiniteLossError, UserError, printable
+from lit_cs201.errors import NonFiniteLossError, UserError, is_count, printable
 from lit_cs201.report.predictions import (
     Row,
     file_table,
@@ -184,7 +184,7 @@ def _check_random_state(state: dict[str, Any]) -> None:
         and isinstance(key, Tensor)
         and key.shape == (624,)  # MT19937's state: 624 words, and a position in them
         and not key.is_floating_point()
-        and _is_count(numpy.get("pos"))
+        and is_count(numpy.get("pos"))
         and numpy["pos"] <= 624
         and isinstance(python, list | tuple)
         and len(python) == 3
@@ -307,10 +307,6 @@ class RunConfigSaver(SaveConfigCallback):
         super().setup(trainer, pl_module, stage)
 
 
-def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
 class RestoreWindow(Callback):
     """Whether Lightning is restoring a run from its checkpoint: from the first checkpoint hook until a loop starts.
 
@@ -343,10 +339,10 @@ def _check_progress(trainer: Trainer) -> None:
         state = pending.pop()
         if isinstance(state, dict):
             stages = [state[name] for name in ("ready", "started", "processed", "completed") if name in state]
-            if all(_is_count(n) for n in stages) and stages != sorted(stages, reverse=True):
+            if all(is_count(n) for n in stages) and stages != sorted(stages, reverse=True):
                 raise ValueError(f"the loops' progress counts are out of order ({stages})")
             pending += state.values()
-        elif not (isinstance(state, bool) or _is_count(state)):
+        elif not (isinstance(state, bool) or is_count(state)):
             raise ValueError(f"the loops' progress holds {state!r:.40}, not a count")
 
 
@@ -428,7 +424,7 @@ class RunEarlyStopping(EarlyStopping):
         self.patience = patience
         # A checkpoint is data: counters that are not counters would fail only at the end of the next epoch.
         score = self.best_score
-        if not (_is_count(self.wait_count) and _is_count(self.stopped_epoch)) or not (
+        if not (is_count(self.wait_count) and is_count(self.stopped_epoch)) or not (
             isinstance(score, Tensor) and score.numel() == 1 and score.is_floating_point() and not score.isnan()
         ):
             raise ValueError("the early-stopping state holds no counts and score")

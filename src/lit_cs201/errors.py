@@ -41,6 +41,12 @@ class RunBusyError(RuntimeError):
     """Another process is training the same run folder; this one would interleave its checkpoints."""
 
 
+def is_count(value: object) -> bool:
+    """Whether ``value`` is a whole count (0, 1, 2, ...): an int, not a bool. Read from files that are data
+    (checkpoints, run summaries), where a count may be anything."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def check_range(
     name: str, value: float, low: float, high: float | None = None, *, below: float | None = None, hint: str = ""
 ) -> None:

@@ -14,6 +14,8 @@ from lightning.pytorch.callbacks import ProgressBar, RichProgressBar, TQDMProgre
 from lightning.pytorch.utilities.data import extract_batch_size
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
+from lit_cs201.errors import is_count
+
 #: The metrics of an epoch's line, in this order, where the run has them.
 EPOCH_METRICS = ("val/loss", "val/acc")
 
@@ -229,7 +231,7 @@ def epochs_done(checkpoint: dict[str, Any]) -> int | None:
     value: Any = checkpoint
     for key in ("loops", "fit_loop", "epoch_progress", "current", "processed"):
         value = value.get(key) if isinstance(value, dict) else None
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+    return value if is_count(value) else None
 
 
 def resume_line(run: str, checkpoint: str, done: int | None, max_epochs: int | None) -> str | None:

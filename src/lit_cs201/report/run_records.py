@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lit_cs201.errors import first_line, printable
+from lit_cs201.errors import first_line, is_count, printable
 
 SUMMARY = "summary.json"
 # A summary is a few hundred bytes, a run's config.yaml a few kilobytes: anything much larger is not one of them.
@@ -241,7 +241,7 @@ def _seconds(value: Any) -> float | None:
 
 
 def _count(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53 else None
+    return value if is_count(value) and value < 2**53 else None
 
 
 def _mtime(path: Path) -> float | None:

@@ -34,7 +34,7 @@ from tensorboard.plugins.hparams.api_pb2 import (
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData, SessionEndInfo, SessionStartInfo
 from torch.utils.tensorboard import SummaryWriter
 
-from lit_cs201.errors import printable
+from lit_cs201.errors import is_count, printable
 from lit_cs201.loggers import TensorBoardLogger as RunLogger
 
 #: The columns of the table and whether each holds a number. TensorBoard shows five columns at first, those marked as
@@ -84,7 +84,7 @@ class TensorBoardHparams(Callback):
         # Where the checkpoint's validation is on the curves: Lightning logs it at the step of the epoch's last batch,
         # one below the optimizer steps the checkpoint counts. A checkpoint is data: a count, or step 0.
         step = checkpoint.get("global_step")
-        self._checkpoint_step = step - 1 if isinstance(step, int) and not isinstance(step, bool) and step > 0 else 0
+        self._checkpoint_step = step - 1 if is_count(step) and step > 0 else 0
         if trainer.state.fn != TrainerFn.FITTING:
             for logger in trainer.loggers:
                 if isinstance(logger, RunLogger):  # its own scores at that step too
