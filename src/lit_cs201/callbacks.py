@@ -24,7 +24,6 @@ from lightning.pytorch.callbacks import (
     ModelCheckpoint,
 )
 from lightning.pytorch.cli import SaveConfigCallback
-from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import Tensor
@@ -44,6 +43,7 @@ from lit_cs201.report.predictions import (
     write_csv,
 )
 from lit_cs201.report.predictions import summary as written
+from lit_cs201.report.tensorboard import tensorboards
 
 
 class RunCheckpoint(ModelCheckpoint):
@@ -457,10 +457,6 @@ def _learning_rate(trainer: Trainer) -> float:
     return float(trainer.optimizers[0].param_groups[0]["lr"])
 
 
-def _tensorboards(trainer: Trainer) -> list[TensorBoardLogger]:
-    return [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
-
-
 class PredictionWriter(BasePredictionWriter):
     """Write ``predictions.csv`` and ``predictions.png`` (the first images, titled with their prediction) to the
     run folder, log the picture to TensorBoard, and show the first rows.
@@ -517,6 +513,6 @@ class PredictionWriter(BasePredictionWriter):
             return  # not images (Iris)
         figure = viz.image_grid(images, grid_titles(shown, names, datamodule.predict_files if given else None))
         figure.savefig(log_dir / "predictions.png", dpi=120)
-        tensorboard = next(iter(_tensorboards(trainer)), None)
+        tensorboard = next(iter(tensorboards(trainer)), None)
         if tensorboard is not None:
             tensorboard.experiment.add_figure("predict/predictions", figure, close=True)

@@ -14,7 +14,6 @@ with the suggestion.
 from __future__ import annotations
 
 import contextlib
-import csv
 import logging
 import math
 import shlex
@@ -25,11 +24,12 @@ from typing import Any, Literal
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import LearningRateFinder
-from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.tuner import Tuner
 from matplotlib.figure import Figure
 
 from lit_cs201.errors import UserError, check_range, printable
+from lit_cs201.report.predictions import write_csv
+from lit_cs201.report.tensorboard import tensorboards
 
 LR_FIND = "lr_find"
 #: The finder's own options (`FinderTrainer.lr_find`): not repeated in the fit command it prints.
@@ -99,7 +99,7 @@ class FinderTrainer(Trainer):
                 "(--num_training)"
             )
         if self.is_global_zero:
-            plot = write_curve(Path(self.log_dir), self.loggers, result, suggestion)
+            plot = write_curve(Path(self.log_dir), self, result, suggestion)
             print(
                 f"\nSuggested learning rate: {suggestion:.3g}, where the loss fell fastest {_swept(result)} (the "
                 f"curve: {printable(plot)}).{_schedule_note(model)}\n"
@@ -159,27 +159,24 @@ def fit_command(command: list[str], model: Any, lr: float) -> str:
     return shlex.join(["lit-cs201", "fit", *kept, flag, f"{lr:.3g}"])
 
 
-def write_curve(folder: Path, loggers: list[Any], result: Any, suggestion: float) -> Path:
-    """The sweep's loss against rate in the run folder (``lr_find.png``, ``lr_find.csv``) and in TensorBoard (the
-    figure ``lr_find/loss_vs_lr``, and ``lr_find/loss`` and ``lr_find/lr`` by step); the plot's path."""
+def write_curve(folder: Path, trainer: Trainer, result: Any, suggestion: float) -> Path:
+    """The sweep's loss against rate in the run folder (``lr_find.png``, ``lr_find.csv``) and in ``trainer``'s
+    TensorBoard (the figure ``lr_find/loss_vs_lr``, and ``lr_find/loss`` and ``lr_find/lr`` by step); the plot's
+    path."""
     rates, losses = result.results["lr"], result.results["loss"]
-    folder.mkdir(parents=True, exist_ok=True)
-    with (folder / "lr_find.csv").open("w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(["step", "lr", "loss"])
-        writer.writerows(zip(range(len(rates)), rates, losses, strict=True))
+    rows = [[step, rate, loss] for step, (rate, loss) in enumerate(zip(rates, losses, strict=True))]
+    write_csv(folder / "lr_find.csv", [["step", "lr", "loss"], *rows])  # makes the folder
     figure = _figure(rates, losses, suggestion, exponential=result.mode == "exponential")
     plot = folder / "lr_find.png"
     figure.savefig(plot)
-    for logger in loggers:
-        if isinstance(logger, TensorBoardLogger):
-            writer = logger.experiment
-            for step, (rate, loss) in enumerate(zip(rates, losses, strict=True)):
-                writer.add_scalar("lr_find/lr", rate, step)
-                if math.isfinite(loss):
-                    writer.add_scalar("lr_find/loss", loss, step)
-            writer.add_figure("lr_find/loss_vs_lr", figure, close=False)
-            writer.flush()
+    for logger in tensorboards(trainer):
+        writer = logger.experiment
+        for step, (rate, loss) in enumerate(zip(rates, losses, strict=True)):
+            writer.add_scalar("lr_find/lr", rate, step)
+            if math.isfinite(loss):
+                writer.add_scalar("lr_find/loss", loss, step)
+        writer.add_figure("lr_find/loss_vs_lr", figure, close=False)
+        writer.flush()
     return plot
 
 
@@ -275,7 +272,7 @@ class FinderInFit(Callback):
         trainer.strategy.setup_optimizers(trainer)  # at the model's rate: a one-cycle schedule peaks at it
         folder = Path(trainer.log_dir)  # in every process: a collective call under DDP
         if trainer.is_global_zero:
-            plot = write_curve(folder, trainer.loggers, self.finder.optimal_lr, suggestion)
+            plot = write_curve(folder, trainer, self.finder.optimal_lr, suggestion)
             _say(
                 trainer,
                 f"Learning-rate finder: suggests {suggestion:.3g}, where the loss fell fastest "

@@ -76,7 +76,7 @@ class TensorBoardHparams(Callback):
         self._checkpoint_step = 0
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        for logger in _tensorboards(trainer):
+        for logger in tensorboards(trainer):
             # Before Lightning logs the hyper-parameters (after `setup`); the logger has no public switch once built.
             logger._default_hp_metric = False
 
@@ -111,7 +111,7 @@ class TensorBoardHparams(Callback):
 def tested_run(trainer: Trainer) -> Path | None:
     """The run folder of the checkpoint a test evaluates, when the test logs beside it (``<run>/test/version_N/``)
     and the folder is a run's, with TensorBoard events of its own; else None."""
-    loggers = _tensorboards(trainer)
+    loggers = tensorboards(trainer)
     if not trainer.ckpt_path or not loggers:
         return None
     run = Path(trainer.ckpt_path).resolve().parent
@@ -120,7 +120,8 @@ def tested_run(trainer: Trainer) -> Path | None:
     return run if any(run.glob("events.out.tfevents.*")) else None
 
 
-def _tensorboards(trainer: Trainer) -> list[TensorBoardLogger]:
+def tensorboards(trainer: Trainer) -> list[TensorBoardLogger]:
+    """The trainer's TensorBoard loggers (Lightning's, and this package's, which is one)."""
     return [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
 
 
@@ -143,7 +144,7 @@ def _write_session(trainer: Trainer, hparams: Mapping[str, float | str]) -> None
         metadata.SESSION_START_INFO_TAG: HParamsPluginData(session_start_info=start),
         metadata.SESSION_END_INFO_TAG: HParamsPluginData(session_end_info=SessionEndInfo(status=STATUS_SUCCESS)),
     }
-    for logger in _tensorboards(trainer):
+    for logger in tensorboards(trainer):
         writer = logger.experiment._get_file_writer()
         for tag, data in records.items():
             data.version = metadata.PLUGIN_DATA_VERSION
