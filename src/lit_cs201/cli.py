@@ -49,6 +49,7 @@ from lit_cs201.models.classifier import Classifier
 from lit_cs201.report.log_interval import LogInterval
 from lit_cs201.report.model_summary import LIGHTNING_SUMMARIES, run_model_summary
 from lit_cs201.report.progress import epochs_done, resume_line, run_progress_bar
+from lit_cs201.report.run_records import latest_config
 from lit_cs201.report.run_summary import RunSummary
 from lit_cs201.report.tensorboard import TensorBoardHparams
 from lit_cs201.restore import (
@@ -64,7 +65,6 @@ from lit_cs201.restore import (
     check_fits,
     check_fits_before_building,
     check_resume,
-    latest_config,
     read_given,
     resolve_checkpoint,
 )

@@ -16,7 +16,6 @@ import yaml
 from lit_cs201.checkpoint import Checkpoint
 from lit_cs201.errors import UserError, printable
 from lit_cs201.models.classifier import init_args
-from lit_cs201.report.run_records import latest_config as latest_config  # the run's newest config, for cli
 from lit_cs201.report.run_records import read_run
 
 DEFAULT_RUNS_DIR = "runs"

@@ -101,7 +101,7 @@ def _read_bounded(path: Path, limit: int) -> tuple[str | None, str | None]:
 def list_runs(root: Path, experiments: list[str] | None = None) -> list[Run]:
     """Every run folder under ``root`` (``root/<experiment>/<version>/``), of ``experiments`` where given."""
     runs = []
-    for experiment in experiments if experiments is not None else sorted(_folders(root)):
+    for experiment in experiments if experiments is not None else experiment_names(root):
         for version in _folders(root / experiment):
             folder = root / experiment / version
             if any((folder / name).exists() for name in RUN_FILES):
