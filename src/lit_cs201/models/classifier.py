@@ -140,14 +140,11 @@ class Classifier(LightningModule):
         # every process at the same step (one that stopped alone would leave the others waiting for it).
         step_loss = self.trainer.strategy.reduce(loss.detach(), reduce_op="mean")
         if not torch.isfinite(step_loss):
-            if self.sweeping_lr:
-                self.trainer.should_stop = True
-                return None  # no step on a non-finite loss; the finder records it as a gap in its curve
-            raise NonFiniteLossError(
-                f"training stopped: train/loss is {float(step_loss)} at step {self.global_step} (epoch "
-                f"{self.current_epoch + 1}, batch {batch_idx + 1}); a learning rate that is too high is the usual cause"
-                + self._bf16_cpu_hint()
+            self._diverged(
+                f"train/loss is {float(step_loss)} at step {self.global_step} (epoch {self.current_epoch + 1}, batch "
+                f"{batch_idx + 1}); a learning rate that is too high is the usual cause"
             )
+            return None  # no step on a non-finite loss; a sweep records it as a gap in its curve
         self.train_acc(logits, y)
         self.log("train/loss", step_loss, prog_bar=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
@@ -166,30 +163,34 @@ class Classifier(LightningModule):
         # accuracy is then that of always answering class 0, which can look like a best score) is never saved.
         val_loss = self.val_loss.compute()
         if self.trainer.state.fn == TrainerFn.FITTING and not torch.isfinite(val_loss):
-            if self.sweeping_lr:
-                self.trainer.should_stop = True  # the rate is past the usable: the sweep's curve ends here
-                return
             if self.trainer.sanity_checking:
                 when = "in the sanity check, before any training"
             else:
                 when = f"after epoch {self.current_epoch + 1} (step {self.global_step})"  # counted from 1
-            raise NonFiniteLossError(f"training stopped: val/loss is {float(val_loss)} {when}{self._bf16_cpu_hint()}")
+            self._diverged(f"val/loss is {float(val_loss)} {when}")
+            return
         if self.trainer.state.fn == TrainerFn.FITTING and not self.trainer.sanity_checking:
             # A weight can turn NaN where it never meets the data (the outer taps of a 3x3 kernel on a 1x1 feature
             # map, which oneDNN skips): the outputs stay finite, and the checkpoint saved next could not be loaded.
             bad = next((name for name, p in self.named_parameters() if not torch.isfinite(p).all()), None)
-            if bad is not None and self.sweeping_lr:
-                self.trainer.should_stop = True
-            elif bad is not None:
-                raise NonFiniteLossError(
-                    f"training stopped: the weights {bad} are no longer finite numbers after epoch "
-                    f"{self.current_epoch + 1} (step {self.global_step}){self._bf16_cpu_hint()}"
+            if bad is not None:
+                self._diverged(
+                    f"the weights {bad} are no longer finite numbers after epoch {self.current_epoch + 1} "
+                    f"(step {self.global_step})"
                 )
         if self.trainer.sanity_checking:
             return  # a sanity check sees two batches of an untrained model: not a score to keep
         self.val_acc_best(self.val_acc.compute())
         # Computed from metrics already combined across processes: the same everywhere, sync_dist only says so.
         self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)
+
+    def _diverged(self, what: str) -> None:
+        """A learning-rate sweep ends here (its curve has found where the rate is too high); any other run stops
+        with `NonFiniteLossError`, saying ``what`` is no longer finite."""
+        if self.sweeping_lr:
+            self.trainer.should_stop = True
+            return
+        raise NonFiniteLossError(f"training stopped: {what}{self._bf16_cpu_hint()}")
 
     def _bf16_cpu_hint(self) -> str:
         """bfloat16 on a CPU with AMX: oneDNN's kernels there give NaN now and then where a feature map has shrunk to a
