@@ -47,8 +47,8 @@ from PIL import Image
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from lit_cs201.augment import AUGMENT_NAMES, build_augment
-from lit_cs201.cli import LitCS201CLI
+from lit_cs201.data.augment import AUGMENT_NAMES, build_augment
+from lit_cs201.cli.lightning_cli import LitCS201CLI
 from lit_cs201.data.base import TensorBatchDataset, collate_batch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -290,7 +290,7 @@ class TrainingRate(Callback):
 
 def _recipe_rate(config: str, data: list[str], warmup: int, batches: int, accelerator: str, precision: str) -> float:
     """Training images/s of ``lit-cs201 fit --config configs/<config>.yaml`` with ``data`` (flags) pointing at files."""
-    from lit_cs201.cli import main as lit_cs201
+    from lit_cs201.cli.lightning_cli import main as lit_cs201
 
     TrainingRate.measured = None
     timer = {"class_path": f"{__name__}.TrainingRate", "init_args": {"warmup": warmup, "batches": batches}}

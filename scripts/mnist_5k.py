@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lit_cs201.argtypes import ArgumentParser, positive_int
+from lit_cs201.course.argtypes import ArgumentParser, positive_int
 from lit_cs201.errors import UserError, run_command
 
 

@@ -2,13 +2,13 @@
 
     python scripts/prepare_tiny_imagenet.py DATA_DIR [--download] [--cache]
 
-The command of `lit_cs201.data.tiny_imagenet_prepare` (also ``python -m lit_cs201.data.tiny_imagenet_prepare``);
+The command of `lit_cs201.course.tiny_imagenet_prepare` (also ``python -m lit_cs201.course.tiny_imagenet_prepare``);
 see docs/tiny_imagenet.md and ``--help``.
 """
 
 import sys
 
-from lit_cs201.data.tiny_imagenet_prepare import main
+from lit_cs201.course.tiny_imagenet_prepare import main
 
 if __name__ == "__main__":
     sys.exit(main())

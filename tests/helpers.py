@@ -28,7 +28,7 @@ def run_cli(
             [sys.executable, "-m", "lit_cs201", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
         )
     else:
-        from lit_cs201.command import main
+        from lit_cs201.cli.command import main
 
         out, err, before = io.StringIO(), io.StringIO(), os.getcwd()
         os.chdir(cwd)

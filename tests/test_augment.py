@@ -9,7 +9,7 @@ import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 from torchvision.transforms import InterpolationMode
 
-from lit_cs201.augment import (
+from lit_cs201.data.augment import (
     AUGMENT_NAMES,
     EVAL_PRESET,
     ColorJitter,

@@ -1,6 +1,6 @@
 """Every bad input the CLI knows of: exit status 2, one actionable line, and no file written or changed.
 
-Each case runs the real entry point, ``lit_cs201.cli.main``, in this process (a fresh process costs seconds of
+Each case runs the real entry point, ``lit_cs201.cli.lightning_cli.main``, in this process (a fresh process costs seconds of
 imports); one case also goes through ``python -m lit_cs201`` to show that the console path says the same. Every case
 runs in its own copy of a folder holding what a user has on disk (a trained run, datasets, configs), and each
 expected fragment is what a user needs to act: the offending key or value, and what to do or the valid choices.
@@ -20,7 +20,7 @@ import torch
 from fake_image_folder import write_image, write_image_folder
 from fake_tiny_imagenet import make_fake_tiny_imagenet
 from helpers import CONFIGS, run_cli, snapshot
-from lit_cs201.cli import main
+from lit_cs201.cli.lightning_cli import main
 from lit_cs201.data.mnist import write_idx
 from synthetic import write_cifar10, write_mnist
 
@@ -288,7 +288,7 @@ CASES: dict[str, tuple[list[str], tuple[str, ...]]] = {
         ["fit", "--config", TINY, "--data.init_args.data_dir=tiny_unprepared", *PRETRAINED_OFF],
         (
             "tiny_unprepared/tiny-imagenet-200 is not prepared",
-            "python -m lit_cs201.data.tiny_imagenet_prepare tiny_unprepared",
+            "python -m lit_cs201.course.tiny_imagenet_prepare tiny_unprepared",
         ),
     ),
     "Tiny ImageNet missing offline": (

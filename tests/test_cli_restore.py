@@ -1,5 +1,5 @@
 """``--ckpt_path``: which file it means, what a resume continues with, where the logs go, and the help and output
-around it. Every case runs ``lit_cs201.cli.main`` in this process on a copy of one short Iris run."""
+around it. Every case runs ``lit_cs201.cli.lightning_cli.main`` in this process on a copy of one short Iris run."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from helpers import CONFIGS, snapshot
-from lit_cs201.cli import main
+from lit_cs201.cli.lightning_cli import main
 
 IRIS = str(CONFIGS / "iris.yaml")
 QUIET = "--trainer.enable_progress_bar=false"

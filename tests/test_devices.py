@@ -1,4 +1,4 @@
-"""lit_cs201.devices: reports what torch sees and what Lightning's "auto" picks.
+"""lit_cs201.course.devices: reports what torch sees and what Lightning's "auto" picks.
 
 Assertions compare with torch and Lightning directly, so they hold on CPU-only, CUDA and MPS machines alike.
 """
@@ -12,8 +12,8 @@ import sys
 import pytest
 import torch
 
-from lit_cs201 import devices
-from lit_cs201.devices import DeviceInfo, device_info
+from lit_cs201.course import devices
+from lit_cs201.course.devices import DeviceInfo, device_info
 from lit_cs201.errors import UserError
 
 
@@ -82,7 +82,7 @@ def test_as_dict_is_json_ready(info: DeviceInfo) -> None:
 
 def test_cli_prints_the_report(info: DeviceInfo, tmp_path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "lit_cs201.devices"], capture_output=True, text=True, timeout=120, cwd=tmp_path
+        [sys.executable, "-m", "lit_cs201.course.devices"], capture_output=True, text=True, timeout=120, cwd=tmp_path
     )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
@@ -117,14 +117,14 @@ def test_resolve_device_picks_cuda_then_mps_then_cpu_and_refuses_others(monkeypa
 
 
 def test_import_leaves_torch_unloaded() -> None:
-    code = "import sys, lit_cs201.devices; sys.exit('torch' in sys.modules)"
+    code = "import sys, lit_cs201.course.devices; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
 
 
 def test_cli_rejects_unknown_arguments(capsys: pytest.CaptureFixture[str]) -> None:
     assert devices.main(["--gpu"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("python -m lit_cs201.devices: error: ") and err.count("\n") == 1
+    assert err.startswith("python -m lit_cs201.course.devices: error: ") and err.count("\n") == 1
     assert "--gpu" in err
 
 
@@ -158,7 +158,7 @@ def test_each_kind_of_machine_trains_in_its_native_precision(monkeypatch, machin
 def test_a_fit_without_a_precision_records_the_machines_and_an_explicit_one_wins(native, tmp_path, monkeypatch, capsys):
     import yaml
 
-    from lit_cs201.cli import main
+    from lit_cs201.cli.lightning_cli import main
 
     monkeypatch.setattr(devices, "_cpu_bf16_features", lambda: {"AVX512-BF16": native})
     monkeypatch.chdir(tmp_path)

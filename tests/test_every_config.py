@@ -13,7 +13,7 @@ import yaml
 from fake_image_folder import write_image_folder
 from fake_tiny_imagenet import make_fake_tiny_imagenet
 from helpers import CONFIGS, run_cli, scalars
-from lit_cs201.data import tiny_imagenet_prepare
+from lit_cs201.course import tiny_imagenet_prepare
 from synthetic import write_cifar10, write_mnist
 
 ONE_STEP = [

@@ -1,5 +1,5 @@
 """``lit-cs201 export`` and the torch-free runtime: one self-contained file whose answers are the checkpoint's,
-image for image, through `lit_cs201.runtime.ExportedModel` and ``lit-cs201 predict --ckpt_path model.onnx``."""
+image for image, through `lit_cs201.deploy.ExportedModel` and ``lit-cs201 predict --ckpt_path model.onnx``."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from lit_cs201.data.mnist import read_idx
 from lit_cs201.deploy import check as check_module
 from lit_cs201.deploy import export as export_module
 from lit_cs201.errors import UserError
-from lit_cs201.runtime import ExportedModel
+from lit_cs201.deploy import ExportedModel
 from synthetic import write_mnist
 
 QUIET = ["--trainer.enable_progress_bar=false"]
@@ -147,7 +147,7 @@ def test_the_runtime_and_predict_run_where_torch_cannot_be_imported(mnist, tmp_p
     target = export_module.export(checkpoint, tmp_path / "model.onnx")
     expected = [(p.source, p.predicted) for p in lit_cs201.predict(checkpoint, files)]
     script = BLOCKER + (
-        "from lit_cs201.runtime import ExportedModel\n"
+        "from lit_cs201.deploy import ExportedModel\n"
         f"found = ExportedModel({str(target)!r}).predict({str(files)!r})\n"
         "print([(p.source, p.predicted) for p in found])\n"
         "assert 'torch' not in sys.modules and 'onnxruntime' in sys.modules\n"
@@ -401,7 +401,7 @@ def _umask() -> int:
 def test_an_export_of_best_does_not_pin_best_for_later_commands(tmp_path):
     """``--ckpt_path best`` is remembered for the processes a Lightning run starts; an export starts none, and a later
     command in the same process (the Python API, a notebook) must find the newest run again."""
-    from lit_cs201.restore import PINNED
+    from lit_cs201.runs.restore import PINNED
 
     run_cli("fit", "--config", str(CONFIGS / "iris.yaml"), "--trainer.max_epochs=2", *QUIET, cwd=tmp_path)
     run_cli("export", "--ckpt_path", "best", cwd=tmp_path)

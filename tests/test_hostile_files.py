@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from helpers import CONFIGS
-from lit_cs201.cli import main
+from lit_cs201.cli.lightning_cli import main
 from lit_cs201.errors import UserError
 from lit_cs201.models.nets import hub_weights
 from synthetic import write_cifar10, write_mnist
@@ -134,7 +134,7 @@ def test_a_local_weight_file_holding_code_is_refused_unread(marker, capsys):
 
 def test_a_checkpoint_naming_another_datamodule_class_builds_nothing(tmp_path, marker):
     """`lit_cs201.predict` rebuilds the datamodule a checkpoint names only if it is one of this package's."""
-    from lit_cs201.prediction import load
+    from lit_cs201.deploy.from_checkpoint import load
 
     torch.save(
         {
@@ -197,7 +197,7 @@ def test_an_image_that_declares_more_pixels_than_are_decoded_is_refused_before_d
 
 
 def test_a_squad_file_that_is_a_fifo_is_refused_not_waited_on(tmp_path):
-    from lit_cs201.squad import load_squad
+    from lit_cs201.course.squad import load_squad
 
     os.mkfifo(tmp_path / "dev.json")
 

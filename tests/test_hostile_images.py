@@ -22,7 +22,7 @@ from PIL import Image
 
 from fake_image_folder import write_image, write_image_folder
 from helpers import CONFIGS, snapshot
-from lit_cs201.cli import main
+from lit_cs201.cli.lightning_cli import main
 from lit_cs201.data import ImageFolderDataModule, decode, files
 from lit_cs201.data.cache import _temporary
 from lit_cs201.data.inputs import expand_paths

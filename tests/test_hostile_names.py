@@ -24,11 +24,11 @@ from PIL import Image
 import lit_cs201
 from fake_image_folder import write_image, write_image_folder
 from helpers import CONFIGS, run_cli, scalars, snapshot
-from lit_cs201 import viz
+from lit_cs201.report import figures
 from lit_cs201.data import ImageFolderDataModule
 from lit_cs201.errors import UserError, printable
-from lit_cs201.qa import main as qa_main
-from lit_cs201.squad import load_squad
+from lit_cs201.course.qa import main as qa_main
+from lit_cs201.course.squad import load_squad
 
 PREFIX = "lit-cs201: error: "
 QUIET = ["--trainer.enable_progress_bar=false"]
@@ -192,7 +192,7 @@ def test_a_checkpoint_whose_class_names_hold_escape_codes_shows_them_escaped(run
     assert row["predicted"] in result.stdout
     assert {name for name, _ in lit_cs201.predict(checkpoint, image)[0].top} == shown
     # The per-class table `test` prints and the figures' titles.
-    assert_printable(viz.accuracy_table([0.5, 1.0], crafted, [3, 4]) + "".join(viz.caption(c) for c in crafted))
+    assert_printable(figures.accuracy_table([0.5, 1.0], crafted, [3, 4]) + "".join(figures.caption(c) for c in crafted))
 
 
 # -- outputs that are not numbers --------------------------------------------------------------------------------
@@ -288,24 +288,24 @@ def test_a_squad_file_nested_too_deep_to_read_is_one_line(tmp_path, capsys):
 
 def test_a_class_name_no_installed_font_draws_is_shown_as_its_code_with_one_warning(monkeypatch):
     monkeypatch.setattr(viz, "_drawable", lambda: frozenset(range(128)))  # as with DejaVu Sans alone
-    viz._warn_missing_glyphs.cache_clear()
+    figures._warn_missing_glyphs.cache_clear()
     with pytest.warns(UserWarning, match="fonts-noto-cjk") as caught:
-        titles = [viz.caption("猫"), viz.caption("狗 dog")]
+        titles = [figures.caption("猫"), figures.caption("狗 dog")]
     assert titles == ["\\u732b", "\\u72d7 dog"] and len(caught) == 1  # readable, and told how to draw them
 
 
 def test_installed_cjk_fonts_become_matplotlib_fallbacks(monkeypatch):
     fonts = [SimpleNamespace(name=name) for name in ("DejaVu Sans", "WenQuanYi Micro Hei", "Noto Sans CJK JP")]
-    monkeypatch.setattr(viz.font_manager.fontManager, "ttflist", fonts)
+    monkeypatch.setattr(figures.font_manager.fontManager, "ttflist", fonts)
     with matplotlib.rc_context({"font.family": ["sans-serif"]}):
-        viz._add_cjk_fallbacks()
+        figures._add_cjk_fallbacks()
         assert matplotlib.rcParams["font.family"] == ["sans-serif", "Noto Sans CJK JP", "WenQuanYi Micro Hei"]
 
 
 def test_a_cjk_class_name_is_drawn_where_a_cjk_font_is_installed():
-    if not {font.name for font in viz.font_manager.fontManager.ttflist} & set(viz.CJK_FONTS):
+    if not {font.name for font in figures.font_manager.fontManager.ttflist} & set(figures.CJK_FONTS):
         pytest.skip("no CJK font installed (e.g. apt-get install fonts-noto-cjk)")
-    assert viz.caption("猫") == "猫"
+    assert figures.caption("猫") == "猫"
 
 
 def test_printable_escapes_what_would_act_and_keeps_what_shows():

@@ -14,7 +14,7 @@ from PIL.JpegImagePlugin import JpegImageFile
 
 from fake_image_folder import write_image, write_image_folder
 from helpers import CONFIGS, snapshot
-from lit_cs201.cli import main
+from lit_cs201.cli.lightning_cli import main
 from lit_cs201.data import ImageFolderDataModule, decode
 from lit_cs201.data.folder import RowsDataset
 from lit_cs201.errors import StorageError, UserError

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from helpers import CONFIGS, assert_same, curves_by_step, run_cli, snapshot
-from lit_cs201.checkpoint_io import SafeCheckpointIO
+from lit_cs201.runs.checkpoint_io import SafeCheckpointIO
 from synthetic import write_cifar10
 
 IMAGES = [
@@ -129,7 +129,7 @@ def test_every_checkpoint_the_cli_writes_goes_through_the_atomic_writer(tmp_path
 
     monkeypatch.setattr(SafeCheckpointIO, "save_checkpoint", recording)
     monkeypatch.chdir(tmp_path)
-    from lit_cs201.cli import main
+    from lit_cs201.cli.lightning_cli import main
 
     assert main(["fit", "--config", str(CONFIGS / "iris.yaml"), "--trainer.max_epochs=2"]) == 0
     run = tmp_path / "runs" / "iris" / "version_0"

@@ -9,7 +9,7 @@ import torch
 from lightning.pytorch import Callback, Trainer
 
 from helpers import CONFIGS, run_cli, scalars
-from lit_cs201.callbacks import best_checkpoint, last_checkpoint
+from lit_cs201.runs.callbacks import best_checkpoint, last_checkpoint
 from lit_cs201.data import IrisDataModule
 from lit_cs201.errors import NonFiniteLossError
 from lit_cs201.models import Classifier

@@ -15,7 +15,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import lit_cs201
 from helpers import CONFIGS
-from lit_cs201.cli import main
+from lit_cs201.cli.lightning_cli import main
 from lit_cs201.data.inputs import light_background
 from lit_cs201.data.mnist import read_idx
 from synthetic import write_cifar10, write_mnist
@@ -245,7 +245,8 @@ def test_the_prediction_grid_shows_the_dataset_rows_it_predicted(tmp_path, monke
     # An image folder's test split is a view of its cache (RowsDataset): sample i is cache row index[i], not row i.
     from types import SimpleNamespace
 
-    from lit_cs201 import callbacks, viz
+    from lit_cs201.report import figures
+    from lit_cs201.runs import callbacks
     from lit_cs201.data.folder import RowsDataset
 
     cache = torch.arange(6, dtype=torch.uint8).view(6, 1, 1, 1).expand(6, 1, 4, 4).contiguous()
@@ -271,7 +272,7 @@ class _Figure:
 def test_the_prediction_picture_spreads_across_classes_and_names_its_files():
     """A folder listed class by class filled predictions.png with its first class; each image now also says which
     file it is."""
-    from lit_cs201 import viz
+    from lit_cs201.report import figures
     from lit_cs201.report.predictions import grid_rows, grid_titles, ranked_rows
 
     predicted = [0] * 20 + [1] * 3 + [2] * 3  # 20 zeros first, as in a test folder listed by name
@@ -281,9 +282,9 @@ def test_the_prediction_picture_spreads_across_classes_and_names_its_files():
     rows = ranked_rows(probs, range(len(predicted)))
     files = [f"digits/{c}/{i:04d}.png" for i, c in enumerate(predicted)]
 
-    shown = grid_rows(rows, viz.GRID_SIZE)
+    shown = grid_rows(rows, figures.GRID_SIZE)
     assert [row[2][0] for row in shown[:6]] == [0, 1, 2, 0, 1, 2]
-    assert len(shown) == viz.GRID_SIZE and all(row[2] for row in shown)
+    assert len(shown) == figures.GRID_SIZE and all(row[2] for row in shown)
     assert sorted(row[0] for row in shown if row[2][0] != 0) == list(range(20, 26))  # every image of a rare class
     titles = grid_titles(shown, ["zero", "one", "two"], files)
     assert titles[1] == "0020.png\none (0.80)"

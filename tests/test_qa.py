@@ -1,4 +1,4 @@
-"""Extractive question answering (`lit_cs201.qa`) on a tiny model built here: no download, no network.
+"""Extractive question answering (`lit_cs201.course.qa`) on a tiny model built here: no download, no network.
 
 A randomly initialised model checks the mechanics (offsets, windows, ranking, scores); an "oracle" stand-in
 whose logits point at chosen tokens checks that the right span is found where the answer is known.
@@ -22,7 +22,7 @@ from transformers import BertConfig, BertForQuestionAnswering, BertModel, BertTo
 from transformers.modeling_outputs import QuestionAnsweringModelOutput
 
 from lit_cs201.errors import UserError
-from lit_cs201.qa import (
+from lit_cs201.course.qa import (
     QAOptions,
     QuestionAnswerer,
     best_spans,
@@ -30,7 +30,7 @@ from lit_cs201.qa import (
     main,
     validate_model_folder,
 )
-from lit_cs201.squad import evaluate_squad, load_squad
+from lit_cs201.course.squad import evaluate_squad, load_squad
 
 EN_QUESTION = "What is the capital of France?"
 EN_CONTEXT = "Paris is the capital of France. Alan Turing is the father of artificial intelligence."
@@ -458,7 +458,7 @@ def test_squad_question_without_answers_expects_no_answer(tmp_path: Path) -> Non
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "lit_cs201.qa", *args],
+        [sys.executable, "-m", "lit_cs201.course.qa", *args],
         capture_output=True,
         text=True,
         encoding="utf-8",

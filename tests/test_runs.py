@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from helpers import CONFIGS, run_cli, scalars
-from lit_cs201.report.run_records import MAX_SUMMARY_BYTES, dataset_name
+from lit_cs201.runs.records import MAX_SUMMARY_BYTES, dataset_name
 
 IRIS = str(CONFIGS / "iris.yaml")
 QUIET = ("--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false")
@@ -232,7 +232,7 @@ def test_runs_is_listed_in_the_help_and_answers_without_torch(day_two, tmp_path)
         source = day_two["root"] / "runs" / "iris" / f"version_{i % 3}"
         shutil.copytree(source, tmp_path / "runs" / f"exp{i % 4}" / f"version_{i}")
     probe = (
-        "import sys, time; start = time.perf_counter(); from lit_cs201.command import main; status = main(['runs']);"
+        "import sys, time; start = time.perf_counter(); from lit_cs201.cli.command import main; status = main(['runs']);"
         "assert not {'torch', 'lightning', 'tensorboard'} & set(sys.modules), 'imported torch';"
         "print(f'{time.perf_counter() - start:.3f}', file=sys.stderr); sys.exit(status)"
     )

@@ -113,7 +113,7 @@ def server(digits, tmp_path_factory):
 
 
 def test_the_api_answers_top_five_per_file_and_describes_the_model(server, digits):
-    from lit_cs201.runtime import ExportedModel
+    from lit_cs201.deploy import ExportedModel
 
     model, images = digits
     status, answer = server.upload([("seven.png", png(images[0])), ("other.png", png(images[1]))])
@@ -344,7 +344,7 @@ def test_the_page_drawn_digit_is_framed_as_mnist_frames_digits(server, browser):
 
 def test_a_net_the_exporter_cannot_handle_is_served_through_torch(digits, tmp_path, monkeypatch, capsys):
     from lit_cs201.deploy import export, serve
-    from lit_cs201.runtime import ExportedModel
+    from lit_cs201.deploy import ExportedModel
 
     model, images = digits
     checkpoint = model.with_suffix(".ckpt")
@@ -452,7 +452,7 @@ def _photo_model(path: Path) -> Path:
     """An RGB model of 32x32 photos (random weights), exported as `lit-cs201 export` writes one."""
     import torch
 
-    from lit_cs201.augment import build_augment
+    from lit_cs201.data.augment import build_augment
     from lit_cs201.deploy.export import Exported, write_onnx
     from lit_cs201.models.nets import build_net
 

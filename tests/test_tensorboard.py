@@ -25,9 +25,9 @@ from torch.utils.data import DataLoader, TensorDataset
 from werkzeug.test import Client
 
 from helpers import CONFIGS, curves_by_step, scalars
-from lit_cs201 import viz
-from lit_cs201.callbacks import LearningRateLogger
-from lit_cs201.cli import main
+from lit_cs201.report import figures
+from lit_cs201.runs.callbacks import LearningRateLogger
+from lit_cs201.cli.lightning_cli import main
 from lit_cs201.data import IrisDataModule
 from lit_cs201.models import Classifier
 from lit_cs201.report.tensorboard import METRICS, TensorBoardHparams
@@ -246,7 +246,7 @@ def test_the_confusion_matrix_shows_each_true_class_as_fractions_with_its_counts
     matrix = torch.arange(classes * classes).reshape(classes, classes) % 7
     matrix[0] = 0  # a class without test images: a row of zeros, not NaN
     names = ["setosa", "versicolor", "virginica"] if classes == 3 else [str(i) for i in range(classes)]
-    figure = viz.confusion_figure(matrix, names)
+    figure = figures.confusion_figure(matrix, names)
     ax, colorbar = figure.axes
     shown = ax.images[0].get_array()
     assert shown.sum(axis=1).tolist() == pytest.approx([0.0] + [1.0] * (classes - 1))
@@ -262,16 +262,16 @@ def test_the_confusion_matrix_shows_each_true_class_as_fractions_with_its_counts
 
 
 def test_the_prediction_grid_is_readable_in_a_card():
-    images = torch.zeros(viz.GRID_SIZE, 3, 32, 32, dtype=torch.uint8)
-    targets = torch.arange(viz.GRID_SIZE) % 10
+    images = torch.zeros(figures.GRID_SIZE, 3, 32, 32, dtype=torch.uint8)
+    targets = torch.arange(figures.GRID_SIZE) % 10
     predictions = targets.clone()
     predictions[[0, 9]] = torch.tensor([1, 1])
     names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "a long class name"]
-    figure = viz.prediction_grid(images, targets, predictions, names)
+    figure = figures.prediction_grid(images, targets, predictions, names)
     figure.canvas.draw()
     cells = [ax for ax in figure.axes if ax.images]
     titles = [ax.title for ax in cells]
-    assert len(titles) == viz.GRID_SIZE <= 25
+    assert len(titles) == figures.GRID_SIZE <= 25
     assert [title.get_text() for title in titles[:3]] == ["airplane\n→ automobi…", "automobile", "bird"]
     assert [title.get_color() for title in titles[:3]] == ["red", "black", "black"]  # wrong predictions in red
     assert titles[9].get_text() == "a long cla…\n→ automobi…"  # long names cut to fit the cell
@@ -292,5 +292,5 @@ def test_the_test_grid_spans_a_test_set_listed_class_by_class(tmp_path, monkeypa
     model = Classifier(num_classes=4, input_shape=[1, 8, 8])
     trainer.test(model, DataLoader(TensorDataset(images, labels), batch_size=16))
     ((shown, targets, _),) = drawn
-    assert len(targets) == viz.GRID_SIZE and set(targets.tolist()) == {0, 1, 2, 3}
+    assert len(targets) == figures.GRID_SIZE and set(targets.tolist()) == {0, 1, 2, 3}
     assert any(torch.equal(shown[-1], image) for image in images[90:])  # from the end of the test set too

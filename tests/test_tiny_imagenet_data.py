@@ -21,12 +21,12 @@ from fake_tiny_imagenet import FakeTinyImageNet, make_fake_tiny_imagenet
 from helpers import CONFIGS, run_cli, scalars, snapshot
 from lit_cs201.data import TinyImageNetDataModule, decode
 from lit_cs201.data import cache as image_cache
-from lit_cs201.data import tiny_imagenet_prepare as tip
+from lit_cs201.course import tiny_imagenet_prepare as tip
 from lit_cs201.errors import UserError
 
 # Six classes: top-5 accuracy is only reported for more than five.
 COUNTS = {"classes": 6, "train_per_class": 4, "val_per_class": 2}
-PREPARE_COMMAND = "python -m lit_cs201.data.tiny_imagenet_prepare"
+PREPARE_COMMAND = "python -m lit_cs201.course.tiny_imagenet_prepare"
 
 
 def fake_dataset(root: Path, prepared: bool = True, **kwargs) -> FakeTinyImageNet:
@@ -265,7 +265,7 @@ def test_prepare_command_with_cache_prepares_then_decodes_both_splits(tmp_path, 
     fake = fake_dataset(tmp_path / "data", prepared=False)
     # A fresh process, as a user runs it: runpy must not warn that the module was imported first.
     result = subprocess.run(
-        [sys.executable, "-m", "lit_cs201.data.tiny_imagenet_prepare", str(fake.root)],
+        [sys.executable, "-m", "lit_cs201.course.tiny_imagenet_prepare", str(fake.root)],
         capture_output=True,
         text=True,
         timeout=120,

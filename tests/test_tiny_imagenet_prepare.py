@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from fake_tiny_imagenet import FakeTinyImageNet, make_fake_tiny_imagenet
-from lit_cs201.data import tiny_imagenet_prepare as tip
+from lit_cs201.course import tiny_imagenet_prepare as tip
 from lit_cs201.data.archives import extract
 from lit_cs201.errors import UserError
 
@@ -800,7 +800,7 @@ def test_module_refuses_with_one_line_and_status_2(tmp_path):
         [
             sys.executable,
             "-m",
-            "lit_cs201.data.tiny_imagenet_prepare",
+            "lit_cs201.course.tiny_imagenet_prepare",
             str(tmp_path / "no such dir"),
         ],
         capture_output=True,
@@ -815,7 +815,7 @@ def test_module_refuses_with_one_line_and_status_2(tmp_path):
 
 def test_the_command_starts_without_torch_or_lightning():
     """A command that does not train starts in well under a second: it must not import what training needs."""
-    code = "import sys, lit_cs201.data.tiny_imagenet_prepare; print(sorted({'torch', 'lightning'} & set(sys.modules)))"
+    code = "import sys, lit_cs201.course.tiny_imagenet_prepare; print(sorted({'torch', 'lightning'} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert result.stdout.strip() == "[]"
 

@@ -1,4 +1,4 @@
-"""lit_cs201.xor: the numpy network learns XOR, its hand-written gradients equal autograd's, the worked
+"""lit_cs201.course.xor: the numpy network learns XOR, its hand-written gradients equal autograd's, the worked
 example is right, and the command line works."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from lit_cs201 import xor
-from lit_cs201.xor import XOR_INPUTS, XOR_TARGETS, NeuralNetwork, worked_example
+from lit_cs201.course import xor
+from lit_cs201.course.xor import XOR_INPUTS, XOR_TARGETS, NeuralNetwork, worked_example
 
 
 def _torch_loss(net: NeuralNetwork, X: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -206,7 +206,7 @@ def test_worked_example_with_other_weights_matches_autograd() -> None:
 # -- command line --------------------------------------------------------------------------------------------
 def test_cli_trains_and_prints_losses_and_predictions(tmp_path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "lit_cs201.xor", "--epochs", "200", "--log-every", "100"],
+        [sys.executable, "-m", "lit_cs201.course.xor", "--epochs", "200", "--log-every", "100"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -253,5 +253,5 @@ def test_cli_worked_example(capsys: pytest.CaptureFixture[str]) -> None:
 def test_cli_rejects_bad_arguments(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert xor.main(argv) == 2
     err = capsys.readouterr().err
-    assert err.startswith("python -m lit_cs201.xor: error: ") and err.count("\n") == 1
+    assert err.startswith("python -m lit_cs201.course.xor: error: ") and err.count("\n") == 1
     assert message in err

@@ -1,5 +1,5 @@
 import sys
 
-from lit_cs201.command import main
+from lit_cs201.cli.command import main
 
 sys.exit(main())

@@ -1,6 +1,6 @@
 """The dataset modules, imported on first use.
 
-Lazy, so that ``python -m lit_cs201.data.tiny_imagenet_prepare`` (and the other commands of this package) start
+Lazy, so that ``python -m lit_cs201.course.tiny_imagenet_prepare`` (and the other commands of this package) start
 without importing every dataset module (and Lightning) first, and without Python's warning about running a module
 that its package has already imported.
 """

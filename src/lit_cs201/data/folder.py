@@ -99,7 +99,7 @@ class ImageFolderDataModule(ImageDataModule):
         batch_size: Images per batch.
         val_size: Images held out of ``train/`` for validation when there is no ``val/``: a count or a fraction.
         split_seed: Seed of that validation split.
-        train_augment: Augmentation preset for training batches (see `lit_cs201.augment`).
+        train_augment: Augmentation preset for training batches (see `lit_cs201.data.augment`).
         eval_augment: Preset for validation, test and predict batches (deterministic; same output size).
         mean: Per-channel mean for normalisation, in [0, 1] units; ``null``: computed from the training images.
             Pretrained networks expect ImageNet's [0.485, 0.456, 0.406].
@@ -121,7 +121,7 @@ class ImageFolderDataModule(ImageDataModule):
     """
 
     #: Settings added since checkpoints were first written, with the value that a checkpoint lacking one was trained
-    #: with where today's default differs (`lit_cs201.checkpoint.Checkpoint.settings` fills them in).
+    #: with where today's default differs (`lit_cs201.runs.checkpoint.Checkpoint.settings` fills them in).
     old_checkpoint_defaults: ClassVar[dict[str, Any]] = {"resize": "stretch"}
 
     def __init__(

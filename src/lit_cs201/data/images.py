@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from lit_cs201.augment import build_augment
+from lit_cs201.data.augment import build_augment
 from lit_cs201.data.base import ClassificationDataModule, TensorBatchDataset, check_val_size, split_count
 from lit_cs201.data.decode import IMAGE_SUFFIXES, ResizeMode, decode_readable
 from lit_cs201.data.inputs import Inversion, apply_inversion, expand_paths, inversion
@@ -51,7 +51,7 @@ class ImageDataModule(ClassificationDataModule):
         batch_size: Images per batch.
         val_size: Validation images held out of the official training set: a count or a fraction.
         split_seed: Seed of the validation split.
-        train_augment: Augmentation preset for training batches (see `lit_cs201.augment`).
+        train_augment: Augmentation preset for training batches (see `lit_cs201.data.augment`).
         eval_augment: Preset for validation, test and predict batches (deterministic).
         mean: Per-channel mean for normalisation; ``null`` for the dataset's own statistics.
         std: Per-channel standard deviation; ``null`` for the dataset's own statistics.

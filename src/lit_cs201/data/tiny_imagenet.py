@@ -25,14 +25,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lit_cs201.data import tiny_imagenet_prepare as tip
+from lit_cs201.course import tiny_imagenet_prepare as tip
 from lit_cs201.data.cache import cached_images
 from lit_cs201.data.decode import MAX_SIDE
 from lit_cs201.data.images import ImageDataModule, image_args, visible_dirs
 from lit_cs201.errors import UserError, check_range, first_few
 
 #: The preparation command, as messages name it: the form that works wherever the package is installed.
-COMMAND = "python -m lit_cs201.data.tiny_imagenet_prepare"
+COMMAND = "python -m lit_cs201.course.tiny_imagenet_prepare"
 NATIVE_SIZE = 64
 OFFICIAL_CLASSES = 200
 CACHE_DIR = "cache"
@@ -198,7 +198,7 @@ class TinyImageNetDataModule(ImageDataModule):
         val_size: Training images held out for validation: a count or a fraction.
         split_seed: Seed of the validation split.
         image_size: Side of the images the model sees (224 for the course recipe, 64 native); sets ``input_shape``.
-        train_augment: Augmentation preset for training batches (see `lit_cs201.augment`).
+        train_augment: Augmentation preset for training batches (see `lit_cs201.data.augment`).
         eval_augment: Preset for validation, test and predict batches (deterministic).
         mean: Per-channel mean for normalisation; ``null`` for ImageNet's, which pretrained weights expect.
         std: Per-channel standard deviation; ``null`` for ImageNet's.

@@ -2,7 +2,7 @@
 
 The reference is the package's own torch path (as `lit_cs201.predict` computes), not the module exported, so the
 check covers the preprocessing the file carries as well as the exporter. The file is run through the runtime users
-get (`lit_cs201.runtime.ExportedModel`), in batches of 1, 2 and odd sizes.
+get (`lit_cs201.deploy.ExportedModel`), in batches of 1, 2 and odd sizes.
 """
 
 from __future__ import annotations

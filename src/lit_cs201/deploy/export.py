@@ -99,7 +99,7 @@ def export(
     """Export ``checkpoint`` to ``output`` (default: beside it, named like it with the format's ending), check the
     file against the checkpoint, and return its path. Prints what it checked. Nothing is left at ``output`` unless
     the check passed (an earlier export there stays as it was)."""
-    from lit_cs201.prediction import load
+    from lit_cs201.deploy.from_checkpoint import load
 
     if format not in FORMATS:
         raise UserError(f"--format {format!r}: choose one of {', '.join(FORMATS)}")
@@ -229,7 +229,7 @@ def _metadata(
 
 
 def _normalisation(datamodule: Any) -> tuple[list[float], list[float]]:
-    from lit_cs201.augment import Normalize
+    from lit_cs201.data.augment import Normalize
 
     found = next(op for op in datamodule.eval_augment if isinstance(op, Normalize))
     return [float(m) for m in found.mean.flatten()], [float(s) for s in found.std.flatten()]
@@ -321,7 +321,7 @@ def main(args: list[str]) -> int:
     options = parser.parse_args(args)
     if options.check_images < 1:
         raise UserError(f"--check_images must be at least 1, got {options.check_images}")
-    from lit_cs201.restore import resolve_checkpoint
+    from lit_cs201.runs.restore import resolve_checkpoint
 
     checkpoint = resolve_checkpoint(options.ckpt_path, options.runs_dir, pin=False)
     target = export(checkpoint, options.output, options.format, options.predict_path, options.check_images)
@@ -329,7 +329,7 @@ def main(args: list[str]) -> int:
         files = "IMAGES" if ExportedModel(target).takes_images else "FLOWERS.csv"
         print(
             f"Predict with it (no torch needed): lit-cs201 predict --ckpt_path {printable(target)} "
-            f"--data.predict_path {files}, or in Python: lit_cs201.runtime.ExportedModel(path).predict(...)",
+            f"--data.predict_path {files}, or in Python: lit_cs201.deploy.ExportedModel(path).predict(...)",
             file=sys.stderr,
         )
     return 0

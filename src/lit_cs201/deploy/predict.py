@@ -13,7 +13,7 @@ import numpy as np
 
 from lit_cs201.data.decode import IMAGE_SUFFIXES
 from lit_cs201.data.inputs import apply_inversion, expand_paths, none_readable
-from lit_cs201.deploy.results import NONFINITE
+from lit_cs201.report.results import NONFINITE
 from lit_cs201.deploy.runtime import ExportedModel
 from lit_cs201.errors import ArgumentParser, UserError, printable
 from lit_cs201.report.predictions import (
@@ -137,8 +137,8 @@ def _new_version(folder: Path) -> Path:
 def _figure(images: np.ndarray, rows: list[Row], names: list[str], files: list[str], invert: str) -> Any:
     """The picture of predicted images from across the classes as the model saw them (inverted where its rule
     says), titled with their file's name, class and probability, as from the checkpoint."""
-    from lit_cs201 import viz
+    from lit_cs201.report import figures
 
-    shown = grid_rows(rows, viz.GRID_SIZE)
+    shown = grid_rows(rows, figures.GRID_SIZE)
     pixels = apply_inversion(images[[row[0] for row in shown]].copy(), invert)
-    return viz.image_grid(pixels, grid_titles(shown, names, files))
+    return figures.image_grid(pixels, grid_titles(shown, names, files))

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from lit_cs201.deploy.results import top_classes
+from lit_cs201.report.results import top_classes
 from lit_cs201.deploy.runtime import INSTALL, ExportedModel
 from lit_cs201.errors import ArgumentParser, UserError, printable
 
@@ -247,7 +247,7 @@ class CheckpointModel(ExportedModel):
     decoding and interface, the package's own torch path (`lit_cs201.predict`'s) for the probabilities."""
 
     def __init__(self, checkpoint: Path) -> None:  # no onnxruntime session: nothing of the parent's set-up
-        from lit_cs201.prediction import load
+        from lit_cs201.deploy.from_checkpoint import load
 
         self.path = checkpoint
         self.classifier, self.datamodule = load(checkpoint)
@@ -283,7 +283,7 @@ def load_model(spec: str, runs_dir: str, workdir: Path, threads: int = 0) -> tup
     if spec.lower().endswith(".onnx"):
         return ExportedModel(spec, threads), f"{spec} (onnxruntime)"
     from lit_cs201.deploy.export import ExporterError, export
-    from lit_cs201.restore import resolve_checkpoint
+    from lit_cs201.runs.restore import resolve_checkpoint
 
     checkpoint = resolve_checkpoint(spec, runs_dir, pin=False)
     print(f"Exporting {printable(checkpoint)} to ONNX to serve it ...", file=sys.stderr)

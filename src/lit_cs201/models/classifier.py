@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-from lit_cs201 import viz
+from lit_cs201.report import figures
 from lit_cs201.errors import NonFiniteLossError, UserError, check_range, printable
 from lit_cs201.models.nets import build_net
 
@@ -113,7 +113,7 @@ class Classifier(LightningModule):
         self.saved_class_names: list[str] | None = None  # from a checkpoint
         self._resumed_optimizer: Any = None  # the optimizer settings of the checkpoint a fit continues
         self._lr: float | None = None  # a rate set through `lr`, over the configured one
-        # Set while a learning-rate finder sweeps the rate (lit_cs201.lr_find): a loss that is no longer finite then
+        # Set while a learning-rate finder sweeps the rate (lit_cs201.cli.lr_find): a loss that is no longer finite then
         # ends the sweep, whose curve has found where the rate is too high, instead of stopping the run.
         self.sweeping_lr = False
 
@@ -220,14 +220,14 @@ class Classifier(LightningModule):
         if batch_idx == 0:
             batches = self.trainer.num_test_batches[0]  # this process's, after limit_test_batches
             # At least this many images (the last batch may be short), so that the grid is always filled.
-            images = (batches - 1) * len(x) + 1 if batches != float("inf") else viz.GRID_SIZE
-            self._grid_step = max(1, int(images) // viz.GRID_SIZE)
+            images = (batches - 1) * len(x) + 1 if batches != float("inf") else figures.GRID_SIZE
+            self._grid_step = max(1, int(images) // figures.GRID_SIZE)
         positions = torch.arange(self._grid_seen, self._grid_seen + len(x), device=x.device)
         self._grid_seen += len(x)
         kept = positions % self._grid_step == 0
         new = [t[kept].detach().cpu() for t in (x, y, predicted)]
         self._grid = new if not self._grid else [torch.cat([a, b]) for a, b in zip(self._grid, new, strict=True)]
-        self._grid = [t[: viz.GRID_SIZE] for t in self._grid]
+        self._grid = [t[: figures.GRID_SIZE] for t in self._grid]
 
     def on_test_epoch_start(self) -> None:
         self._grid, self._grid_seen = [], 0
@@ -246,14 +246,14 @@ class Classifier(LightningModule):
     def _report(self, per_class: Tensor, confusion: Tensor, names: list[str]) -> None:
         """Print the per-class table; log the confusion matrix and the prediction grid to TensorBoard."""
         support = confusion.sum(dim=1).tolist()
-        print("\nPer-class test accuracy, worst class first\n" + viz.accuracy_table(per_class.tolist(), names, support))
+        print("\nPer-class test accuracy, worst class first\n" + figures.accuracy_table(per_class.tolist(), names, support))
         tensorboard = next((lg for lg in self.loggers if isinstance(lg, TensorBoardLogger)), None)
         if tensorboard is None:
             return
-        figures = {"test/confusion_matrix": viz.confusion_figure(confusion, names)}
+        drawn = {"test/confusion_matrix": figures.confusion_figure(confusion, names)}
         if self._grid:
-            figures["test/predictions"] = viz.prediction_grid(*self._grid, class_names=names)
-        for tag, figure in figures.items():
+            drawn["test/predictions"] = figures.prediction_grid(*self._grid, class_names=names)
+        for tag, figure in drawn.items():
             tensorboard.experiment.add_figure(tag, figure, global_step=self.global_step, close=True)
 
     def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor | None]:

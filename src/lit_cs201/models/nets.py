@@ -23,7 +23,7 @@ import torchvision
 from torch import nn
 
 from lit_cs201.errors import UserError
-from lit_cs201.torch_files import load_plain
+from lit_cs201.data.safe_load import load_plain
 
 #: Every classification model torchvision builds (``resnet18``, ``mobilenet_v3_small``, ``vit_b_16``, ...).
 TORCHVISION_NETS = tuple(torchvision.models.list_models(module=torchvision.models))

@@ -1,5 +1,5 @@
 """``predictions.csv`` and ``predictions.png``: written the same way from a checkpoint (through Lightning's
-`lit_cs201.callbacks.PredictionWriter`) and from an exported model (`lit_cs201.deploy.predict`, without torch).
+`lit_cs201.runs.callbacks.PredictionWriter`) and from an exported model (`lit_cs201.deploy.predict`, without torch).
 
 For files the columns are ``path``, ``predicted``, ``probability``, the top classes with their probabilities
 (``top1``, ``top1_probability``, ... up to five) and ``error``, filled for a file that could not be read (or a CSV row
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from lit_cs201.deploy.results import NONFINITE, TOP_K
+from lit_cs201.report.results import NONFINITE, TOP_K
 from lit_cs201.errors import printable
 
 #: A prediction: (index in the dataset, true label or None, top classes, their probabilities); no classes where the
@@ -125,15 +125,15 @@ def grid_rows(rows: list[Row], size: int) -> list[Row]:
 def grid_titles(rows: list[Row], names: Sequence[str] | None, files: Sequence[str] | None = None) -> list[str]:
     """The title of each predicted image in the picture: its class and probability; below its file's name where it
     has one, then without the probability if both do not fit on one line (the CSV has it)."""
-    from lit_cs201 import viz
+    from lit_cs201.report import figures
 
     titles = []
     for index, _, top, probs in rows:
         name, probability = class_name(top[0], names), f"({probs[0]:.2f})"
-        verdict = viz.caption(name, probability)
+        verdict = figures.caption(name, probability)
         if files:
-            one_line = verdict if "\n" not in verdict else viz.caption(name)
-            verdict = f"{viz.caption(Path(files[index]).name)}\n{one_line}"
+            one_line = verdict if "\n" not in verdict else figures.caption(name)
+            verdict = f"{figures.caption(Path(files[index]).name)}\n{one_line}"
         titles.append(verdict)
     return titles
 

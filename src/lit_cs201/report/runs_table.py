@@ -1,5 +1,5 @@
 """``lit-cs201 runs``: one line per run under the runs folder, with its settings and scores, as an aligned table, CSV
-or JSON. It reads the runs' ``summary.json`` files (`lit_cs201.report.run_records`) and imports neither torch nor
+or JSON. It reads the runs' ``summary.json`` files (`lit_cs201.runs.records`) and imports neither torch nor
 Lightning, so it answers in well under a second."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lit_cs201.errors import ArgumentParser, UserError, first_few, printable
-from lit_cs201.report.run_records import Run, experiment_names, list_runs, version_key
+from lit_cs201.runs.records import Run, experiment_names, list_runs, version_key
 
 # The columns of --format csv and json, in order.
 FIELDS = (

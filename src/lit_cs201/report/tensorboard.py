@@ -35,7 +35,7 @@ from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData, Sessi
 from torch.utils.tensorboard import SummaryWriter
 
 from lit_cs201.errors import is_count, printable
-from lit_cs201.loggers import TensorBoardLogger as RunLogger
+from lit_cs201.report.logger import TensorBoardLogger as RunLogger
 
 #: The columns of the table and whether each holds a number. TensorBoard shows five columns at first, those marked as
 #: differing between runs first: these are the first five here; the others are a tick away in its column list. A run

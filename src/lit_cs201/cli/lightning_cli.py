@@ -27,7 +27,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 import lit_cs201.data
-from lit_cs201.callbacks import (
+from lit_cs201.runs.callbacks import (
     GracefulStop,
     LearningRateLogger,
     PredictionWriter,
@@ -38,21 +38,21 @@ from lit_cs201.callbacks import (
     best_checkpoint,
     last_checkpoint,
 )
-from lit_cs201.checkpoint import Checkpoint, read_checkpoint
-from lit_cs201.checkpoint_io import SafeCheckpointIO
-from lit_cs201.checks import check_accelerator, check_fit_settings
+from lit_cs201.runs.checkpoint import Checkpoint, read_checkpoint
+from lit_cs201.runs.checkpoint_io import SafeCheckpointIO
+from lit_cs201.cli.checks import check_accelerator, check_fit_settings
 from lit_cs201.data.base import ClassificationDataModule
-from lit_cs201.devices import training_precision
+from lit_cs201.course.devices import training_precision
 from lit_cs201.errors import EXIT_BAD_INPUT, MAX_SEED, UserError, check_range, printable, report, run_command
-from lit_cs201.lr_find import LR_FIND, FinderTrainer, adopt_finders, place_logs
+from lit_cs201.cli.lr_find import LR_FIND, FinderTrainer, adopt_finders, place_logs
 from lit_cs201.models.classifier import Classifier
 from lit_cs201.report.log_interval import LogInterval
 from lit_cs201.report.model_summary import LIGHTNING_SUMMARIES, run_model_summary
 from lit_cs201.report.progress import epochs_done, resume_line, run_progress_bar
-from lit_cs201.report.run_records import latest_config
-from lit_cs201.report.run_summary import RunSummary
+from lit_cs201.runs.records import latest_config
+from lit_cs201.runs.summary import RunSummary
 from lit_cs201.report.tensorboard import TensorBoardHparams
-from lit_cs201.restore import (
+from lit_cs201.runs.restore import (
     ALIASES,
     DEFAULT_RUNS_DIR,
     LINKED_MODEL_ARGS,
@@ -68,8 +68,8 @@ from lit_cs201.restore import (
     read_given,
     resolve_checkpoint,
 )
-from lit_cs201.runs import RunLock, create_log_dir, remove_created, remove_stale_partials
-from lit_cs201.usage import (
+from lit_cs201.runs.folders import RunLock, create_log_dir, remove_created, remove_stale_partials
+from lit_cs201.cli.help import (
     CKPT_PATH_HELP,
     SUBCOMMANDS,
     HelpFormatter,
@@ -83,7 +83,7 @@ from lit_cs201.usage import (
 )
 
 # The runs' logger: Lightning's, with an event file only once there is something to show (a predict of Iris has not).
-TENSORBOARD = "lit_cs201.loggers.TensorBoardLogger"
+TENSORBOARD = "lit_cs201.report.logger.TensorBoardLogger"
 TENSORBOARDS = (TENSORBOARD, "lightning.pytorch.loggers.TensorBoardLogger")  # the configs name Lightning's
 # The default data_dir while a checkpoint's settings are parsed: no path a user can give (it holds NUL bytes), so that
 # after the parse it tells the checkpoint's folder from the same folder named by a flag or a config.

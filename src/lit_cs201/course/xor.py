@@ -1,6 +1,6 @@
 """A 2-4-1 sigmoid network with hand-written backpropagation, in numpy, and the course's worked example.
 
-Run ``python -m lit_cs201.xor`` to train on XOR, or ``python -m lit_cs201.xor --worked-example`` to print the
+Run ``python -m lit_cs201.course.xor`` to train on XOR, or ``python -m lit_cs201.course.xor --worked-example`` to print the
 single-step backpropagation example (inputs 0.35 and 0.7, target 0.5) step by step.
 
 The network follows the course program: weights drawn from a standard normal distribution, biases zero,
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from lit_cs201.argtypes import ArgumentParser, positive_float, positive_int
+from lit_cs201.course.argtypes import ArgumentParser, positive_float, positive_int
 from lit_cs201.errors import run_command
 
 #: The four XOR rows and their targets, shaped (4, 2) and (4, 1) like the course's arrays.
@@ -308,7 +308,7 @@ def format_worked_example(ex: WorkedExample) -> str:
 
 def _parser() -> ArgumentParser:
     parser = ArgumentParser(
-        prog="python -m lit_cs201.xor",
+        prog="python -m lit_cs201.course.xor",
         description="Train the course's 2-4-1 sigmoid network on XOR with hand-written backpropagation, "
         "or print the worked backpropagation example step by step.",
     )
@@ -328,7 +328,7 @@ def _parser() -> ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m lit_cs201.xor``; returns the process exit status."""
+    """Entry point of ``python -m lit_cs201.course.xor``; returns the process exit status."""
     parser = _parser()
     return run_command(parser.prog, lambda: _run(parser.parse_args(argv)))
 

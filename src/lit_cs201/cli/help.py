@@ -18,7 +18,7 @@ from lightning.pytorch.cli import LightningArgumentParser
 from PIL import Image
 
 from lit_cs201.errors import UserError, first_few
-from lit_cs201.flag_errors import CONFIG_SUFFIXES, check_positional, explain, given_configs
+from lit_cs201.cli.flag_errors import CONFIG_SUFFIXES, check_positional, explain, given_configs
 
 SUBCOMMANDS = {  # name: (what it does, how it is used)
     "fit": (

@@ -16,9 +16,9 @@ import torch
 from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from lit_cs201.checkpoint import Checkpoint, checked, file_stamp
+from lit_cs201.runs.checkpoint import Checkpoint, checked, file_stamp
 from lit_cs201.errors import StorageError
-from lit_cs201.torch_files import load_plain
+from lit_cs201.data.safe_load import load_plain
 
 
 class SafeCheckpointIO(TorchCheckpointIO):
@@ -31,7 +31,7 @@ class SafeCheckpointIO(TorchCheckpointIO):
     and then renamed, which is atomic: the path holds the old checkpoint or the new one, never a part of either.
     Remote paths (``s3://`` and the like) go through Lightning's writer unchanged.
 
-    Checkpoints are read as data (`lit_cs201.checkpoint`), bounded and checked, also where Lightning reads them to
+    Checkpoints are read as data (`lit_cs201.runs.checkpoint`), bounded and checked, also where Lightning reads them to
     restore a run; the one ``--ckpt_path`` named, already read and checked by the CLI, is not read twice.
     """
 

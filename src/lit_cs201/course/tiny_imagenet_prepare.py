@@ -29,7 +29,7 @@ from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
-from lit_cs201.argtypes import ArgumentParser
+from lit_cs201.course.argtypes import ArgumentParser
 from lit_cs201.data.archives import extract, members
 from lit_cs201.data.download import Archive, fetch
 from lit_cs201.errors import UserError, first_few, run_command

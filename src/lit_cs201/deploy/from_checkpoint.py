@@ -21,18 +21,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from lit_cs201.deploy.results import ImageInput, Prediction, image_sources, predictions
+from lit_cs201.report.results import ImageInput, Prediction, image_sources, predictions
 from lit_cs201.errors import UserError
 
 
 def load(checkpoint: str | os.PathLike[str]) -> tuple[Any, Any]:
     """The `Classifier` and its datamodule, rebuilt from ``checkpoint`` alone (no training data needed).
 
-    The checkpoint is data (`lit_cs201.checkpoint`): its settings are checked, nothing it names beyond this
+    The checkpoint is data (`lit_cs201.runs.checkpoint`): its settings are checked, nothing it names beyond this
     package's classes is built, and no optimizer or schedule is: the model is only evaluated.
     """
-    from lit_cs201.checkpoint import read_checkpoint
-    from lit_cs201.restore import MACHINE_SETTINGS, UNBUILT, check_describes_weights, check_fits_before_building
+    from lit_cs201.runs.checkpoint import read_checkpoint
+    from lit_cs201.runs.restore import MACHINE_SETTINGS, UNBUILT, check_describes_weights, check_fits_before_building
 
     path = Path(checkpoint)
     if not path.is_file():

@@ -1,5 +1,5 @@
 """Predictions as the Python API returns them, from a checkpoint (`lit_cs201.predict`) or an exported model
-(`lit_cs201.runtime.ExportedModel`): the same inputs accepted, the same `Prediction` objects, without torch."""
+(`lit_cs201.deploy.ExportedModel`): the same inputs accepted, the same `Prediction` objects, without torch."""
 
 from __future__ import annotations
 

@@ -13,10 +13,10 @@ from typing import Any
 import torch
 import yaml
 
-from lit_cs201.checkpoint import Checkpoint
+from lit_cs201.runs.checkpoint import Checkpoint
 from lit_cs201.errors import UserError, printable
 from lit_cs201.models.classifier import init_args
-from lit_cs201.report.run_records import read_run
+from lit_cs201.runs.records import read_run
 
 DEFAULT_RUNS_DIR = "runs"
 # ``--ckpt_path best`` (or ``best.ckpt`` where no such file is) means the newest run's best.ckpt.

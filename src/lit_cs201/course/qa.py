@@ -22,10 +22,10 @@ import torch
 from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 
-from lit_cs201.argtypes import ArgumentParser, positive_int
-from lit_cs201.devices import resolve_device
+from lit_cs201.course.argtypes import ArgumentParser, positive_int
+from lit_cs201.course.devices import resolve_device
 from lit_cs201.errors import UserError, check_range, run_command
-from lit_cs201.squad import evaluate_squad, load_squad
+from lit_cs201.course.squad import evaluate_squad, load_squad
 
 if TYPE_CHECKING:
     from tokenizers import Encoding
@@ -341,10 +341,10 @@ def _char_span(encoding: Encoding, start: int, end: int, seq: int, context: str,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m lit_cs201.qa`` command line; the answer options are :class:`QAOptions`' fields."""
+    """The ``python -m lit_cs201.course.qa`` command line; the answer options are :class:`QAOptions`' fields."""
     fetch = "; ".join(f"hf download {hub_id} --local-dir models/{name}" for name, hub_id in COURSE_MODELS.items())
     parser = ArgumentParser(
-        prog="python -m lit_cs201.qa",
+        prog="python -m lit_cs201.course.qa",
         description="Extractive question answering from a local model folder (offline), or SQuAD v1.1 evaluation. "
         f"Fetch the course's models with: {fetch}",
     )

@@ -2,7 +2,7 @@
 
 ``export`` loads torch but not Lightning's trainer machinery; ``predict`` with an exported ``.onnx`` model,
 ``serve`` of one, and ``runs`` (the list of runs) import neither torch nor Lightning (and so start in about a
-second); everything else is the LightningCLI of `lit_cs201.cli`.
+second); everything else is the LightningCLI of `lit_cs201.cli.lightning_cli`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from lit_cs201.errors import run_command
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``lit-cs201`` and ``python -m lit_cs201``; exit statuses as `lit_cs201.cli.main` documents."""
+    """Entry point of ``lit-cs201`` and ``python -m lit_cs201``; exit statuses as `lit_cs201.cli.lightning_cli.main` documents."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["export"]:
         return _plain(lambda: _export(args[1:]))
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if names_exported_model(args[1:]):
             return _plain(lambda: _predict(args[1:]))
-    from lit_cs201.cli import main as lightning_main
+    from lit_cs201.cli.lightning_cli import main as lightning_main
 
     return lightning_main(args)
 

@@ -28,7 +28,7 @@ import torch
 from packaging.version import InvalidVersion, Version
 
 from lit_cs201.errors import UserError
-from lit_cs201.torch_files import load_plain
+from lit_cs201.data.safe_load import load_plain
 
 #: Values (containers, numbers, strings, tensors) a checkpoint may hold, counted as a walk meets them: settings that
 #: share one list many times over (a few KB on disk, a "billion laughs") are refused before anything expands them.

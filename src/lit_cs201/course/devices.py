@@ -1,6 +1,6 @@
 """What accelerators torch sees, and which one Lightning's ``accelerator: "auto"`` will pick.
 
-``python -m lit_cs201.devices`` prints CUDA availability with each GPU's name and memory, MPS (Apple silicon)
+``python -m lit_cs201.course.devices`` prints CUDA availability with each GPU's name and memory, MPS (Apple silicon)
 availability, the CPU thread count, and the accelerator and device count that a ``Trainer(accelerator="auto",
 devices="auto")`` resolves to. ``--json`` prints the same as JSON.
 
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from lit_cs201.argtypes import ArgumentParser
+from lit_cs201.course.argtypes import ArgumentParser
 from lit_cs201.errors import UserError, run_command
 
 if TYPE_CHECKING:
@@ -202,7 +202,7 @@ def _cpu_bf16_features() -> dict[str, bool]:
 
 
 def format_device_info(info: DeviceInfo) -> str:
-    """Human-readable report of :func:`device_info`, as ``python -m lit_cs201.devices`` prints it."""
+    """Human-readable report of :func:`device_info`, as ``python -m lit_cs201.course.devices`` prints it."""
     lines = [f"torch {info.torch_version}, lightning {info.lightning_version or 'not installed'}"]
     if info.cuda_available:
         lines.append(f"CUDA: True (torch built with CUDA {info.cuda_version}), {len(info.cuda_devices)} device(s)")
@@ -224,7 +224,7 @@ def format_device_info(info: DeviceInfo) -> str:
 
 def _parser() -> ArgumentParser:
     parser = ArgumentParser(
-        prog="python -m lit_cs201.devices",
+        prog="python -m lit_cs201.course.devices",
         description='Show the accelerators torch sees and what Lightning\'s accelerator="auto" picks.',
     )
     parser.add_argument("--json", action="store_true", help="print the information as JSON")
@@ -232,7 +232,7 @@ def _parser() -> ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m lit_cs201.devices``; returns the process exit status."""
+    """Entry point of ``python -m lit_cs201.course.devices``; returns the process exit status."""
     parser = _parser()
     return run_command(parser.prog, lambda: _show(parser.parse_args(argv).json))
 

@@ -3,7 +3,7 @@ checkpoints or event files (which would need torch: seconds per call).
 
 A fit writes it into its run folder when training starts, after every epoch and when it ends (how: done, or stopped
 by Ctrl-C, SIGTERM or an error); a test writes one into its own folder, ``<run>/test/version_M/``, with its score.
-The format is `lit_cs201.report.run_records`'.
+The format is `lit_cs201.runs.records`'.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from lit_cs201.errors import printable
-from lit_cs201.report.run_records import SUMMARY, dataset_name, read_summary, write_summary
+from lit_cs201.runs.records import SUMMARY, dataset_name, read_summary, write_summary
 
 MONITOR = "val/acc"
 

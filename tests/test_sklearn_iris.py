@@ -1,4 +1,4 @@
-"""lit_cs201.classic: the numbers equal a direct scikit-learn computation and the figure is written."""
+"""lit_cs201.course.sklearn_iris: the numbers equal a direct scikit-learn computation and the figure is written."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from sklearn.metrics import accuracy_score, adjusted_rand_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
-from lit_cs201 import classic
-from lit_cs201.classic import ClassicResult, run_classic
+from lit_cs201.course import sklearn_iris
+from lit_cs201.course.sklearn_iris import ClassicResult, run_classic
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -78,7 +78,7 @@ def test_bad_test_size_is_rejected() -> None:
 def test_cli_writes_the_png_and_prints_the_numbers(tmp_path: Path, result: ClassicResult) -> None:
     out = tmp_path / "nested" / "folders" / "iris.png"
     proc = subprocess.run(
-        [sys.executable, "-m", "lit_cs201.classic", "--out", str(out)],
+        [sys.executable, "-m", "lit_cs201.course.sklearn_iris", "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -96,7 +96,7 @@ def test_cli_writes_the_png_and_prints_the_numbers(tmp_path: Path, result: Class
 
 def test_save_figure_default_location_is_relative(tmp_path: Path, result: ClassicResult, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    path = classic.save_figure(result, classic.DEFAULT_OUT)
+    path = sklearn_iris.save_figure(result, sklearn_iris.DEFAULT_OUT)
     assert path == Path("runs/classic/iris_classic.png")
     assert (tmp_path / path).read_bytes().startswith(PNG_SIGNATURE)
 
@@ -106,14 +106,14 @@ def test_save_figure_default_location_is_relative(tmp_path: Path, result: Classi
     [(["--test-size", "1.5"], "--test-size"), (["--n-init", "0"], "--n-init"), (["--nope"], "--nope")],
 )
 def test_cli_rejects_bad_arguments(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert classic.main(argv) == 2
+    assert sklearn_iris.main(argv) == 2
     err = capsys.readouterr().err
-    assert err.startswith("python -m lit_cs201.classic: error: ") and err.count("\n") == 1
+    assert err.startswith("python -m lit_cs201.course.sklearn_iris: error: ") and err.count("\n") == 1
     assert message in err
 
 
 def test_cli_refuses_a_folder_as_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert classic.main(["--out", str(tmp_path)]) == 2
+    assert sklearn_iris.main(["--out", str(tmp_path)]) == 2
     assert "is a folder" in capsys.readouterr().err
 
 
@@ -123,6 +123,6 @@ def test_a_full_disk_is_a_storage_error_not_bad_input(monkeypatch, capsys, tmp_p
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x.png"))
 
-    monkeypatch.setattr(classic, "save_figure", full)
-    assert classic.main(["--out", str(tmp_path / "x.png")]) == 74  # EX_IOERR, as lit-cs201 reports it
+    monkeypatch.setattr(sklearn_iris, "save_figure", full)
+    assert sklearn_iris.main(["--out", str(tmp_path / "x.png")]) == 74  # EX_IOERR, as lit-cs201 reports it
     assert "free space on that disk" in capsys.readouterr().err

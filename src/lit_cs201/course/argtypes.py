@@ -1,4 +1,4 @@
-"""The argparse parser and value types of the plain commands (``python -m lit_cs201.xor``, ``.qa``, ...)."""
+"""The argparse parser and value types of the plain commands (``python -m lit_cs201.course.xor``, ``.qa``, ...)."""
 
 from __future__ import annotations
 

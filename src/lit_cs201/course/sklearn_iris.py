@@ -1,6 +1,6 @@
 """Supervised versus unsupervised learning on Iris, with scikit-learn: the course's classic demo.
 
-``python -m lit_cs201.classic`` fits a LogisticRegression on a 70/30 split and reports its test accuracy,
+``python -m lit_cs201.course.sklearn_iris`` fits a LogisticRegression on a 70/30 split and reports its test accuracy,
 clusters all 150 flowers with KMeans (3 clusters) without looking at the labels, measures how well the
 clusters match the species (adjusted Rand index), and saves the two PCA scatter plots side by side to a PNG.
 
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from lit_cs201.argtypes import ArgumentParser, fraction, positive_int
+from lit_cs201.course.argtypes import ArgumentParser, fraction, positive_int
 from lit_cs201.errors import STORAGE_ERRNOS, UserError, run_command
 
 DEFAULT_OUT = Path("runs/classic/iris_classic.png")
@@ -165,7 +165,7 @@ def save_figure(result: ClassicResult, out: str | Path) -> Path:
 
 def _parser() -> ArgumentParser:
     parser = ArgumentParser(
-        prog="python -m lit_cs201.classic",
+        prog="python -m lit_cs201.course.sklearn_iris",
         description="Iris: LogisticRegression (supervised) versus KMeans (unsupervised), PCA scatter plots.",
     )
     parser.add_argument(
@@ -181,7 +181,7 @@ def _parser() -> ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m lit_cs201.classic``; returns the process exit status."""
+    """Entry point of ``python -m lit_cs201.course.sklearn_iris``; returns the process exit status."""
     parser = _parser()
     return run_command(parser.prog, lambda: _run(parser.parse_args(argv)))
 

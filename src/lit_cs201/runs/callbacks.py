@@ -28,9 +28,9 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import Tensor
 
-from lit_cs201 import viz
-from lit_cs201.checkpoint_io import CtrlCHold
-from lit_cs201.deploy.results import NONFINITE
+from lit_cs201.report import figures
+from lit_cs201.runs.checkpoint_io import CtrlCHold
+from lit_cs201.report.results import NONFINITE
 from lit_cs201.errors import NonFiniteLossError, UserError, is_count, printable
 from lit_cs201.report.predictions import (
     Row,
@@ -505,13 +505,13 @@ class PredictionWriter(BasePredictionWriter):
         (where it has one), its class and probability."""
         given = getattr(datamodule, "predict_path", None)
         dataset = datamodule.predict_set if given else datamodule.test_set
-        shown = grid_rows(rows, viz.GRID_SIZE)
+        shown = grid_rows(rows, figures.GRID_SIZE)
         if not shown:
             return
         images = dataset.__getitems__([row[0] for row in shown])[0]  # through the dataset: a folder's maps its rows
         if images.dim() != 4:
             return  # not images (Iris)
-        figure = viz.image_grid(images, grid_titles(shown, names, datamodule.predict_files if given else None))
+        figure = figures.image_grid(images, grid_titles(shown, names, datamodule.predict_files if given else None))
         figure.savefig(log_dir / "predictions.png", dpi=120)
         tensorboard = next(iter(tensorboards(trainer)), None)
         if tensorboard is not None:
