@@ -9,20 +9,9 @@ import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 from torchvision.transforms import InterpolationMode
 
-from lit_cs201.data.augment import (
-    AUGMENT_NAMES,
-    EVAL_PRESET,
-    ColorJitter,
-    CropBoxes,
-    CropFlipRotate,
-    Cutout,
-    GeometryParams,
-    JitterParams,
-    Normalize,
-    Pipeline,
-    RandomResizedCrop,
-    build_augment,
-)
+from lit_cs201.data.augment import AUGMENT_NAMES, EVAL_PRESET, Normalize, Pipeline, build_augment
+from lit_cs201.data.augment_colour import ColorJitter, JitterParams
+from lit_cs201.data.augment_geometry import CropBoxes, CropFlipRotate, Cutout, GeometryParams, RandomResizedCrop
 from lit_cs201.errors import UserError
 
 MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)

@@ -1,4 +1,5 @@
-"""lit_cs201.course.devices: reports what torch sees and what Lightning's "auto" picks.
+"""lit_cs201.course.devices: reports what torch sees and what Lightning's "auto" picks; lit_cs201.models.precision:
+the precision a fit trains in when its config gives none.
 
 Assertions compare with torch and Lightning directly, so they hold on CPU-only, CUDA and MPS machines alike.
 """
@@ -15,6 +16,7 @@ import torch
 from lit_cs201.course import devices
 from lit_cs201.course.devices import DeviceInfo, device_info
 from lit_cs201.errors import UserError
+from lit_cs201.models import precision
 
 
 @pytest.fixture(scope="module")
@@ -146,12 +148,19 @@ CPU_FEATURES = {"none": {}, "AVX512-BF16": {"AVX512-BF16": True}, "AMX": {"AMX":
 )
 def test_each_kind_of_machine_trains_in_its_native_precision(monkeypatch, machine, expected):
     features = next((f for name, f in CPU_FEATURES.items() if name in machine), {})
-    monkeypatch.setattr(devices, "_cpu_bf16_features", lambda: {"AMX": False, "AVX512-BF16": False, **features})
-    monkeypatch.setattr(devices, "_cuda_bf16", lambda: "with bfloat16" in machine)
+    monkeypatch.setattr(precision, "_cpu_bf16_features", lambda: {"AMX": False, "AVX512-BF16": False, **features})
+    monkeypatch.setattr(precision, "_cuda_bf16", lambda: "with bfloat16" in machine)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *_: "a GPU")
     accelerator = "cuda" if "CUDA" in machine else "mps" if "MPS" in machine else "cpu"
-    precision, why = devices.native_precision(accelerator)
-    assert precision == expected and why
+    chosen, why = precision.native_precision(accelerator)
+    assert chosen == expected and why
+
+
+def test_a_torch_that_cannot_tell_the_cpus_features_trains_in_float32(monkeypatch):
+    """torch.cpu.get_capabilities is recent: without it, float32, which is never wrong, only slower on some CPUs."""
+    monkeypatch.delattr(torch.cpu, "get_capabilities", raising=False)
+    assert precision._cpu_bf16_features() == {"AMX": False, "AVX512-BF16": False}
+    assert precision.native_precision("cpu")[0] == "32-true"
 
 
 @pytest.mark.parametrize("native", [False, True], ids=["CPU without bf16", "CPU with bf16"])
@@ -160,7 +169,7 @@ def test_a_fit_without_a_precision_records_the_machines_and_an_explicit_one_wins
 
     from lit_cs201.cli.lightning_cli import main
 
-    monkeypatch.setattr(devices, "_cpu_bf16_features", lambda: {"AVX512-BF16": native})
+    monkeypatch.setattr(precision, "_cpu_bf16_features", lambda: {"AVX512-BF16": native})
     monkeypatch.chdir(tmp_path)
     quick = ["--data", "IrisDataModule", "--trainer.max_epochs=1", "--trainer.accelerator=cpu"]
     assert main(["fit", *quick, "--trainer.enable_progress_bar=false"]) == 0

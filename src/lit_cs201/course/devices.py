@@ -4,10 +4,9 @@
 availability, the CPU thread count, and the accelerator and device count that a ``Trainer(accelerator="auto",
 devices="auto")`` resolves to. ``--json`` prints the same as JSON.
 
-The accelerator is resolved by Lightning's own code (``_AcceleratorConnector._choose_auto_accelerator``), so
-the answer cannot drift from what the Trainer does. That function is private; if a Lightning release moves it,
-we fall back to `resolve_device`'s rule (CUDA, then MPS, then CPU) and say so in the output. Lightning's own order
-is TPU, then MPS (on Apple silicon), then CUDA, then CPU: on a machine with both MPS and CUDA, ``auto`` picks MPS.
+The accelerator is resolved by Lightning's own code (see `lit_cs201.models.precision.auto_accelerator`), so the
+answer cannot drift from what the Trainer does; the report says when a Lightning release moved that code and a
+fallback rule answered instead.
 """
 
 from __future__ import annotations
@@ -52,7 +51,7 @@ class DeviceInfo:
         cpu_count: Logical CPUs of the machine (``os.cpu_count()``).
         auto_accelerator: What ``accelerator="auto"`` resolves to: "cpu", "cuda", "mps" or "tpu".
         auto_devices: How many devices ``devices="auto"`` uses with that accelerator (outside notebooks).
-        resolved_by: "lightning" if Lightning's own code chose, "mirror" if `resolve_device`'s rule did.
+        resolved_by: "lightning" if Lightning's own code chose, "mirror" if the fallback rule did.
     """
 
     torch_version: str
@@ -71,23 +70,6 @@ class DeviceInfo:
     def as_dict(self) -> dict[str, Any]:
         """Plain-type dict (lists instead of tuples), ready for ``json.dumps``."""
         return json.loads(json.dumps(asdict(self)))
-
-
-def _auto_accelerator() -> tuple[str, int, str]:
-    """Return (accelerator, device count, "lightning" or "mirror")."""
-    import torch
-
-    try:
-        from lightning.pytorch.accelerators import AcceleratorRegistry
-        from lightning.pytorch.trainer.connectors.accelerator_connector import _AcceleratorConnector
-
-        name = str(_AcceleratorConnector._choose_auto_accelerator())
-        return name, int(AcceleratorRegistry.get(name).auto_device_count()), "lightning"
-    except (ImportError, AttributeError, KeyError, TypeError):
-        name = resolve_device("auto").type
-        # Lightning's "auto" devices: every visible GPU for CUDA, one device otherwise.
-        count = torch.cuda.device_count() if name == "cuda" else 1
-        return name, count, "mirror"
 
 
 def device_info() -> DeviceInfo:
@@ -114,7 +96,9 @@ def device_info() -> DeviceInfo:
                     capability=(int(props.major), int(props.minor)),
                 )
             )
-    accelerator, devices, resolved_by = _auto_accelerator()
+    from lit_cs201.models.precision import auto_accelerator  # imports Lightning: not at import time
+
+    accelerator, devices, resolved_by = auto_accelerator()
     return DeviceInfo(
         torch_version=str(torch.__version__),
         lightning_version=lightning_version,
@@ -154,53 +138,6 @@ def resolve_device(device: str | torch.device = "cpu") -> torch.device:
     return resolved
 
 
-def training_precision(accelerator: str | None) -> tuple[str, str]:
-    """`native_precision` for a Trainer's ``accelerator`` setting: ``auto`` (or none) is what Lightning picks here,
-    ``gpu`` is CUDA or else Apple's MPS, as in Lightning."""
-    if accelerator in (None, "auto"):
-        accelerator = _auto_accelerator()[0]
-    elif accelerator == "gpu":
-        import torch
-
-        accelerator = "cuda" if torch.cuda.is_available() else "mps"
-    return native_precision(str(accelerator))
-
-
-def native_precision(accelerator: str) -> tuple[str, str]:
-    """The precision a run on ``accelerator`` trains fastest in here, judged by what the hardware computes natively,
-    and why: ``bf16-mixed`` on a CUDA GPU with bfloat16 and on a CPU with AMX or AVX512-BF16, ``16-mixed`` on an
-    older CUDA GPU, ``32-true`` elsewhere (a CPU without native bfloat16 emulates it, slower than float32, and mixed
-    precision on Apple's MPS is not measured faster)."""
-    import torch
-
-    if accelerator == "cuda":
-        name = torch.cuda.get_device_name()
-        if _cuda_bf16():
-            return "bf16-mixed", f"{name} computes bfloat16"
-        return "16-mixed", f"{name} has no bfloat16, float16 instead"
-    if accelerator == "cpu":
-        features = [name for name, supported in _cpu_bf16_features().items() if supported]
-        if features:
-            return "bf16-mixed", f"this CPU computes bfloat16 natively ({' and '.join(features)})"
-        return "32-true", "this CPU has no native bfloat16, which autocast would emulate, slower than float32"
-    return "32-true", f"mixed precision is not measured faster on {accelerator}"
-
-
-def _cuda_bf16() -> bool:
-    import torch
-
-    return bool(torch.cuda.is_bf16_supported(including_emulation=False))
-
-
-def _cpu_bf16_features() -> dict[str, bool]:
-    """Which of the x86 instruction sets that compute bfloat16 this CPU has, as torch's own checks see it (private
-    functions, hence the fallback to none)."""
-    import torch
-
-    checks = {"AMX": "_is_amx_tile_supported", "AVX512-BF16": "_is_avx512_bf16_supported"}
-    return {name: bool(getattr(torch.cpu, check, lambda: False)()) for name, check in checks.items()}
-
-
 def format_device_info(info: DeviceInfo) -> str:
     """Human-readable report of :func:`device_info`, as ``python -m lit_cs201.course.devices`` prints it."""
     lines = [f"torch {info.torch_version}, lightning {info.lightning_version or 'not installed'}"]
@@ -215,7 +152,7 @@ def format_device_info(info: DeviceInfo) -> str:
         lines.append(f"CUDA: False (torch {built})")
     lines.append(f"MPS: {info.mps_available} (built into torch: {info.mps_built})")
     lines.append(f"CPU: torch uses {info.cpu_threads} threads, {info.cpu_count} logical CPUs")
-    how = "Lightning's own resolution" if info.resolved_by == "lightning" else "resolve_device's rule"
+    how = "Lightning's own resolution" if info.resolved_by == "lightning" else "the fallback rule: CUDA, MPS, CPU"
     lines.append(
         f'Lightning accelerator="auto" -> {info.auto_accelerator}, devices="auto" -> {info.auto_devices} ({how})'
     )

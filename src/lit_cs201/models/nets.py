@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import math
+import re
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,8 +23,8 @@ import torch
 import torchvision
 from torch import nn
 
-from lit_cs201.errors import UserError
 from lit_cs201.data.safe_load import load_plain
+from lit_cs201.errors import UserError
 
 #: Every classification model torchvision builds (``resnet18``, ``mobilenet_v3_small``, ``vit_b_16``, ...).
 TORCHVISION_NETS = tuple(torchvision.models.list_models(module=torchvision.models))
@@ -158,33 +159,43 @@ def build_resnet9(num_classes: int, input_shape: Sequence[int]) -> nn.Sequential
 
 def load_weights(path: Path, what: str = "pretrained weights") -> dict[str, torch.Tensor]:
     """A state dict from a weight file, read as plain data: a file that holds code is refused, not run."""
-    state = load_plain(path, what, "weight file")
+    return _state_dict(load_plain(path, what, "weight file"), path, what)
+
+
+def _state_dict(state: object, path: Path, what: str) -> dict[str, torch.Tensor]:
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UserError(f"{what} {path}: holds no state dict (names mapped to tensors)")
     return state
 
 
+def hash_prefix(name: str) -> str | None:
+    """The SHA-256 prefix in a file name by torch hub's convention, ``resnet50-11ad3fa6.pth``; None without one."""
+    match = re.search(r"-([0-9a-f]{8,})\.[^.-]+$", name)
+    return match[1] if match else None
+
+
 def hub_weights(url: str, what: str = "pretrained weights") -> dict[str, torch.Tensor]:
     """The weights published at ``url``, from the torch hub cache (``$TORCH_HOME/hub/checkpoints/``).
 
-    torch's hub checks the SHA-256 prefix in the file name (``resnet50-11ad3fa6.pth``) only when it downloads; a
-    file placed in the cache by hand is checked here too, before it is read.
-    """
+    A missing file is torch's to fetch: ``load_state_dict_from_url`` downloads it, checks the hash prefix of its
+    name and loads it with ``weights_only``. A file already cached, which torch reads unchecked and unbounded, may
+    have been placed by hand: its hash is checked here, and `load_plain` refuses zip bombs and huge pickles."""
     folder = Path(torch.hub.get_dir()) / "checkpoints"
     path = folder / Path(urlparse(url).path).name
-    match = torch.hub.HASH_REGEX.search(path.name)
-    prefix = match.group(1) if match else None
     if not path.is_file():
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            torch.hub.download_url_to_file(url, str(path), prefix, progress=True)  # checks the hash too
-        except Exception as err:  # offline: URLError, socket errors, a refused connection...
+            state = torch.hub.load_state_dict_from_url(
+                url, str(folder), map_location="cpu", progress=True, check_hash=True, weights_only=True
+            )
+        except Exception as err:  # offline: URLError, socket errors, a refused connection; a download gone wrong
             raise UserError(
                 f"{what}: {path.name} is not in {folder} and could not be downloaded ({type(err).__name__}). Download "
                 f"{url} and place it in {folder}/ (set TORCH_HOME to use another cache folder)"
             ) from None
-    elif prefix:
+        return _state_dict(state, path, what)
+    prefix = hash_prefix(path.name)
+    if prefix:
         digest = hashlib.sha256()
         with path.open("rb") as f:
             while chunk := f.read(1 << 20):
