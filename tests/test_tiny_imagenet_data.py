@@ -19,9 +19,10 @@ from PIL import Image
 
 from fake_tiny_imagenet import FakeTinyImageNet, make_fake_tiny_imagenet
 from helpers import CONFIGS, run_cli, scalars, snapshot
+from lit_cs201.course import tiny_imagenet_prepare as tip
 from lit_cs201.data import TinyImageNetDataModule, decode
 from lit_cs201.data import cache as image_cache
-from lit_cs201.course import tiny_imagenet_prepare as tip
+from lit_cs201.data import tiny_imagenet_tree as layout
 from lit_cs201.errors import UserError
 
 # Six classes: top-5 accuracy is only reported for more than five.
@@ -32,7 +33,7 @@ PREPARE_COMMAND = "python -m lit_cs201.course.tiny_imagenet_prepare"
 def fake_dataset(root: Path, prepared: bool = True, **kwargs) -> FakeTinyImageNet:
     fake = make_fake_tiny_imagenet(root, **{**COUNTS, **kwargs})
     if prepared:
-        tip.prepare(root)
+        layout.prepare(root)
     return fake
 
 
@@ -180,7 +181,7 @@ def test_missing_dataset_without_download_says_where_to_put_the_zip(tmp_path):
     with pytest.raises(UserError) as refused:
         data.prepare_data()
     message = str(refused.value)
-    assert tip.URL in message and tip.MD5 in message and str(tmp_path / "empty" / tip.ZIP_NAME) in message
+    assert layout.URL in message and layout.MD5 in message and str(tmp_path / "empty" / layout.ZIP_NAME) in message
     assert "set download: true" in message
     assert not (tmp_path / "empty").exists()
 
@@ -188,15 +189,15 @@ def test_missing_dataset_without_download_says_where_to_put_the_zip(tmp_path):
 def test_prepare_data_extracts_and_prepares_a_zip_placed_in_data_dir(tmp_path, monkeypatch):
     fake = fake_dataset(tmp_path / "data", prepared=False, extracted=False, zipped=True)
     # The fake zip is not the official one: let the real prepare() expect its md5.
-    archive = dataclasses.replace(tip.ARCHIVE, md5=fake.zip_md5)
-    monkeypatch.setattr(tip, "prepare", functools.partial(tip.prepare, archive=archive))
+    archive = dataclasses.replace(layout.ARCHIVE, md5=fake.zip_md5)
+    monkeypatch.setattr(layout, "prepare", functools.partial(layout.prepare, archive=archive))
     data = TinyImageNetDataModule(data_dir=str(fake.root), val_size=4, download=False)
     assert data.num_classes == 200  # nothing to read yet: the official count, which the model is sized for
     # A placed zip is used without download. The official zip has 200 classes; this one has 6, so a model
     # sized before extraction would be wrong: the run stops, and the next one reads the classes from the start.
     with pytest.raises(UserError, match="has 6 classes, but when this datamodule was created .* it had 200"):
         data.prepare_data()
-    assert tip.state(fake.dataset_dir) == "prepared" and fake.zip_path.is_file()
+    assert layout.state(fake.dataset_dir) == "prepared" and fake.zip_path.is_file()
     data = TinyImageNetDataModule(data_dir=str(fake.root), val_size=4, download=False)
     data.prepare_data()
     data.setup("test")
@@ -273,7 +274,7 @@ def test_prepare_command_with_cache_prepares_then_decodes_both_splits(tmp_path, 
     assert result.returncode == 0, result.stderr
     assert "Tiny ImageNet is ready" in result.stdout
     assert "RuntimeWarning" not in result.stderr
-    assert tip.state(fake.dataset_dir) == "prepared"
+    assert layout.state(fake.dataset_dir) == "prepared"
 
     assert tip.main([str(fake.root), "--cache"]) == 0
     out = capsys.readouterr().out

@@ -29,6 +29,7 @@ import pytest
 
 from fake_tiny_imagenet import FakeTinyImageNet, make_fake_tiny_imagenet
 from lit_cs201.course import tiny_imagenet_prepare as tip
+from lit_cs201.data import tiny_imagenet_tree as layout
 from lit_cs201.data.archives import extract
 from lit_cs201.errors import UserError
 
@@ -48,9 +49,9 @@ def fake(tmp_path: Path) -> FakeTinyImageNet:
     return make_fake_tiny_imagenet(tmp_path / "data with spaces", classes=3, train_per_class=4, val_per_class=2)
 
 
-def prepare(root: Path, md5: str = tip.MD5, url: str = tip.URL, download: bool = False) -> str:
+def prepare(root: Path, md5: str = layout.MD5, url: str = layout.URL, download: bool = False) -> str:
     """The summary of preparing ``root``, the zip being expected to have ``md5`` (the fake's is not the official)."""
-    return tip.prepare(root, download, replace(tip.ARCHIVE, md5=md5, urls=(url,)))
+    return layout.prepare(root, download, replace(layout.ARCHIVE, md5=md5, urls=(url,)))
 
 
 def expected_after(before: dict[str, str]) -> dict[str, str]:
@@ -69,7 +70,7 @@ def check_prepared(fake: FakeTinyImageNet, before: dict[str, str]) -> None:
     for path, digest in expected_after(before).items():
         assert now.get(path) == digest, path
     val = d / "val"
-    assert tip.state(d) == "prepared"
+    assert layout.state(d) == "prepared"
     assert sorted(p.name for p in val.iterdir() if p.is_dir()) == sorted(fake.wnids)
     for wnid in fake.wnids:
         wanted = sorted(name for name, w in fake.val_labels.items() if w == wnid)
@@ -215,7 +216,7 @@ def changes_in_clean_run(template: Path, tmp_path: Path, **kwargs) -> int:
 def check_nothing_lost(fake: FakeTinyImageNet, root: Path, before: dict[str, str]) -> None:
     """After a crash: old or new layout (or the two-rename gap), and every original image on disk."""
     d = root / "tiny-imagenet-200"
-    state = tip.state(d)
+    state = layout.state(d)
     assert state in ("unprepared", "renaming", "prepared")
     originals = d / ("val" if state == "unprepared" else "val.orig")
     now = tree(root)
@@ -287,7 +288,7 @@ def test_a_complete_val_new_left_between_the_renames_is_published(fake, monkeypa
     before = tree(fake.root)
     with pytest.raises(Crash):
         prepare(fake.root)
-    assert tip.state(fake.dataset_dir) == "renaming"
+    assert layout.state(fake.dataset_dir) == "renaming"
     monkeypatch.setattr(os, "rename", rename)
     inode = (fake.dataset_dir / "val.new").stat().st_ino
 
@@ -437,7 +438,7 @@ def test_extracts_the_zip_then_prepares(zipped, tmp_path):
 def test_a_zip_with_the_wrong_md5_is_refused(zipped, capsys):
     assert tip.main([str(zipped.root)]) == 2
     err = capsys.readouterr().err
-    assert f"md5 is {zipped.zip_md5}, expected {tip.MD5}" in err and "Nothing was extracted" in err
+    assert f"md5 is {zipped.zip_md5}, expected {layout.MD5}" in err and "Nothing was extracted" in err
     assert sorted(p.name for p in zipped.root.iterdir()) == ["tiny-imagenet-200.zip"]
 
 
@@ -639,7 +640,7 @@ def test_a_file_that_is_not_the_archive_is_refused_before_anything_is_written_an
     assert sorted(p.name for p in zipped.root.iterdir()) == ["tiny-imagenet-200.zip"]
     zipped.zip_path.write_bytes(good)
     assert tip.main([str(zipped.root), "--md5", good_md5]) == 0
-    assert tip.state(zipped.dataset_dir) == "prepared"
+    assert layout.state(zipped.dataset_dir) == "prepared"
 
 
 def damage_last_member(zip_path: Path) -> str:
@@ -663,7 +664,7 @@ def test_an_extraction_that_fails_part_way_leaves_nothing_and_a_rerun_works(zipp
     assert sorted(p.name for p in zipped.root.iterdir()) == ["tiny-imagenet-200.zip"]  # no .partial/ in the way
     zipped.zip_path.write_bytes(good)
     assert tip.main([str(zipped.root), "--md5", good_md5]) == 0
-    assert tip.state(zipped.dataset_dir) == "prepared"
+    assert layout.state(zipped.dataset_dir) == "prepared"
 
 
 def test_an_archive_larger_than_the_free_space_is_refused_before_extracting(zipped, tmp_path, capsys, monkeypatch):
@@ -684,7 +685,7 @@ def test_a_scratch_folder_left_by_a_killed_extraction_is_discarded_by_the_next_r
     (scratch / "words.txt.part").write_text("half a fi")  # the name a file is written under until complete
     summary = prepare(zipped.root, md5=zipped.zip_md5)
     assert "this run: extracted tiny-imagenet-200.zip" in summary
-    assert not scratch.exists() and tip.state(zipped.dataset_dir) == "prepared"
+    assert not scratch.exists() and layout.state(zipped.dataset_dir) == "prepared"
 
 
 def test_a_truncated_gzip_file_leaves_no_half_file_and_nothing_it_did_not_create_is_removed(tmp_path):
@@ -718,7 +719,7 @@ def test_an_interrupted_extraction_is_redone(zipped, tmp_path):
             with pytest.raises(Crash):
                 prepare(root, md5=zipped.zip_md5)
         assert (root / "tiny-imagenet-200.zip").read_bytes() == zip_bytes
-        assert tip.state(root / "tiny-imagenet-200") in ("missing", "unprepared", "renaming")
+        assert layout.state(root / "tiny-imagenet-200") in ("missing", "unprepared", "renaming")
         prepare(root, md5=zipped.zip_md5)
         check_prepared(replace(zipped, root=root, dataset_dir=root / "tiny-imagenet-200"), before)
 
@@ -745,7 +746,7 @@ def test_nothing_to_use_says_where_to_put_the_zip(tmp_path):
     with pytest.raises(UserError) as info:
         prepare(root)
     message = str(info.value)
-    assert tip.URL in message and tip.MD5 in message and str(root / "tiny-imagenet-200.zip") in message
+    assert layout.URL in message and layout.MD5 in message and str(root / "tiny-imagenet-200.zip") in message
 
 
 def test_download_fetches_and_checks_the_zip(zipped, mirror, tmp_path):
@@ -754,14 +755,14 @@ def test_download_fetches_and_checks_the_zip(zipped, mirror, tmp_path):
     (root / "tiny-imagenet-200.zip.part").write_bytes(b"the first bytes of an interrupted download")
     summary = prepare(root, download=True, url=mirror, md5=zipped.zip_md5)
     assert "this run: downloaded tiny-imagenet-200.zip\n  this run: extracted tiny-imagenet-200.zip" in summary
-    assert tip.state(root / "tiny-imagenet-200") == "prepared"
+    assert layout.state(root / "tiny-imagenet-200") == "prepared"
     assert (root / "tiny-imagenet-200.zip").read_bytes() == zipped.zip_path.read_bytes()
     assert not (root / "tiny-imagenet-200.zip.part").exists()
 
 
 def test_a_download_with_the_wrong_md5_is_not_kept(zipped, mirror, tmp_path):
     root = tmp_path / "fresh root"
-    with pytest.raises(UserError, match=f"gave a file with md5 {zipped.zip_md5}, expected {tip.MD5}"):
+    with pytest.raises(UserError, match=f"gave a file with md5 {zipped.zip_md5}, expected {layout.MD5}"):
         prepare(root, download=True, url=mirror)
     assert not root.exists()  # nothing kept, not even the folder it made for the zip
 
@@ -775,8 +776,8 @@ def test_a_failed_download_says_what_to_do(tmp_path, monkeypatch):
     with pytest.raises(UserError) as info:
         prepare(root, download=True)
     message = str(info.value)
-    assert f"(download failed: {tip.URL}: URLError: " in message
-    assert f"Download {tip.URL} (md5 {tip.MD5}) and place it at {root / 'tiny-imagenet-200.zip'}" in message
+    assert f"(download failed: {layout.URL}: URLError: " in message
+    assert f"Download {layout.URL} (md5 {layout.MD5}) and place it at {root / 'tiny-imagenet-200.zip'}" in message
     assert not root.exists()  # not even the folder it made for the zip
 
 
@@ -792,7 +793,7 @@ def test_script_prepares_and_reports(fake):
     assert result.stdout.startswith(f"Tiny ImageNet is ready in {fake.dataset_dir}: 3 classes, 12 training images")
     assert "6 validation images in val/<wnid>/" in result.stdout and "hard links to val.orig/images/" in result.stdout
     assert "linking val/<wnid>/" in result.stderr  # progress goes to stderr
-    assert tip.state(fake.dataset_dir) == "prepared"
+    assert layout.state(fake.dataset_dir) == "prepared"
 
 
 def test_module_refuses_with_one_line_and_status_2(tmp_path):
@@ -815,7 +816,8 @@ def test_module_refuses_with_one_line_and_status_2(tmp_path):
 
 def test_the_command_starts_without_torch_or_lightning():
     """A command that does not train starts in well under a second: it must not import what training needs."""
-    code = "import sys, lit_cs201.course.tiny_imagenet_prepare; print(sorted({'torch', 'lightning'} & set(sys.modules)))"
+    imported = "sorted({'torch', 'lightning'} & set(sys.modules))"
+    code = f"import sys, lit_cs201.course.tiny_imagenet_prepare; print({imported})"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert result.stdout.strip() == "[]"
 
@@ -823,7 +825,7 @@ def test_the_command_starts_without_torch_or_lightning():
 def test_a_tree_prepared_by_an_earlier_release_without_val_orig_still_counts_as_prepared(fake):
     # Earlier releases marked val/ with .prepared and allowed deleting val.orig/ once the dataset worked.
     prepare(fake.root)
-    shutil.rmtree(fake.dataset_dir / tip.VAL_ORIG)
-    (fake.dataset_dir / tip.VAL / ".prepared").write_text("")
-    assert tip.state(fake.dataset_dir) == "prepared"
+    shutil.rmtree(fake.dataset_dir / layout.VAL_ORIG)
+    (fake.dataset_dir / layout.VAL / ".prepared").write_text("")
+    assert layout.state(fake.dataset_dir) == "prepared"
     assert "already prepared; nothing to do" in prepare(fake.root)

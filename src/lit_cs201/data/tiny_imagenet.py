@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lit_cs201.course import tiny_imagenet_prepare as tip
+from lit_cs201.data import tiny_imagenet_tree as tree
 from lit_cs201.data.cache import cached_images
 from lit_cs201.data.decode import MAX_SIDE
 from lit_cs201.data.images import ImageDataModule, image_args, visible_dirs
@@ -39,7 +39,7 @@ CACHE_DIR = "cache"
 
 
 def dataset_dir(data_dir: str | os.PathLike[str]) -> Path:
-    return Path(data_dir) / tip.DIR_NAME
+    return Path(data_dir) / tree.DIR_NAME
 
 
 def _command(data_dir: str | os.PathLike[str]) -> str:
@@ -51,25 +51,25 @@ def not_ready_message(data_dir: str | os.PathLike[str], fetch_hint: str = "") ->
 
     ``fetch_hint`` ends the message for a missing dataset: how the caller could download it instead.
     """
-    root, zip_path = dataset_dir(data_dir), Path(data_dir) / tip.ZIP_NAME
+    root, zip_path = dataset_dir(data_dir), Path(data_dir) / tree.ZIP_NAME
     run = f"run once: {_command(data_dir)}"
     if not root.exists() and zip_path.is_file():
         return f"{zip_path} is not extracted yet; {run} (it checks the md5 and extracts it)"
     if not root.exists():
         return (
-            f"Tiny ImageNet not found: neither {root} nor {zip_path} exists. Download {tip.URL} (md5 {tip.MD5}), "
+            f"Tiny ImageNet not found: neither {root} nor {zip_path} exists. Download {tree.URL} (md5 {tree.MD5}), "
             f"place it at {zip_path} and {run}{fetch_hint}"
         )
-    state = tip.state(root)
+    state = tree.state(root)
     if state == "prepared":
         return None
     if state == "foreign":
         return (
-            f"{root / tip.VAL} was reorganised by another tool (the course's 14_tinyimagenet.sh moves the images "
-            f"and flattens train/). Extract {tip.ZIP_NAME} into a fresh folder and {run}"
+            f"{root / tree.VAL} was reorganised by another tool (the course's 14_tinyimagenet.sh moves the images "
+            f"and flattens train/). Extract {tree.ZIP_NAME} into a fresh folder and {run}"
         )
     if state == "missing":
-        return f"{root} has no val/ folder: re-extract {tip.ZIP_NAME} and {run}"
+        return f"{root} has no val/ folder: re-extract {tree.ZIP_NAME} and {run}"
     return (
         f"{root} is not prepared: val/ does not have one folder per class yet (without it, the validation "
         f"images load as one class or with shifted labels). Run once: {_command(data_dir)} (or python "
@@ -85,9 +85,9 @@ def read_classes(root: Path) -> list[str]:
     different class in the two splits.
     """
     train = visible_dirs(root / "train")
-    lists = {"val/": visible_dirs(root / tip.VAL)}
+    lists = {"val/": visible_dirs(root / tree.VAL)}
     if (root / "wnids.txt").is_file():
-        lists["wnids.txt"] = sorted(tip.read_wnids(root))
+        lists["wnids.txt"] = sorted(tree.read_wnids(root))
     for where, other in lists.items():
         if other == train:
             continue
@@ -97,17 +97,17 @@ def read_classes(root: Path) -> list[str]:
         if where == "val/":
             advice = (
                 "The prepared val/ has one folder per wnid of val/val_annotations.txt; if it was edited, the "
-                f"original images are in {tip.VAL_ORIG}/: move val/ away, rename {tip.VAL_ORIG}/ to val/ and run "
+                f"original images are in {tree.VAL_ORIG}/: move val/ away, rename {tree.VAL_ORIG}/ to val/ and run "
                 f"{_command(root.parent)}"
             )
         else:
-            advice = f"Re-extract {tip.ZIP_NAME} into a fresh folder and run {_command(root.parent)}"
+            advice = f"Re-extract {tree.ZIP_NAME} into a fresh folder and run {_command(root.parent)}"
         raise UserError(
             f"{root}: the classes of train/ and {where} differ ({'; '.join(found)}), so labels would not match. "
             + advice
         )
     if not train:
-        raise UserError(f"{root / 'train'} has no class folders: re-extract {tip.ZIP_NAME}")
+        raise UserError(f"{root / 'train'} has no class folders: re-extract {tree.ZIP_NAME}")
     return train
 
 
@@ -135,10 +135,10 @@ def list_split(root: Path, split: str, wnids: Sequence[str]) -> tuple[list[Path]
     files: list[Path] = []
     labels: list[int] = []
     for label, wnid in enumerate(wnids):
-        folder = root / "train" / wnid / "images" if split == "train" else root / tip.VAL / wnid
-        names = sorted(p.name for p in folder.iterdir() if p.suffix == tip.JPEG and not p.name.startswith("."))
+        folder = root / "train" / wnid / "images" if split == "train" else root / tree.VAL / wnid
+        names = sorted(p.name for p in folder.iterdir() if p.suffix == tree.JPEG and not p.name.startswith("."))
         if not names:
-            raise UserError(f"{folder} holds no {tip.JPEG} images: re-extract {tip.ZIP_NAME}")
+            raise UserError(f"{folder} holds no {tree.JPEG} images: re-extract {tree.ZIP_NAME}")
         files += [folder / name for name in names]
         labels += [label] * len(names)
     return files, labels
@@ -152,7 +152,7 @@ def cached_split(
     Decoded and cached first if needed; every image must be a 64x64 JPEG (greyscale ones come out RGB, as with
     ImageFolder's loader). Where the cache cannot be written, the images are decoded into memory, with a warning.
     """
-    shape, hint = (3, NATIVE_SIZE, NATIVE_SIZE), f"re-extract {tip.ZIP_NAME}"
+    shape, hint = (3, NATIVE_SIZE, NATIVE_SIZE), f"re-extract {tree.ZIP_NAME}"
     cache = root / CACHE_DIR
     return cached_images(files, labels, shape, cache, split, root, False, hint=hint, read_only=read_only).images
 
@@ -285,9 +285,9 @@ class TinyImageNetDataModule(ImageDataModule):
         if self.read_only:
             self._require_prepared()
             return
-        if not root.exists() and (self.download or (Path(self.data_dir) / tip.ZIP_NAME).is_file()):
+        if not root.exists() and (self.download or (Path(self.data_dir) / tree.ZIP_NAME).is_file()):
             # Only a tree this call creates itself is reorganised; the zip is only read.
-            print(tip.prepare(self.data_dir, download=self.download), file=sys.stderr)
+            print(tree.prepare(self.data_dir, download=self.download), file=sys.stderr)
         self._require_prepared()
         cache = root / CACHE_DIR
         if not os.access(cache if cache.is_dir() else root, os.W_OK):
