@@ -26,9 +26,9 @@ import torch
 from PIL import Image
 
 from lit_cs201.data.augment import build_augment
+from lit_cs201.deploy import ExportedModel
 from lit_cs201.deploy.export import Exported, write_onnx
 from lit_cs201.models.nets import build_net
-from lit_cs201.deploy import ExportedModel
 
 ROOT = Path(__file__).resolve().parents[1]
 #: (name, net, input shape, stem) of each net timed.

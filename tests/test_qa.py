@@ -21,16 +21,11 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from transformers import BertConfig, BertForQuestionAnswering, BertModel, BertTokenizerFast
 from transformers.modeling_outputs import QuestionAnsweringModelOutput
 
-from lit_cs201.errors import UserError
-from lit_cs201.course.qa import (
-    QAOptions,
-    QuestionAnswerer,
-    best_spans,
-    build_parser,
-    main,
-    validate_model_folder,
-)
+from lit_cs201.course.qa import build_parser, main
+from lit_cs201.course.qa_answerer import QAOptions, QuestionAnswerer, best_spans
+from lit_cs201.course.qa_folder import validate_model_folder
 from lit_cs201.course.squad import evaluate_squad, load_squad
+from lit_cs201.errors import UserError
 
 EN_QUESTION = "What is the capital of France?"
 EN_CONTEXT = "Paris is the capital of France. Alan Turing is the father of artificial intelligence."

@@ -16,7 +16,7 @@ from lit_cs201.data.files import open_regular
 from lit_cs201.errors import UserError, first_few
 
 if TYPE_CHECKING:
-    from lit_cs201.course.qa import QAOptions, QuestionAnswerer
+    from lit_cs201.course.qa_answerer import QAOptions, QuestionAnswerer
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
-"""Files anyone may hand the program, opened as data: only regular files are read, and none is waited for.
+"""Files anyone may hand the program, found and opened as data: only regular files are read, none is waited for.
 
 A FIFO named ``x.png`` blocks whoever opens it until a writer comes, which may be never; a device may never end
 (``/dev/zero``) or act when opened (a tape drive rewinds). `listable` passes such files over where a folder or a
-glob is searched; `open_regular` refuses them, also one put in a listed file's place.
+glob is searched (`find_images` searches folders so); `open_regular` refuses them, also one put in a listed file's
+place.
 """
 
 from __future__ import annotations
@@ -10,7 +11,11 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from pathlib import Path
 from typing import BinaryIO
+
+#: File name endings (lower case) of the image formats searched for; Pillow reads them all.
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 
 # Opened without waiting: a FIFO opened for reading would otherwise block until a writer comes, which may be never.
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
@@ -98,3 +103,41 @@ def readable_size(size: int) -> str:
             value = size / scale
             return f"{value:.{2 if value < 10 else 1 if value < 100 else 0}f} {unit}"
     return f"{size} bytes"
+
+
+def find_images(folder: str | os.PathLike[str], suffixes: frozenset[str] = IMAGE_SUFFIXES) -> list[Path]:
+    """Image files under ``folder``, searched recursively, in sorted order of their paths.
+
+    Hidden files and folders (a name starting with ".") and files without one of ``suffixes`` (lower case;
+    matched in any case) are ignored: ``.txt``, ``Thumbs.db``, ``desktop.ini``, ``.DS_Store``; so are FIFOs,
+    devices and sockets, and links to them (see `listable`). As with `os.walk`, linked folders are not entered (a
+    link to a folder above would loop) and a folder that cannot be listed is passed over.
+    """
+    found: list[Path] = []
+    pending = [Path(folder)]
+    while pending:  # depth first, files before subfolders: the order of os.walk
+        files, subfolders = _scan(pending.pop(), suffixes)
+        found += files
+        pending += reversed(subfolders)
+    return found
+
+
+def _scan(folder: Path, suffixes: frozenset[str]) -> tuple[list[Path], list[Path]]:
+    """The image files and the subfolders to search of ``folder``, each sorted by name."""
+    try:
+        with os.scandir(folder) as listing:
+            entries = sorted((e for e in listing if not e.name.startswith(".")), key=lambda e: e.name)
+    except OSError:
+        return [], []
+    files: list[Path] = []
+    subfolders: list[Path] = []
+    for entry in entries:
+        # The listing tells plain files and folders apart without a system call; only links are followed (a loop
+        # raises there, which DirEntry.is_dir does not catch).
+        linked = entry.is_symlink()
+        if not linked and entry.is_dir(follow_symlinks=False):
+            subfolders.append(folder / entry.name)
+        elif os.path.splitext(entry.name)[1].lower() in suffixes:
+            if listable(entry.path) if linked else entry.is_file(follow_symlinks=False):
+                files.append(folder / entry.name)
+    return files, subfolders

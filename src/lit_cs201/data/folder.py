@@ -6,10 +6,11 @@
         test/<class>/**/<image>      optional: what `lit-cs201 test` reports on
 
 Images are searched recursively inside each class folder (png, jpg/jpeg, bmp, gif, webp, tif/tiff, any case;
-hidden files and other files are ignored), decoded once at `image_size` (cropped or stretched to it: `resize`)
-with `channels` by `lit_cs201.data.decode.to_uint8` into ``<cache_dir>/<split>_<C>x<H>x<W>_<fingerprint>.npy``
-and memory-mapped from then on: later epochs and runs read no image files, and a folder larger than memory still
-trains. A folder that changed since (files added, removed or modified) gets a new cache.
+hidden files and other files are ignored: `lit_cs201.data.folder_layout` reads the folder), decoded once at
+`image_size` (cropped or stretched to it: `resize`) with `channels` by `lit_cs201.data.decode.to_uint8` into
+``<cache_dir>/<split>_<C>x<H>x<W>_<fingerprint>.npy`` and memory-mapped from then on: later epochs and runs read
+no image files, and a folder larger than memory still trains. A folder that changed since (files added, removed
+or modified) gets a new cache.
 
 What a model trained on it needs to see new images the same way ends up in the checkpoint, as the datamodule's
 hyper-parameters: `image_size` and `channels` (also when they were found from the images), `resize`, and
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import os
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -32,23 +32,13 @@ from torch import Tensor
 
 from lit_cs201.data.base import TensorBatchDataset, split_count
 from lit_cs201.data.cache import cached_images
-from lit_cs201.data.decode import (
-    MAX_SIDE,
-    RESIZE_MODES,
-    BadImageError,
-    ResizeMode,
-    bad_images_message,
-    default_workers,
-    find_images,
-    image_header,
-    size_pair,
-)
-from lit_cs201.data.images import ImageDataModule, _augment, image_args, visible_dirs
+from lit_cs201.data.folder_layout import find_image_shape, list_classes, list_split
+from lit_cs201.data.images import ImageDataModule, augment_setting, image_args
 from lit_cs201.data.inputs import light_background
-from lit_cs201.errors import UserError, first_few, printable
+from lit_cs201.data.pixels import RESIZE_MODES, ResizeMode
+from lit_cs201.errors import UserError
 
 SPLITS = ("train", "val", "test")
-SUFFIXES = "png, jpg/jpeg, bmp, gif, webp, tif/tiff"
 SKIP_HINT = "fix or delete them, or set skip_bad_images: true to leave them out"
 # Normalisation before the statistics are known: identity, only to build (and so check) the presets early.
 _IDENTITY = ([0.0], [1.0])
@@ -165,17 +155,15 @@ class ImageFolderDataModule(ImageDataModule):
         self.dark_background = bool(dark_background)
         # The CLI sizes the model from class_names and input_shape as soon as this object exists, before
         # prepare_data: list the folders and read the image headers now (cheap: no pixels are decoded).
-        self.class_names = tuple(classes) if known else tuple(self._list_classes(classes))
+        self.class_names = tuple(classes) if known else tuple(list_classes(self.root, classes))
         self.hparams["classes"] = list(self.class_names)
         self.files: dict[str, tuple[list[Path], list[int]]] = {
-            split: self._list_split(split) for split in SPLITS if not known and (self.root / split).is_dir()
+            split: list_split(self.root / split, self.class_names)
+            for split in SPLITS
+            if not known and (self.root / split).is_dir()
         }
-        height, width, channels = self._find_image_shape(image_size, channels)
-        if max(height, width) > MAX_SIDE:
-            raise UserError(
-                f"images of {width}x{height} pixels are larger than the {MAX_SIDE} pixels a side that are decoded; set "
-                "image_size (an int or [height, width]) to resize them when decoding, e.g. image_size: 224"
-            )
+        every_file = [path for split_files, _ in self.files.values() for path in split_files]
+        height, width, channels = find_image_shape(self.root, every_file, image_size, channels)
         self._image_shape = (channels, height, width)
         self.hparams["image_size"] = [height, width]
         self.hparams["channels"] = channels
@@ -187,100 +175,6 @@ class ImageFolderDataModule(ImageDataModule):
         self._set_normalisation(mean, std)
         self._decoded_splits: dict[str, tuple[Tensor, Tensor, Tensor]] = {}
 
-    # -- the folder --------------------------------------------------------------------------------------------
-    @staticmethod
-    def _class_folders(folder: Path) -> dict[str, str]:
-        """The class folders of ``folder``: {class name: folder name}, in sorted order. The class name is the folder
-        name `printable`: a name that is not UTF-8 (its bytes shown as ``\\xNN``) or holds control characters becomes
-        one that a checkpoint, a TensorBoard tag, the CSV and the terminal can all hold, while its images are still
-        read from the folder as it is named on disk."""
-        folders: dict[str, str] = {}
-        for on_disk in visible_dirs(folder):
-            name = printable(on_disk)
-            if name in folders:
-                raise UserError(
-                    f"{folder} has two class folders that both show as the class {name!r} (one's name is not UTF-8 "
-                    "or holds control characters, shown escaped): rename one of them"
-                )
-            folders[name] = on_disk
-        return folders
-
-    def _list_classes(self, expected: list[str] | None) -> list[str]:
-        """The class folders of ``train/``, which must be ``expected`` if given (a checkpoint's classes)."""
-        train = self.root / "train"
-        if not train.is_dir():
-            raise UserError(
-                f"{self.root} has no train/ folder: put the training images in {train}/<class name>/, one folder "
-                "per class (val/ and test/ alike, optionally)"
-            )
-        classes = list(self._class_folders(train))
-        if len(classes) < 2:
-            found = f"only one class folder ({classes[0]})" if classes else "no class folders"
-            raise UserError(f"{train} has {found}: a classifier needs at least two, one folder per class")
-        if expected is not None and list(expected) != classes:
-            missing, extra = sorted(set(expected) - set(classes)), sorted(set(classes) - set(expected))
-            what = "; ".join(
-                [f"missing here: {first_few(missing)}"] * bool(missing)
-                + [f"new here: {first_few(extra)}"] * bool(extra)
-            )
-            raise UserError(
-                f"the classes are {first_few(expected)} (the checkpoint's, or data.init_args.classes), but "
-                f"{train} has {first_few(classes)} ({what or 'the same names in another order'}); use the folder "
-                "it was trained on"
-            )
-        return classes
-
-    def _list_split(self, split: str) -> tuple[list[Path], list[int]]:
-        """Image files of ``split`` and their labels, class by class, files in sorted order."""
-        folder = self.root / split
-        classes = self._class_folders(folder)
-        unknown = sorted(set(classes) - set(self.class_names))
-        if unknown:
-            raise UserError(
-                f"{folder} has class folders that train/ lacks ({first_few(unknown)}): a model cannot learn a class "
-                "it never sees; add them to train/, or rename or remove them"
-            )
-        files: list[Path] = []
-        labels: list[int] = []
-        empty: list[str] = []
-        for name, on_disk in classes.items():
-            found = find_images(folder / on_disk)
-            empty += [] if found else [str(folder / on_disk)]
-            files += found
-            labels += [self.class_names.index(name)] * len(found)
-        if empty:
-            raise UserError(f"class folders without images ({SUFFIXES}): {first_few(empty)}; add images or remove them")
-        if not files:
-            raise UserError(f"{folder} has no class folders with images: lay it out as {folder}/<class>/<images>")
-        return files, labels
-
-    def _find_image_shape(self, image_size: int | list[int] | None, channels: int | None) -> tuple[int, int, int]:
-        """(height, width, channels) to decode to: as given, or found from the image headers."""
-        size = None if image_size is None else size_pair(image_size)
-        if size is not None and channels is not None:
-            return *size, channels
-        files = [path for split_files, _ in self.files.values() for path in split_files]
-        with ThreadPoolExecutor(default_workers()) as pool:  # reading headers is mostly waiting for the disk
-            headers = list(pool.map(_header, files))
-        readable = {path: header for path, header in zip(files, headers, strict=True) if header is not None}
-        if not readable:
-            bad = {i: "not an image Pillow can identify" for i in range(len(files))}
-            raise UserError(bad_images_message(files, bad, "put image files in the class folders"))
-        if channels is None:
-            channels = 1 if all(grey for _, _, grey in readable.values()) else 3
-        if size is None:
-            sizes: dict[tuple[int, int], Path] = {}
-            for path, (height, width, _) in readable.items():
-                sizes.setdefault((height, width), path)
-            if len(sizes) > 1:
-                examples = [f"{w}x{h} ({path})" for (h, w), path in list(sizes.items())[:3]]
-                raise UserError(
-                    f"the images in {self.root} have {len(sizes)} different sizes, e.g. {', '.join(examples)}: set "
-                    "image_size (an int or [height, width]) to resize them all when decoding, e.g. image_size: 224"
-                )
-            size = next(iter(sizes))
-        return *size, channels
-
     @property
     def image_shape(self) -> tuple[int, int, int]:
         """(channels, height, width) of the images as decoded; `input_shape` is what augmentation makes of them."""
@@ -290,8 +184,8 @@ class ImageFolderDataModule(ImageDataModule):
     def _set_normalisation(self, mean: list[float] | None, std: list[float] | None) -> None:
         """Build the presets for these statistics (identity until known) and find the model's input shape."""
         mean_, std_ = (mean, std) if mean is not None and std is not None else _IDENTITY
-        self.train_augment = _augment("train_augment", self.hparams["train_augment"], mean_, std_)
-        self.eval_augment = _augment("eval_augment", self.hparams["eval_augment"], mean_, std_)
+        self.train_augment = augment_setting("train_augment", self.hparams["train_augment"], mean_, std_)
+        self.eval_augment = augment_setting("eval_augment", self.hparams["eval_augment"], mean_, std_)
         train_shape, eval_shape = self.augment_shapes()
         if train_shape != eval_shape:
             (h, w), (eh, ew) = train_shape[1:], eval_shape[1:]
@@ -413,11 +307,3 @@ class ImageFolderDataModule(ImageDataModule):
             images, _ = self.train_set.tensors
             self.dark_background = bool(light_background(images[self.train_set.index[:1000]].numpy()).mean() <= 0.05)
             self.hparams["dark_background"] = self.dark_background
-
-
-def _header(path: Path) -> tuple[int, int, bool] | None:
-    """`image_header`, or None for a file that decoding will report (or skip) with the others."""
-    try:
-        return image_header(path)
-    except BadImageError:
-        return None

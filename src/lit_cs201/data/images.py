@@ -20,12 +20,15 @@ from torch import Tensor, nn
 
 from lit_cs201.data.augment import build_augment
 from lit_cs201.data.base import ClassificationDataModule, TensorBatchDataset, check_val_size, split_count
-from lit_cs201.data.decode import IMAGE_SUFFIXES, ResizeMode, decode_readable
+from lit_cs201.data.decode import decode_readable
+from lit_cs201.data.files import IMAGE_SUFFIXES
 from lit_cs201.data.inputs import Inversion, apply_inversion, expand_paths, inversion
+from lit_cs201.data.pixels import ResizeMode
 from lit_cs201.errors import MAX_SEED, UserError, check_range
 
 
-def _augment(option: str, name: str, mean: list[float], std: list[float]) -> nn.Module:
+def augment_setting(option: str, name: str, mean: list[float], std: list[float]) -> nn.Module:
+    """The pipeline of preset ``name`` for the datamodule setting ``option``, which an unknown name's error names."""
     try:
         return build_augment(name, mean=mean, std=std)
     except UserError as err:
@@ -103,8 +106,8 @@ class ImageDataModule(ClassificationDataModule):
         mean = list(self.dataset_mean if mean is None else mean)
         std = list(self.dataset_std if std is None else std)
         # Built now so that a bad preset name fails before anything runs.
-        self.train_augment: nn.Module = _augment("train_augment", train_augment, mean, std)
-        self.eval_augment: nn.Module = _augment("eval_augment", eval_augment, mean, std)
+        self.train_augment: nn.Module = augment_setting("train_augment", train_augment, mean, std)
+        self.eval_augment: nn.Module = augment_setting("eval_augment", eval_augment, mean, std)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

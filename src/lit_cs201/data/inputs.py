@@ -18,8 +18,7 @@ from typing import Literal
 
 import numpy as np
 
-from lit_cs201.data.decode import find_images
-from lit_cs201.data.files import file_kind, listable
+from lit_cs201.data.files import file_kind, find_images, listable
 from lit_cs201.errors import UserError
 
 #: How the colours of images to predict are inverted: ``light_background`` inverts an image darker in its centre
