@@ -23,9 +23,9 @@ import pytest
 import torch
 
 from helpers import CONFIGS, scalars, snapshot
-from lit_cs201.runs.callbacks import RandomState
 from lit_cs201.cli.lightning_cli import main
 from lit_cs201.runs.folders import LOCK_NAME
+from lit_cs201.runs.resume import RandomState
 
 IRIS = str(CONFIGS / "iris.yaml")
 QUIET = "--trainer.enable_progress_bar=false"

@@ -24,11 +24,11 @@ from PIL import Image
 import lit_cs201
 from fake_image_folder import write_image, write_image_folder
 from helpers import CONFIGS, run_cli, scalars, snapshot
-from lit_cs201.report import figures
-from lit_cs201.data import ImageFolderDataModule
-from lit_cs201.errors import UserError, printable
 from lit_cs201.course.qa import main as qa_main
 from lit_cs201.course.squad import load_squad
+from lit_cs201.data import ImageFolderDataModule
+from lit_cs201.errors import UserError, printable
+from lit_cs201.report import figures
 
 PREFIX = "lit-cs201: error: "
 QUIET = ["--trainer.enable_progress_bar=false"]
@@ -287,7 +287,7 @@ def test_a_squad_file_nested_too_deep_to_read_is_one_line(tmp_path, capsys):
 
 
 def test_a_class_name_no_installed_font_draws_is_shown_as_its_code_with_one_warning(monkeypatch):
-    monkeypatch.setattr(viz, "_drawable", lambda: frozenset(range(128)))  # as with DejaVu Sans alone
+    monkeypatch.setattr(figures, "_drawable", lambda: frozenset(range(128)))  # as with DejaVu Sans alone
     figures._warn_missing_glyphs.cache_clear()
     with pytest.warns(UserWarning, match="fonts-noto-cjk") as caught:
         titles = [figures.caption("猫"), figures.caption("狗 dog")]

@@ -9,10 +9,10 @@ import torch
 from lightning.pytorch import Callback, Trainer
 
 from helpers import CONFIGS, run_cli, scalars
-from lit_cs201.runs.callbacks import best_checkpoint, last_checkpoint
 from lit_cs201.data import IrisDataModule
 from lit_cs201.errors import NonFiniteLossError
 from lit_cs201.models import Classifier
+from lit_cs201.runs.checkpoints import best_checkpoint, last_checkpoint
 
 # Plain SGD whose learning rate grows tenfold every epoch: it trains, then explodes a few epochs in.
 EXPLODING = [

@@ -245,9 +245,8 @@ def test_the_prediction_grid_shows_the_dataset_rows_it_predicted(tmp_path, monke
     # An image folder's test split is a view of its cache (RowsDataset): sample i is cache row index[i], not row i.
     from types import SimpleNamespace
 
-    from lit_cs201.report import figures
-    from lit_cs201.runs import callbacks
     from lit_cs201.data.folder import RowsDataset
+    from lit_cs201.report import figures, prediction_writer
 
     cache = torch.arange(6, dtype=torch.uint8).view(6, 1, 1, 1).expand(6, 1, 4, 4).contiguous()
     dataset = RowsDataset(torch.tensor([5, 3, 1]), cache, torch.zeros(6, dtype=torch.int64))
@@ -257,10 +256,10 @@ def test_the_prediction_grid_shows_the_dataset_rows_it_predicted(tmp_path, monke
         shown["images"] = images
         return _Figure()
 
-    monkeypatch.setattr(viz, "image_grid", image_grid)
+    monkeypatch.setattr(figures, "image_grid", image_grid)
     datamodule = SimpleNamespace(predict_path=None, test_set=dataset)
     rows = [(0, 0, [0], [0.9]), (1, 0, [0], [0.8]), (2, 0, [0], [0.7])]
-    callbacks.PredictionWriter._draw(SimpleNamespace(loggers=[]), datamodule, rows, None, tmp_path)
+    prediction_writer.PredictionWriter._draw(SimpleNamespace(loggers=[]), datamodule, rows, None, tmp_path)
     assert shown["images"][:, 0, 0, 0].tolist() == [5, 3, 1]
 
 

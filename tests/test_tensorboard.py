@@ -25,12 +25,13 @@ from torch.utils.data import DataLoader, TensorDataset
 from werkzeug.test import Client
 
 from helpers import CONFIGS, curves_by_step, scalars
-from lit_cs201.report import figures
-from lit_cs201.runs.callbacks import LearningRateLogger
 from lit_cs201.cli.lightning_cli import main
 from lit_cs201.data import IrisDataModule
 from lit_cs201.models import Classifier
+from lit_cs201.report import figures
+from lit_cs201.report.learning_rate import LearningRateLogger
 from lit_cs201.report.tensorboard import METRICS, TensorBoardHparams
+from lit_cs201.report.test_report import TestReport
 from synthetic import write_mnist
 
 QUIET = ["--trainer.enable_progress_bar=false"]
@@ -285,9 +286,12 @@ def test_the_test_grid_spans_a_test_set_listed_class_by_class(tmp_path, monkeypa
     images = torch.rand(120, 1, 8, 8)
     labels = torch.arange(4).repeat_interleave(30)
     drawn = []
-    monkeypatch.setattr(viz, "prediction_grid", lambda *grid, class_names: drawn.append(grid) or Figure())
+    monkeypatch.setattr(figures, "prediction_grid", lambda *grid, class_names: drawn.append(grid) or Figure())
     trainer = Trainer(
-        logger=LightningTensorBoardLogger(tmp_path), enable_progress_bar=False, enable_model_summary=False
+        logger=LightningTensorBoardLogger(tmp_path),
+        callbacks=[TestReport()],
+        enable_progress_bar=False,
+        enable_model_summary=False,
     )
     model = Classifier(num_classes=4, input_shape=[1, 8, 8])
     trainer.test(model, DataLoader(TensorDataset(images, labels), batch_size=16))

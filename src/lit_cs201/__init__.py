@@ -28,17 +28,14 @@ MOVED = {
     "lit_cs201.loggers": {"TensorBoardLogger": "lit_cs201.report.logger"},
     "lit_cs201.runtime": {"ExportedModel": "lit_cs201.deploy.runtime", "Prediction": "lit_cs201.report.results"},
     "lit_cs201.callbacks": {
-        name: "lit_cs201.runs.callbacks"
-        for name in (
-            "RunCheckpoint",
-            "RandomState",
-            "GracefulStop",
-            "RunConfigSaver",
-            "RestoreWindow",
-            "RunEarlyStopping",
-            "LearningRateLogger",
-            "PredictionWriter",
-        )
+        "RunCheckpoint": "lit_cs201.runs.checkpoints",
+        "RunEarlyStopping": "lit_cs201.runs.checkpoints",
+        "RandomState": "lit_cs201.runs.resume",
+        "RestoreWindow": "lit_cs201.runs.resume",
+        "RunConfigSaver": "lit_cs201.runs.resume",
+        "GracefulStop": "lit_cs201.runs.stop",
+        "LearningRateLogger": "lit_cs201.report.learning_rate",
+        "PredictionWriter": "lit_cs201.report.prediction_writer",
     },
 }
 

@@ -1,6 +1,6 @@
 """The table of the model's layers a fit prints first: Lightning's, without the metric objects and loss functions.
 
-The classifier keeps its metrics (``train_acc``, ``val_loss``, ``test_confusion``, ...) and its loss as submodules,
+The classifier keeps its metrics (``train_acc``, ``val_loss``, ``test_acc``, ...) and its loss as submodules,
 so that they move to the model's device with it; Lightning's summary listed each of them as a layer with no
 parameters, ten rows in which the network was one.
 """

@@ -1,5 +1,6 @@
-"""``predictions.csv`` and ``predictions.png``: written the same way from a checkpoint (through Lightning's
-`lit_cs201.runs.callbacks.PredictionWriter`) and from an exported model (`lit_cs201.deploy.predict`, without torch).
+"""``predictions.csv`` and ``predictions.png``: written the same way from a checkpoint (through Lightning, by
+`lit_cs201.report.prediction_writer.PredictionWriter`) and from an exported model (`lit_cs201.deploy.predict`, without
+torch).
 
 For files the columns are ``path``, ``predicted``, ``probability``, the top classes with their probabilities
 (``top1``, ``top1_probability``, ... up to five) and ``error``, filled for a file that could not be read (or a CSV row
@@ -19,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from lit_cs201.report.results import NONFINITE, TOP_K
 from lit_cs201.errors import printable
+from lit_cs201.report.results import NONFINITE, TOP_K
 
 #: A prediction: (index in the dataset, true label or None, top classes, their probabilities); no classes where the
 #: model's output was not a finite number.

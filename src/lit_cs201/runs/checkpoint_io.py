@@ -6,8 +6,6 @@ import contextlib
 import errno
 import os
 import shlex
-import signal
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,9 +14,10 @@ import torch
 from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from lit_cs201.runs.checkpoint import Checkpoint, checked, file_stamp
-from lit_cs201.errors import StorageError
 from lit_cs201.data.safe_load import load_plain
+from lit_cs201.errors import StorageError
+from lit_cs201.runs.checkpoint import Checkpoint, checked, file_stamp
+from lit_cs201.runs.stop import CtrlCHold
 
 
 class SafeCheckpointIO(TorchCheckpointIO):
@@ -71,49 +70,13 @@ class SafeCheckpointIO(TorchCheckpointIO):
             if full is None:
                 raise
             kept = f"the {path.name} already there is unchanged" if path.is_file() else f"no {path.name} was written"
-            last = path.parent / "last.ckpt"  # the run folder's resume point (callbacks.last_checkpoint)
+            last = path.parent / "last.ckpt"  # the run folder's resume point (checkpoints.last_checkpoint)
             then = f"continue with: lit-cs201 fit --ckpt_path {shlex.quote(str(last))}" if last.is_file() else "rerun"
             raise StorageError(
                 f"cannot write the checkpoint {path}: {os.strerror(full)}; {kept}. Free space on that disk, then {then}"
             ) from err
         finally:
             partial.unlink(missing_ok=True)
-
-
-class CtrlCHold:
-    """Hold a Ctrl-C back from `hold` until `release`, then deliver it: what runs in between is never cut short.
-
-    Holds nest: a hold taken while another is held sees the first one's handler, and hands the Ctrl-C on to it.
-    """
-
-    def __init__(self) -> None:
-        self._previous: Any = None
-        self._pressed = False
-
-    @property
-    def holding(self) -> bool:
-        return self._previous is not None
-
-    def hold(self) -> None:
-        handler = signal.getsignal(signal.SIGINT)
-        if self.holding or threading.current_thread() is not threading.main_thread() or not callable(handler):
-            return  # signals reach the main thread only; a SIGINT that is ignored stays ignored
-        self._previous = handler
-        signal.signal(signal.SIGINT, self._press)
-
-    def _press(self, signum: int, frame: Any) -> None:
-        self._pressed = True
-
-    def release(self, deliver: bool = True) -> None:
-        """Put the earlier handler back and, if Ctrl-C was pressed meanwhile and ``deliver``, call it now (Python's
-        own raises KeyboardInterrupt)."""
-        if not self.holding:
-            return
-        previous, self._previous = self._previous, None
-        pressed, self._pressed = self._pressed, False
-        signal.signal(signal.SIGINT, previous)
-        if pressed and deliver:
-            previous(signal.SIGINT, None)
 
 
 @contextlib.contextmanager
