@@ -1,8 +1,8 @@
 """Every bad input the CLI knows of: exit status 2, one actionable line, and no file written or changed.
 
-Each case runs the real entry point, ``lit_cs201.cli.lightning_cli.main``, in this process (a fresh process costs seconds of
-imports); one case also goes through ``python -m lit_cs201`` to show that the console path says the same. Every case
-runs in its own copy of a folder holding what a user has on disk (a trained run, datasets, configs), and each
+Each case runs the real entry point, ``lit_cs201.cli.lightning_cli.main``, in this process (a fresh process costs
+seconds of imports); one case also goes through ``python -m lit_cs201`` to show that the console path says the same.
+Every case runs in its own copy of a folder holding what a user has on disk (a trained run, datasets, configs), and each
 expected fragment is what a user needs to act: the offending key or value, and what to do or the valid choices.
 """
 

@@ -16,9 +16,9 @@ import pytest
 from jsonargparse import ActionConfigFile, ArgumentError, ArgumentParser
 
 from helpers import CONFIGS, run_cli, snapshot
+from lit_cs201.cli.flag_errors import Problem, accepted, explain, read_problem
 from lit_cs201.data.base import ClassificationDataModule
 from lit_cs201.errors import UserError, report
-from lit_cs201.cli.flag_errors import Problem, accepted, explain, read_problem
 
 PREFIX = "lit-cs201: error: "
 IRIS, MNIST = ["--config", "configs/iris.yaml"], ["--config", "configs/mnist.yaml"]

@@ -118,6 +118,21 @@ def test_a_resume_keeps_to_the_run_folder_whatever_the_logs_flag_says(work):
     assert list(Path("runs").glob("*/version_0/test/version_0")) and not Path("runs/test").exists()
 
 
+@pytest.mark.parametrize("given", ["flag", "config"])
+def test_best_is_found_under_the_runs_folder_however_it_is_spelled(work, capsys, given):
+    """``--trainer.logger.save_dir`` (without ``init_args``) is a spelling jsonargparse accepts, on the command line
+    and in a config: ``best`` is looked for in the folder it names, and the test logs beside the checkpoint there."""
+    shutil.move("runs", "elsewhere")
+    if given == "flag":
+        where = ["--trainer.logger.save_dir", "elsewhere"]
+    else:
+        (work / "logs.yaml").write_text("trainer:\n  logger:\n    save_dir: elsewhere\n")
+        where = ["--config", "logs.yaml"]
+    assert main(["test", "--ckpt_path", "best", *where, QUIET]) == 0
+    assert "using elsewhere/scheduled/version_0/best.ckpt (the newest of 2)" in capsys.readouterr().err
+    assert Path("elsewhere/scheduled/version_0/test/version_0").is_dir() and not Path("runs").exists()
+
+
 def test_a_resume_without_the_runs_config_is_refused_unless_one_is_given(work, capsys):
     (RUN / "config.yaml").unlink()
     before = snapshot(work)

@@ -21,10 +21,10 @@ from PIL import Image
 import lit_cs201
 from helpers import CONFIGS, run_cli
 from lit_cs201.data.mnist import read_idx
+from lit_cs201.deploy import ExportedModel
 from lit_cs201.deploy import check as check_module
 from lit_cs201.deploy import export as export_module
 from lit_cs201.errors import UserError
-from lit_cs201.deploy import ExportedModel
 from synthetic import write_mnist
 
 QUIET = ["--trainer.enable_progress_bar=false"]

@@ -25,11 +25,11 @@ import torch
 from fake_image_folder import write_image_folder
 from helpers import CONFIGS, snapshot
 from lit_cs201 import predict
-from lit_cs201.runs.checkpoint import Checkpoint, checked
 from lit_cs201.cli.lightning_cli import main
-from lit_cs201.errors import UserError
-from lit_cs201.deploy.from_checkpoint import load
 from lit_cs201.data.safe_load import load_plain
+from lit_cs201.deploy.from_checkpoint import load
+from lit_cs201.errors import UserError
+from lit_cs201.runs.checkpoint import Checkpoint, checked
 from synthetic import write_mnist
 
 IRIS = str(CONFIGS / "iris.yaml")
@@ -155,7 +155,14 @@ def test_a_resume_refuses_the_same_checkpoints(work, tmp_path, capsys):
 
 @pytest.mark.parametrize(
     "class_path",
-    ["os.system", "lit_cs201.cli.lightning_cli.os.system", f"{EVIL}.X", "lit_cs201.runs.restore.Path", "torch.optim.SGD", 42],
+    [
+        "os.system",
+        "lit_cs201.cli.lightning_cli.os.system",
+        f"{EVIL}.X",
+        "lit_cs201.runs.restore.Path",
+        "torch.optim.SGD",
+        42,
+    ],
 )
 @pytest.mark.parametrize("key", ["hyper_parameters", "datamodule_hyper_parameters"])
 def test_a_checkpoint_naming_another_model_or_datamodule_class_is_refused(work, capsys, class_path, key):

@@ -28,9 +28,10 @@ def old_runs(tmp_path: Path) -> Path:
 
 
 def test_the_config_names_the_loggers_old_class_path():
-    assert "class_path: lit_cs201.loggers.TensorBoardLogger" in (
-        FIXTURE / "runs" / "iris" / "version_0" / "config.yaml"
-    ).read_text()
+    assert (
+        "class_path: lit_cs201.loggers.TensorBoardLogger"
+        in (FIXTURE / "runs" / "iris" / "version_0" / "config.yaml").read_text()
+    )
 
 
 def test_an_old_best_checkpoint_tests_and_predicts(old_runs):

@@ -21,11 +21,11 @@ import lit_cs201
 from fake_image_folder import write_image_folder
 from helpers import CONFIGS, run_cli
 from lit_cs201.data import ImageFolderDataModule, decode
+from lit_cs201.deploy import ExportedModel
 from lit_cs201.deploy import export as export_module
+from lit_cs201.deploy.from_checkpoint import load
 from lit_cs201.deploy.serve import CheckpointModel
 from lit_cs201.errors import UserError
-from lit_cs201.deploy.from_checkpoint import load
-from lit_cs201.deploy import ExportedModel
 
 RED, GREEN, BLUE = (230, 20, 20), (20, 230, 20), (20, 20, 230)
 # A small net on 12x12 crops of the fake folder's 12x24 photos, trained for as long as a test affords.

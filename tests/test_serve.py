@@ -343,8 +343,7 @@ def test_the_page_drawn_digit_is_framed_as_mnist_frames_digits(server, browser):
 
 
 def test_a_net_the_exporter_cannot_handle_is_served_through_torch(digits, tmp_path, monkeypatch, capsys):
-    from lit_cs201.deploy import export, serve
-    from lit_cs201.deploy import ExportedModel
+    from lit_cs201.deploy import ExportedModel, export, serve
 
     model, images = digits
     checkpoint = model.with_suffix(".ckpt")

@@ -13,7 +13,8 @@ from lit_cs201.errors import run_command
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``lit-cs201`` and ``python -m lit_cs201``; exit statuses as `lit_cs201.cli.lightning_cli.main` documents."""
+    """Entry point of ``lit-cs201`` and ``python -m lit_cs201``; exit statuses as `lit_cs201.cli.lightning_cli.main`
+    documents."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["export"]:
         return _plain(lambda: _export(args[1:]))

@@ -4,7 +4,9 @@ Lightning's own messages."""
 
 from __future__ import annotations
 
+import ast
 import difflib
+import importlib
 import logging
 import os
 import shlex
@@ -14,11 +16,12 @@ from argparse import ArgumentError
 from pathlib import Path
 
 import yaml
+from jsonargparse import DefaultHelpFormatter
 from lightning.pytorch.cli import LightningArgumentParser
 from PIL import Image
 
+from lit_cs201.cli.flag_errors import CONFIG_SUFFIXES, check_positional, explain, given_configs, read_problem
 from lit_cs201.errors import UserError, first_few
-from lit_cs201.cli.flag_errors import CONFIG_SUFFIXES, check_positional, explain, given_configs
 
 SUBCOMMANDS = {  # name: (what it does, how it is used)
     "fit": (
@@ -63,7 +66,7 @@ def description(subcommand: str, classes: dict[str, list[type]]) -> str:
     return "\n".join(text)
 
 
-class HelpFormatter(LightningArgumentParser().formatter_class):
+class HelpFormatter(DefaultHelpFormatter):
     """jsonargparse's help, with the subcommand descriptions' lines kept as written."""
 
     def _fill_text(self, text: str, width: int, indent: str) -> str:
@@ -117,12 +120,85 @@ def asks_for_help(args: list[str]) -> bool:
     return any(arg in ("-h", "--help") or arg.split("=", 1)[0].endswith(".help") for arg in args)
 
 
-def relay(err: ArgumentError, parser: LightningArgumentParser | None, args: list[str]) -> UserError:
+def relay(
+    err: ArgumentError, parser: LightningArgumentParser | None, args: list[str], choices: dict[str, list[type]]
+) -> UserError:
     """jsonargparse's refusal of ``lit-cs201 SUBCOMMAND ARGS`` (``parser`` the subcommand's) as one line that names
-    the flag and what it takes."""
+    the flag and what it takes: for a class that does not exist, this package's ``choices`` of it; for a config that
+    is not YAML, the file and the line."""
     subcommand = parser.prog.split()[-1] if parser is not None else "<subcommand>"
     settings = [o[2:] for o in parser._option_string_actions if o.startswith("--")] if parser is not None else []
-    return UserError(explain(err.message, subcommand, args, settings) or " ".join(str(err).split()))
+    line = _no_such_class(err.message, choices) or _not_yaml(err.message, args)
+    return UserError(line or explain(err.message, subcommand, args, settings) or " ".join(str(err).split()))
+
+
+# The class-valued settings whose class the message names, by the keys jsonargparse reports them under.
+CLASS_KEYS = {("data",): "data", ("model",): "model", ("model", "optimizer"): "model.init_args.optimizer"}
+OPTIMIZER_EXAMPLES = "e.g. torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW"
+
+
+def _no_such_class(message: str, choices: dict[str, list[type]]) -> str | None:
+    """A data, model or optimizer class that does not exist, with this package's choices (by the import path its
+    package exports them under: ``lit_cs201.data.MNISTDataModule``)."""
+    problem = read_problem(message)
+    option = CLASS_KEYS.get(tuple(problem.keys)) if problem is not None and problem.value is not None else None
+    if option is None:
+        return None
+    try:
+        value = ast.literal_eval(problem.value) if problem.value.startswith("{") else problem.value
+    except (ValueError, SyntaxError):
+        return None
+    class_path = value.get("class_path") if isinstance(value, dict) else value
+    if not isinstance(class_path, str) or _exists(class_path):
+        return None
+    names = [f"{cls.__module__.rpartition('.')[0]}.{cls.__name__}" for cls in choices.get(option, [])]
+    if class_path in {name.rpartition(".")[2] for name in names}:
+        return None  # a short name of one of them: refused for another reason
+    hint = f"available: {', '.join(names)}" if names else OPTIMIZER_EXAMPLES
+    return f"{option}: no class {class_path} ({hint})"
+
+
+def _exists(class_path: str) -> bool:
+    module, _, name = class_path.rpartition(".")
+    try:
+        return hasattr(importlib.import_module(module), name) if module else False
+    except ImportError:
+        return False
+
+
+def nested_too_deeply(args: list[str]) -> UserError:
+    """jsonargparse's RecursionError on a config nested deeper than Python recurses, as one line naming the config."""
+    for value in given_configs(args):
+        try:
+            yaml.safe_load(Path(value).read_text()) if Path(value).is_file() else None
+        except RecursionError:  # the YAML parser recurses once per level of nesting
+            return UserError(f"--config {value}: its values are nested too deeply to read; no config needs that")
+        except (OSError, yaml.YAMLError, UnicodeDecodeError):
+            continue
+    return UserError("the settings given are nested too deeply to read; no config needs that")
+
+
+def _not_yaml(message: str, args: list[str]) -> str | None:
+    """A ``--config`` that is not YAML, with the line (jsonargparse's report names neither the file nor its line)."""
+    if not message.startswith("Problems parsing config"):
+        return None
+    for value in given_configs(args):
+        path = Path(value)
+        try:
+            yaml.safe_load(path.read_text()) if path.is_file() else None
+        except yaml.YAMLError as err:
+            parts = [
+                f"{text} at line {mark.line + 1}" if mark is not None else text
+                for text, mark in (
+                    (getattr(err, "context", None), getattr(err, "context_mark", None)),
+                    (getattr(err, "problem", None), getattr(err, "problem_mark", None)),
+                )
+                if text
+            ]
+            return f"--config {value}: not valid YAML ({': '.join(parts) or err})"
+        except (OSError, RecursionError, UnicodeDecodeError):
+            continue
+    return None
 
 
 def check_flags(parser: LightningArgumentParser, args: list[str]) -> None:

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from lit_cs201.report.results import ImageInput, Prediction, image_sources, predictions
 from lit_cs201.errors import UserError
+from lit_cs201.report.results import ImageInput, Prediction, image_sources, predictions
 
 
 def load(checkpoint: str | os.PathLike[str]) -> tuple[Any, Any]:

@@ -13,7 +13,6 @@ import numpy as np
 
 from lit_cs201.data.decode import IMAGE_SUFFIXES
 from lit_cs201.data.inputs import apply_inversion, expand_paths, none_readable
-from lit_cs201.report.results import NONFINITE
 from lit_cs201.deploy.runtime import ExportedModel
 from lit_cs201.errors import ArgumentParser, UserError, printable
 from lit_cs201.report.predictions import (
@@ -26,6 +25,7 @@ from lit_cs201.report.predictions import (
     summary,
     write_csv,
 )
+from lit_cs201.report.results import NONFINITE
 
 #: The suffix that makes ``predict --ckpt_path`` an exported model rather than a checkpoint.
 EXPORTED_SUFFIX = ".onnx"

@@ -21,8 +21,8 @@ import numpy as np
 from lit_cs201.data.decode import MAX_PIXELS, RESIZE_MODES, ResizeMode, decode_readable
 from lit_cs201.data.files import UnreadableFileError, open_regular
 from lit_cs201.data.inputs import expand_paths
-from lit_cs201.report.results import ImageInput, Prediction, image_sources, predictions
 from lit_cs201.errors import UserError, first_line, printable
+from lit_cs201.report.results import ImageInput, Prediction, image_sources, predictions
 
 #: The metadata key of an exported model: a JSON object (see `lit_cs201.deploy.export`).
 METADATA_KEY = "lit_cs201"

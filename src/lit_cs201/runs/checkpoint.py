@@ -15,11 +15,7 @@ or a callable is given. Numbers, booleans and None import nothing.
 
 from __future__ import annotations
 
-import collections.abc
 import functools
-import inspect
-import types
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -27,8 +23,9 @@ from typing import Any, Literal
 import torch
 from packaging.version import InvalidVersion, Version
 
-from lit_cs201.errors import UserError
 from lit_cs201.data.safe_load import load_plain
+from lit_cs201.errors import UserError
+from lit_cs201.runs.parameter_types import UNKNOWN, class_kinds, constructor_parameters, takes, type_name
 
 #: Values (containers, numbers, strings, tensors) a checkpoint may hold, counted as a walk meets them: settings that
 #: share one list many times over (a few KB on disk, a "billion laughs") are refused before anything expands them.
@@ -49,9 +46,6 @@ OLDEST_LIGHTNING = Version("2.0.0")
 SETTINGS_KEYS = {"model": "hyper_parameters", "data": "datamodule_hyper_parameters"}
 #: Entries LightningCLI adds to the settings it saves: the class, and its own loader (never used here).
 CLASS_KEY, LOADER_KEY = "_class_path", "_instantiator"
-_PLAIN = (type(None), bool, int, float, str)
-_SEQUENCES = (list, tuple, collections.abc.Sequence, collections.abc.Iterable)
-_UNKNOWN = object()  # an annotation that cannot be resolved: it takes no text
 
 
 @functools.cache
@@ -123,7 +117,7 @@ class Checkpoint:
         hparams = {k: v for k, v in self.hyper_parameters(key).items() if k not in (CLASS_KEY, LOADER_KEY)}
         where = SETTINGS_KEYS[key]
         self._refuse_untrusted(hparams, where)  # in every setting, even one left out or unused
-        parameters = _parameters(cls)
+        parameters = constructor_parameters(cls)
         older = getattr(cls, "old_checkpoint_defaults", {})
         init_args = {**older, **{k: v for k, v in hparams.items() if k in parameters}}
         for name, value in init_args.items():
@@ -164,14 +158,14 @@ class Checkpoint:
             raise self.refuse(f"{where} holds {len(value):,} values; a setting holds at most {MAX_ITEMS}")
         if isinstance(value, dict) and "class_path" in value:
             self._check_class_setting(annotation, value, where)
-        elif not _takes(annotation, value):
-            expected = "a number" if annotation is _UNKNOWN else _type_name(annotation)
+        elif not takes(annotation, value):
+            expected = "a number" if annotation is UNKNOWN else type_name(annotation)
             raise self.refuse(f"{where} is {_shown(value)}, which is not a value this setting takes ({expected})")
 
     def _check_class_setting(self, annotation: Any, value: dict[str, Any], where: str) -> None:
         """``{class_path, init_args}`` for a parameter that takes a class (an optimizer, a schedule)."""
         cls = self._trusted(value["class_path"], f"{where}.class_path")
-        kinds = _class_kinds(annotation)
+        kinds = class_kinds(annotation)
         if not (kinds and issubclass(cls, kinds)):
             raise self.refuse(f"{where} names {_shown(value['class_path'])}, which is not a class this setting takes")
         if extra := sorted(set(value) - {"class_path", "init_args"}):
@@ -180,7 +174,7 @@ class Checkpoint:
         if not isinstance(init_args, dict):
             raise self.refuse(f"{where}.init_args is not a mapping of settings")
         # The first parameter (an optimizer's params, a schedule's optimizer) is what the model passes in.
-        parameters = dict(list(_parameters(cls).items())[1:])
+        parameters = dict(list(constructor_parameters(cls).items())[1:])
         for name, item in init_args.items():
             if name not in parameters:
                 raise self.refuse(f"{where}.init_args has {_shown(name)}, which {value['class_path']} does not take")
@@ -298,80 +292,6 @@ def _check_weights(checkpoint: Checkpoint) -> None:
                 f"its weights {name} are not all finite numbers (NaN or infinite): a model that diverged, which "
                 "answers nonsense for every input; use a checkpoint saved before it diverged"
             )
-
-
-# -- what a parameter takes ---------------------------------------------------------------------------------------
-@functools.cache
-def _parameters(cls: type) -> dict[str, Any]:
-    """``cls``'s constructor parameters and their types; a type that cannot be resolved is `_UNKNOWN`."""
-    init = cls.__init__
-    try:
-        hints = typing.get_type_hints(init)
-    except Exception:  # a name only imported for type checkers: resolve what can be, one parameter at a time
-        hints = {}
-        for name, annotation in getattr(init, "__annotations__", {}).items():
-            try:
-                hints[name] = eval(annotation, init.__globals__) if isinstance(annotation, str) else annotation
-            except Exception:
-                hints[name] = _UNKNOWN
-    parameters = inspect.signature(cls).parameters.values()
-    found = {p.name: hints.get(p.name, _UNKNOWN) for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
-    if any(p.kind == p.VAR_KEYWORD for p in parameters):  # **kwargs handed to the base class, as jsonargparse reads it
-        base = next((c for c in cls.__mro__[1:] if "__init__" in vars(c)), None)
-        if base is not None and base is not object:
-            found = {**_parameters(base), **found}
-    return found
-
-
-def _alternatives(annotation: Any) -> tuple[Any, ...]:
-    """The types a union allows; a single type for anything else."""
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        return tuple(a for arg in typing.get_args(annotation) for a in _alternatives(arg))
-    return (annotation,)
-
-
-def _takes(annotation: Any, value: Any) -> bool:
-    """Whether a parameter of type ``annotation`` takes the plain ``value`` as it is: text only where it takes text
-    (jsonargparse imports the dotted name given to a class- or callable-typed parameter), numbers where it takes
-    numbers, lists of what it takes lists of. A type that cannot be resolved takes numbers, booleans and None."""
-    return any(_alternative_takes(alternative, value) for alternative in _alternatives(annotation))
-
-
-def _alternative_takes(alternative: Any, value: Any) -> bool:
-    origin, args = typing.get_origin(alternative), typing.get_args(alternative)
-    if alternative is _UNKNOWN or alternative is Any:
-        return value is None or isinstance(value, bool | int | float)
-    if origin is Literal:
-        return any(type(value) is type(option) and value == option for option in args)
-    if origin in _SEQUENCES:
-        if not isinstance(value, list | tuple):
-            return False
-        items = [arg for arg in args if arg is not Ellipsis] or [_UNKNOWN]
-        if origin is tuple and Ellipsis not in args and len(items) > 1:  # tuple[float, float]: one type per place
-            return len(value) == len(items) and all(_takes(t, v) for t, v in zip(items, value, strict=True))
-        return all(any(_takes(t, v) for t in items) for v in value)
-    if alternative is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if alternative in _PLAIN:
-        return type(value) is alternative  # None, bool, int (not a bool), str
-    return False  # a class or a callable: only a {class_path, init_args} setting, checked on its own
-
-
-def _class_kinds(annotation: Any) -> tuple[type, ...]:
-    """The base classes a parameter takes a subclass of: the type itself, or what a callable type returns."""
-    kinds: list[type] = []
-    for alternative in _alternatives(annotation):
-        if typing.get_origin(alternative) is collections.abc.Callable:
-            returned = typing.get_args(alternative)[-1] if typing.get_args(alternative) else None
-            kinds += [r for r in _alternatives(returned) if isinstance(r, type)]
-        elif isinstance(alternative, type) and alternative not in _PLAIN:
-            kinds.append(alternative)
-    return tuple(kinds)
-
-
-def _type_name(annotation: Any) -> str:
-    """``int``, ``list[int]``, ``Literal['imagenet', 'cifar']``: a type as its code reads."""
-    return annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
 
 
 def _shown(value: Any) -> str:

@@ -1,5 +1,5 @@
-"""Run folders that two processes never share: a version number taken with ``mkdir``, a lock held while a run
-trains, and the clean-up of checkpoint files a killed writer left behind."""
+"""Where a run writes, and run folders that two processes never share: a version number taken with ``mkdir``, a lock
+held while a run trains, and the clean-up of checkpoint files a killed writer left behind."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 from typing import IO, Any
 
-from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
+from fsspec.utils import get_protocol
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from lit_cs201.errors import STORAGE_ERRNOS, RunBusyError, StorageError
@@ -19,9 +19,35 @@ try:
 except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
+#: The runs folder and the experiment of a run whose logger's settings name none.
+DEFAULT_RUNS_DIR, DEFAULT_EXPERIMENT = "runs", "default"
 LOCK_NAME = ".lit-cs201.lock"
 # What SafeCheckpointIO writes before the rename: ``.best.ckpt.<pid>.partial`` (``.best.ckpt.partial`` before).
 PARTIAL = re.compile(r"^\..+\.ckpt(\.\d+)?\.partial$")
+
+
+def log_place(subcommand: str, checkpoint: Path | None, save_dir: str, found_in_save_dir: bool) -> dict[str, str]:
+    """The logger settings that put the logs of ``subcommand`` where they belong; empty where the logger's own
+    (``save_dir/<experiment>/version_N``) do. The one place that decides where a run writes.
+
+    A ``fit`` of a checkpoint continues in the run's own folder. An evaluation logs beside the checkpoint it evaluates,
+    ``<run>/<subcommand>/version_N``, unless ``save_dir`` is a folder of the user's (not the default runs folder) that
+    did not serve to find the checkpoint (``found_in_save_dir``: ``--ckpt_path best`` looks there): then in
+    ``save_dir/<subcommand>/``, for a checkpoint in a folder this user cannot write to.
+    """
+    if checkpoint is None:
+        return {}
+    run = checkpoint.parent
+    if subcommand == "fit":
+        return {"save_dir": str(run.parent.parent), "name": run.parent.name, "version": run.name}
+    if save_dir != DEFAULT_RUNS_DIR and not found_in_save_dir:
+        return {"save_dir": save_dir, "name": subcommand}
+    return {"save_dir": str(run), "name": subcommand}
+
+
+def is_local(path: Any) -> bool:
+    """Whether ``path`` is on this machine's file system rather than a remote store (``s3://...``)."""
+    return get_protocol(str(path)) == "file"
 
 
 def create_log_dir(logger: Any, subcommand: str) -> list[Path]:
@@ -31,7 +57,7 @@ def create_log_dir(logger: Any, subcommand: str) -> list[Path]:
     both take ``version_0`` and mix their files. ``mkdir`` either creates a folder or fails because it exists, so
     the number is taken here, atomically, by trying the next one until a ``mkdir`` succeeds.
     """
-    if not isinstance(logger, TensorBoardLogger | CSVLogger) or not _is_local_file_protocol(logger.root_dir):
+    if not isinstance(logger, TensorBoardLogger | CSVLogger) or not is_local(logger.root_dir):
         return []
     root = Path(os.path.expanduser(os.path.expandvars(logger.root_dir)))
     missing = [p for p in (root, *root.parents) if not p.exists()]

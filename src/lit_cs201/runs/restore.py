@@ -3,22 +3,19 @@ it belongs to, and whether the configured model and settings can continue from i
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
-from lit_cs201.runs.checkpoint import Checkpoint
 from lit_cs201.errors import UserError, printable
-from lit_cs201.models.classifier import init_args
+from lit_cs201.models.optimization import init_args
+from lit_cs201.runs.checkpoint import Checkpoint
+from lit_cs201.runs.folders import DEFAULT_RUNS_DIR
 from lit_cs201.runs.records import read_run
 
-DEFAULT_RUNS_DIR = "runs"
 # ``--ckpt_path best`` (or ``best.ckpt`` where no such file is) means the newest run's best.ckpt.
 ALIASES = {"best": "best.ckpt", "last": "last.ckpt", "best.ckpt": "best.ckpt", "last.ckpt": "last.ckpt"}
 # The file the first process of a run chose for an alias: the processes it starts (DDP) load the same one, even if a
@@ -32,108 +29,6 @@ MACHINE_SETTINGS = ("predict_path", "cache_dir", "num_workers")
 # Model settings that are not the model: an evaluation builds no optimizer or schedule, fetches no weights (they are
 # the checkpoint's) and compiles nothing.
 UNBUILT = ("pretrained", "optimizer", "lr_scheduler", "compile")
-# Class-valued settings a pre-check resolves, for an error that lists the choices; jsonargparse checks the rest.
-CLASS_KEYS = {"--data": "data", "--model": "model", "--model.init_args.optimizer": "optimizer"}
-OPTIMIZER_EXAMPLES = "e.g. torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW"
-
-
-@dataclass
-class Given:
-    """What the command line and its ``--config`` files say about the checkpoint, the runs folder and the classes,
-    read before the full parse because the checkpoint supplies that parse's defaults. Later values win, as in the
-    parse itself."""
-
-    ckpt_path: str | None = None
-    save_dir: str = DEFAULT_RUNS_DIR
-    experiment: str | None = None
-    classes: dict[str, str] = field(default_factory=dict)  # "data", "model", "optimizer" -> the class path given
-    has_config: bool = False
-    save_dir_flag: bool = False  # --trainer.logger.init_args.save_dir given on the command line
-
-
-def read_given(args: list[str]) -> Given:
-    given = Given()
-    for i, arg in enumerate(args):
-        name, has_value, value = arg.partition("=")
-        value = value if has_value else (args[i + 1] if i + 1 < len(args) else "")
-        if name in ("--config", "-c") and Path(value).is_file():
-            given.has_config = True
-            _take_config(given, read_config(Path(value)))
-        elif name == "--ckpt_path":
-            given.ckpt_path = None if value in ("", "null") else value
-        elif name == "--trainer.logger.init_args.save_dir":
-            given.save_dir, given.save_dir_flag = value, True
-        elif name == "--trainer.logger.init_args.name":
-            given.experiment = value
-        elif name in CLASS_KEYS:
-            _take_class(given, CLASS_KEYS[name], _inline(value))
-    return given
-
-
-def _take_config(given: Given, config: dict[str, Any]) -> None:
-    if config.get("ckpt_path"):
-        given.ckpt_path = str(config["ckpt_path"])
-    logger = (config.get("trainer") or {}).get("logger")
-    settings = (logger.get("init_args") or {}) if isinstance(logger, dict) else {}
-    given.save_dir = str(settings.get("save_dir", given.save_dir))
-    given.experiment = str(settings["name"]) if settings.get("name") else given.experiment
-    model = config.get("model")
-    optimizer = ((model.get("init_args") or {}) if isinstance(model, dict) else {}).get("optimizer")
-    for key, value in (("data", config.get("data")), ("model", model), ("optimizer", optimizer)):
-        _take_class(given, key, value)
-
-
-def _inline(value: str) -> Any:
-    """A flag's value as jsonargparse reads it: ``{"class_path": ...}`` is a mapping, anything else a name."""
-    try:
-        return yaml.safe_load(value) if value.lstrip().startswith("{") else value
-    except yaml.YAMLError:
-        return value  # jsonargparse reports it
-
-
-def _take_class(given: Given, key: str, value: Any) -> None:
-    class_path = value.get("class_path") if isinstance(value, dict) else value
-    if isinstance(class_path, str):
-        given.classes[key] = class_path
-
-
-def read_config(path: Path) -> dict[str, Any]:
-    """A YAML config, or the YAML error with its line (jsonargparse's own report names neither file nor line)."""
-    try:
-        config = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        parts = [
-            f"{text} at line {mark.line + 1}" if mark is not None else text
-            for text, mark in (
-                (getattr(err, "context", None), getattr(err, "context_mark", None)),
-                (getattr(err, "problem", None), getattr(err, "problem_mark", None)),
-            )
-            if text
-        ]
-        raise UserError(f"--config {path}: not valid YAML ({': '.join(parts) or err})") from None
-    except RecursionError:  # the YAML parser recurses once per level of nesting
-        raise UserError(f"--config {path}: its values are nested too deeply to read; no config needs that") from None
-    if config is not None and not isinstance(config, dict):
-        raise UserError(f"--config {path}: expected a mapping of settings (trainer:, model:, ...), got {config!r}")
-    return config or {}
-
-
-def check_classes(given: Given, choices: dict[str, list[type]]) -> None:
-    """Refuse a data, model or optimizer class that does not exist, listing this package's (by the import path its
-    package exports them under: ``lit_cs201.data.MNISTDataModule``)."""
-    for key, class_path in given.classes.items():
-        names = [f"{cls.__module__.rpartition('.')[0]}.{cls.__name__}" for cls in choices.get(key, [])]
-        if class_path in {name.rpartition(".")[2] for name in names}:
-            continue  # a short name of one of them
-        module, _, name = class_path.rpartition(".")
-        try:
-            found = hasattr(importlib.import_module(module), name) if module else False
-        except ImportError:
-            found = False
-        if not found:
-            hint = f"available: {', '.join(names)}" if names else OPTIMIZER_EXAMPLES
-            option = {"optimizer": "model.init_args.optimizer"}.get(key, key)
-            raise UserError(f"{option}: no class {class_path} ({hint})")
 
 
 def resolve_checkpoint(
@@ -210,9 +105,13 @@ def check_fits(model: Any, checkpoint: Checkpoint) -> None:
 
 
 def _mismatch(model: Any, checkpoint: Checkpoint) -> str | None:
-    """The first difference between ``model``'s tensors and the checkpoint's weights, in words; None if they fit."""
-    model.on_load_checkpoint(checkpoint.content)  # fills what older checkpoints lack, as loading would
-    saved, expected = checkpoint.state_dict, model.state_dict()
+    """The first difference between ``model``'s tensors and the checkpoint's weights, in words; None if they fit.
+
+    The model's checkpoint hook first fills what older checkpoints lack, as loading would; on a copy, so that what
+    Lightning restores from, running the hook itself, is the checkpoint as read."""
+    saved = dict(checkpoint.state_dict)
+    model.on_load_checkpoint({**checkpoint.content, "state_dict": saved})
+    expected = model.state_dict()
     problem = next((f"{k} is missing from the checkpoint" for k in expected if k not in saved), None)
     problem = problem or next((f"the model has no {k}" for k in saved if k not in expected), None)
     return problem or next(
@@ -264,10 +163,7 @@ def _mismatch_before_building(checkpoint: Checkpoint, init_args: dict[str, Any])
             model = checkpoint.class_of("model")(**init_args)
     except (TypeError, UserError) as err:  # a setting missing, or out of its range
         raise checkpoint.refuse(f"its model settings do not build a model ({printable(err)})") from None
-    # On a copy: the model's checkpoint hook fills what older checkpoints lack, with tensors of the meta device.
-    return _mismatch(
-        model, replace(checkpoint, content={**checkpoint.content, "state_dict": dict(checkpoint.state_dict)})
-    )
+    return _mismatch(model, checkpoint)
 
 
 def check_resume(model: Any, checkpoint: Checkpoint) -> None:
