@@ -32,6 +32,7 @@ from lit_cs201 import viz
 from lit_cs201.checkpoint_io import CtrlCHold
 from lit_cs201.deploy.results import NONFINITE
 from lit_cs201.errors import NonFiniteLossError, UserError, is_count, printable
+from lit_cs201.loggers import figure_step
 from lit_cs201.report.predictions import (
     Row,
     file_table,
@@ -515,4 +516,5 @@ class PredictionWriter(BasePredictionWriter):
         figure.savefig(log_dir / "predictions.png", dpi=120)
         tensorboard = next(iter(tensorboards(trainer)), None)
         if tensorboard is not None:
-            tensorboard.experiment.add_figure("predict/predictions", figure, close=True)
+            step = figure_step(tensorboard, trainer.global_step)
+            tensorboard.experiment.add_figure("predict/predictions", figure, step, close=True)

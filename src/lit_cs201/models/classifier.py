@@ -18,6 +18,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from lit_cs201 import viz
 from lit_cs201.errors import NonFiniteLossError, UserError, check_range, printable
+from lit_cs201.loggers import figure_step
 from lit_cs201.models.nets import build_net
 
 CLASS_NAMES_KEY = "class_names"  # in the checkpoint
@@ -254,7 +255,7 @@ class Classifier(LightningModule):
         if self._grid:
             figures["test/predictions"] = viz.prediction_grid(*self._grid, class_names=names)
         for tag, figure in figures.items():
-            tensorboard.experiment.add_figure(tag, figure, global_step=self.global_step, close=True)
+            tensorboard.experiment.add_figure(tag, figure, figure_step(tensorboard, self.global_step), close=True)
 
     def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor | None]:
         x = batch[0]
