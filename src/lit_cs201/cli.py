@@ -293,8 +293,9 @@ class LitCS201CLI(LightningCLI):
             settings.classes = list(classes)
         run = self.checkpoint.parent
         if isinstance(logger, Namespace) and logger.class_path == TENSORBOARD:
-            # fit continues in the run's own folder. An evaluation logs beside the checkpoint, <run>/<subcommand>/,
-            # or where --trainer.logger.init_args.save_dir says, unless that flag named where to find best/last.
+            # fit continues in the run's own folder. An evaluation logs beside the checkpoint, <run>/<subcommand>/
+            # (its TensorBoard events into the run's own: TensorBoardHparams), or where
+            # --trainer.logger.init_args.save_dir says, unless that flag named where to find best/last.
             if self.subcommand == "fit":
                 place = {"save_dir": str(run.parent.parent), "name": run.parent.name, "version": run.name}
             elif self._given.save_dir_flag and self._given.ckpt_path not in ALIASES:
