@@ -44,10 +44,9 @@ def test_fit_then_test_from_the_checkpoint(workdir, config, names):
 
     test = run_cli("test", "--ckpt_path", str(run / "best.ckpt"), cwd=workdir)
     assert "Per-class test accuracy" in test.stdout
-    evaluation = run / "test" / "version_0"
-    curves = scalars(evaluation)
+    curves = scalars(run)  # in TensorBoard, the test's curves and figures are in the run it tested
     assert {"test/acc", "test/acc_top5"} <= set(curves)
     assert {f"test/acc/{name}" for name in names} <= set(curves)
-    events = EventAccumulator(str(evaluation))
+    events = EventAccumulator(str(run))
     events.Reload()
     assert {"test/predictions", "test/confusion_matrix"} <= set(events.Tags()["images"])

@@ -49,7 +49,7 @@ def test_test_from_checkpoint_alone_reproduces_the_selected_model(trained, tmp_p
     work, run, _ = trained
     best = run / "best.ckpt"
     result = run_cli("test", "--ckpt_path", str(best), cwd=tmp_path)  # another folder, no config
-    curves = scalars(run / "test" / "version_0")
+    curves = scalars(run)  # the test's curves are in the run it tested
     reported = curves["test/acc"][-1]
 
     # The same checkpoint evaluated directly, in this process.

@@ -40,7 +40,7 @@ def test_cifar10_fast_trains_a_step_and_tests_the_last_checkpoint(tmp_path):
 
     test = run_cli("test", "--ckpt_path", "last", cwd=tmp_path)  # the header's command
     assert "Per-class test accuracy" in test.stdout
-    assert "test/acc" in scalars(run / "test" / "version_0")
+    assert "test/acc" in scalars(run)  # the test's curves are in the run it tested
 
 
 def test_cifar10_fast_has_the_sources_rate_at_every_step():
@@ -85,4 +85,4 @@ def test_mnist_recipes_train_a_step_on_mnist_files_and_test_the_best_checkpoint(
 
     test = run_cli("test", "--ckpt_path", str(run / "best.ckpt"), cwd=tmp_path)  # the header's command
     assert "Per-class test accuracy" in test.stdout
-    assert "test/acc" in scalars(run / "test" / "version_0")
+    assert "test/acc" in scalars(run)  # the test's curves are in the run it tested

@@ -71,6 +71,17 @@ def evaluate(subcommand: str, run: Path) -> tuple[Path, Path]:
     return parent / "ddp", parent / "single"
 
 
+def evaluated_scores(subcommand: str, run: Path) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """The scores of `evaluate`'s two evaluations, each read from the event file it wrote into the folder of the run
+    it evaluated (TensorBoard shows them in that run)."""
+    before = set(run.glob("events.out.tfevents.*"))
+    evaluate(subcommand, run)
+    written = sorted(set(run.glob("events.out.tfevents.*")) - before)
+    assert len(written) == 2  # one an evaluation, whatever its processes: rank zero alone writes events
+    first, second = (scalars(path) for path in written)
+    return first, second
+
+
 @pytest.mark.slow
 def test_fit_writes_one_run_like_a_single_process(trained):
     run, result = trained
@@ -87,21 +98,22 @@ def test_fit_writes_one_run_like_a_single_process(trained):
 
 @pytest.mark.slow
 def test_test_scores_equal_a_single_process(trained):
-    ddp, single = (scalars(folder) for folder in evaluate("test", trained[0]))
+    one, other = evaluated_scores("test", trained[0])  # the DDP one and the single process's
     per_class = [f"test/acc/{name}" for name in IrisDataModule.class_names]
-    assert [ddp[tag] for tag in ["test/acc", *per_class]] == [single[tag] for tag in ["test/acc", *per_class]]
-    assert ddp["test/acc"][-1] < 1.0  # else a repeated sample could not show
-    assert ddp["test/loss"] == pytest.approx(single["test/loss"], rel=1e-5)  # sums in another order
+    assert [one[tag] for tag in ["test/acc", *per_class]] == [other[tag] for tag in ["test/acc", *per_class]]
+    assert one["test/acc"][-1] < 1.0  # else a repeated sample could not show
+    assert one["test/loss"] == pytest.approx(other["test/loss"], rel=1e-5)  # sums in another order
 
 
 @pytest.mark.slow
 def test_validate_scores_equal_a_single_process(trained):
     run, _ = trained
-    ddp, single = (scalars(folder) for folder in evaluate("validate", run))
-    assert ddp["val/acc"] == single["val/acc"]
-    assert ddp["val/loss"] == pytest.approx(single["val/loss"], rel=1e-5)
+    fitted = max(scalars(run)["val/acc"])
+    one, other = evaluated_scores("validate", run)  # the DDP one and the single process's
+    assert one["val/acc"] == other["val/acc"]
+    assert one["val/loss"] == pytest.approx(other["val/loss"], rel=1e-5)
     # The DDP fit's own validation scored best.ckpt the same.
-    assert max(scalars(run)["val/acc"]) == single["val/acc"][-1]
+    assert fitted == other["val/acc"][-1]
 
 
 @pytest.mark.slow

@@ -80,7 +80,7 @@ def test_mnist_checkpoint_predicts_a_folder_of_images_without_its_data(mnist, tm
     said = capsys.readouterr()
     assert f"Wrote 7 predictions to {out / 'predictions.csv'}; 1 file could not be read" in said.out + said.err
     assert (out / "predictions.png").stat().st_size > 0
-    events = EventAccumulator(str(out))
+    events = EventAccumulator(str(checkpoint.parent))  # in TensorBoard, in the run whose checkpoint predicted
     events.Reload()
     assert "predict/predictions" in events.Tags()["images"]
 

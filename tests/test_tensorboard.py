@@ -6,6 +6,7 @@ is readable in a TensorBoard card."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -112,23 +113,53 @@ def test_a_fit_shows_its_settings_with_the_best_validation_accuracy(iris):
 
 
 def test_a_test_beside_its_run_scores_in_the_row_of_the_run(iris):
-    evaluation = iris / "test" / "version_0"
-    tested = scalars(evaluation)
-    assert "hp_metric" not in tested and "test/acc" in tested  # the test's own curves are where they were
-    events = EventAccumulator(str(evaluation)).Reload()
-    with pytest.raises(KeyError):  # not a row of its own: its scores are in the row of the run it tested
-        events.PluginTagToContent("hparams")
-    run, own = curves_by_step(iris), curves_by_step(evaluation)
+    _, rows = hparams_table(iris.parent.parent)
+    assert list(rows) == ["iris/version_0"]  # not a row of its own: its scores are in the row of the run it tested
+    run = curves_by_step(iris)
+    assert "hp_metric" not in run and "test/acc/setosa" in run  # all the test's curves, the per-class ones too
     assert "test/acc_top5" not in run  # no top-5 of three classes
-    # At the step of the tested checkpoint's validation, in both runs: beside the best val/acc on the same axis.
-    assert run["test/acc"] == own["test/acc"] and run["test/loss"] == own["test/loss"]
+    # At the step of the tested checkpoint's validation: beside the best val/acc on the same axis.
     (step,) = run["test/acc"]
     assert run["val/acc"][step] == max(run["val/acc"].values())
+    assert rows["iris/version_0"]["metrics"]["test/acc"] == (pytest.approx(run["test/acc"][step]), step)
+    summary = json.loads((iris / "test" / "version_0" / "summary.json").read_text())
+    assert summary["test_acc"] == pytest.approx(run["test/acc"][step])  # the test's own folder keeps its summary
+
+
+def test_the_evaluations_of_a_run_show_in_its_own_tensorboard_run(tmp_path, monkeypatch):
+    # A fit of a few digits; a test of its best and of its last checkpoint; a predict that draws a figure.
+    monkeypatch.chdir(tmp_path)
+    write_mnist(tmp_path / "data", n_train=64, n_test=16)
+    fit = ["--trainer.max_epochs=2", "--data.init_args.val_size=16", "--data.init_args.batch_size=16"]
+    assert main(["fit", "--config", str(CONFIGS / "mnist_seed.yaml"), *fit, *QUIET]) == 0
+    run = tmp_path / "runs" / "mnist_seed" / "version_0"
+    settings = (run / "hparams.yaml").read_bytes()
+    for subcommand, checkpoint in (("test", "best.ckpt"), ("test", "last.ckpt"), ("predict", "best.ckpt")):
+        assert main([subcommand, "--ckpt_path", str(run / checkpoint), *QUIET]) == 0
+
+    multiplexer = plugin_event_multiplexer.EventMultiplexer()
+    multiplexer.AddRunsFromDirectory(str(tmp_path / "runs"))
+    multiplexer.Reload()
+    assert list(multiplexer.Runs()) == ["mnist_seed/version_0"]  # one run in TensorBoard's list: the fit's
+    events = EventAccumulator(str(run), size_guidance={"scalars": 0, "images": 0}).Reload()
+    val = {e.step: e.value for e in events.Scalars("val/acc")}
+    best, last = (e.step for e in events.Scalars("test/acc"))  # each test at the step of its checkpoint's validation
+    assert val[best] == max(val.values()) and last == max(val)
+    assert "test/acc/0" in events.Tags()["scalars"]  # all of a test's scores, the per-class accuracies too
+    assert [e.step for e in events.Images("test/confusion_matrix")] == [best, last]
+    assert [e.step for e in events.Images("test/predictions")] == [best, last]
+    assert [e.step for e in events.Images("predict/predictions")] == [best]
+    # The rest of each evaluation is in its own folder, as ever; the fit's settings are untouched.
+    for version in ("version_0", "version_1"):
+        test = run / "test" / version
+        assert {"config.yaml", "hparams.yaml", "summary.json"} <= {p.name for p in test.iterdir()}
+    assert (run / "predict" / "version_0" / "predictions.png").is_file()
+    assert not [p for p in run.rglob("events.out.tfevents.*") if p.parent != run]
+    assert (run / "hparams.yaml").read_bytes() == settings
 
 
 def test_lightnings_epoch_curve_is_not_logged_and_the_curves_come_first(iris):
-    for folder in (iris, iris / "test" / "version_0"):
-        assert "epoch" not in scalars(folder)
+    assert "epoch" not in scalars(iris)  # neither the fit's nor its test's
     # TensorBoard groups charts by the name's part before the first "/", sorts the groups and opens the first two.
     groups = sorted({tag.split("/")[0] for tag in scalars(iris)} - {"test"})
     assert groups == ["train", "val"]
@@ -162,12 +193,12 @@ def test_the_hparams_table_has_a_row_per_fit_with_its_columns_and_its_newest_tes
     assert resnet["net"] == "resnet18" and resnet["dataset"] == "MNIST" and resnet["schedule"] == "OneCycleLR"
     assert resnet["lr"] == 0.05 and resnet["batch_size"] == 4 and resnet["optimizer"] == "SGD"  # the one-cycle peak
     # The tested run's row has the newest test's scores (last.ckpt's), at the step of that checkpoint's validation.
-    newest = scalars(first / "test" / "version_1")
-    assert newest["test/loss"] != scalars(first / "test" / "version_0")["test/loss"]  # two scores to tell apart
+    tests = scalars(first)  # both tests' points, the newest last
+    assert len(tests["test/loss"]) == 2 and tests["test/loss"][0] != tests["test/loss"][1]  # two scores to tell apart
     scores = rows["iris/version_0"]["metrics"]
     curves = curves_by_step(first)
-    assert scores["test/acc"] == (pytest.approx(newest["test/acc"][-1]), max(curves["val/acc"]))
-    assert scores["test/loss"][0] == pytest.approx(newest["test/loss"][-1])
+    assert scores["test/acc"] == (pytest.approx(tests["test/acc"][-1]), max(curves["val/acc"]))
+    assert scores["test/loss"][0] == pytest.approx(tests["test/loss"][-1])
     assert scores["val/acc_best"][0] == pytest.approx(max(curves["val/acc"].values()))
     assert set(rows["iris/version_1"]["metrics"]) == {"val/acc_best"}  # not tested: empty test cells
 
@@ -184,9 +215,9 @@ def test_a_test_logged_elsewhere_is_a_row_of_its_own(iris, tmp_path):
     assert row["metrics"]["test/acc"][0] == pytest.approx(scalars(elsewhere / name)["test/acc"][-1])
 
 
-def test_the_placeholder_is_off_whatever_the_logger_was_built_with(tmp_path):
-    # From Python, with Lightning's own logger and its defaults (default_hp_metric=True), as a user builds a Trainer.
-    logger = LightningTensorBoardLogger(tmp_path, name="iris")
+def test_the_table_from_python_with_lightnings_logger_built_as_its_docs_say(tmp_path):
+    # From Python, with Lightning's own logger built without the placeholder, as a user builds a Trainer.
+    logger = LightningTensorBoardLogger(tmp_path, name="iris", default_hp_metric=False)
     trainer = Trainer(
         max_epochs=1,
         logger=logger,

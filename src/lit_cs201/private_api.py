@@ -88,11 +88,6 @@ PRIVATE_NAMES: tuple[PrivateName, ...] = (
         "as for TensorBoardLogger: both loggers' folders are claimed the same way",
     ),
     PrivateName(
-        "lightning.pytorch.loggers.TensorBoardLogger._default_hp_metric",
-        ("report/tensorboard.py",),
-        "no hp_metric placeholder; replaceable by the public TensorBoardLogger(default_hp_metric=False)",
-    ),
-    PrivateName(
         "lightning.pytorch.loggers.TensorBoardLogger._kwargs",
         ("report/logger.py",),
         "the SummaryWriter settings the user gave, passed on to the writer that opens its event file late",

@@ -31,11 +31,13 @@ SUBCOMMANDS = {  # name: (what it does, how it is used)
     ),
     "validate": (
         "Score a checkpoint on its validation split",
-        "lit-cs201 validate --ckpt_path best.ckpt logs beside the checkpoint, in <run>/validate/version_N/.",
+        "lit-cs201 validate --ckpt_path best.ckpt logs beside the checkpoint, in <run>/validate/version_N/, and "
+        "its TensorBoard curves into the run's own.",
     ),
     "test": (
         "Score a checkpoint on its test split: accuracy per class, confusion matrix, prediction grid",
-        "lit-cs201 test --ckpt_path best.ckpt logs beside the checkpoint, in <run>/test/version_N/.",
+        "lit-cs201 test --ckpt_path best.ckpt logs beside the checkpoint, in <run>/test/version_N/, and its "
+        "TensorBoard curves and figures into the run's own.",
     ),
     "predict": (
         "Classify your files (or the test split) with a checkpoint: predictions.csv and a picture",

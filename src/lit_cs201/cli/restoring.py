@@ -123,6 +123,8 @@ def settle(subcommand: str, config: Namespace, checkpoint: Checkpoint | None, fo
     tensorboard = isinstance(logger, Namespace) and _is_tensorboard(logger.class_path)
     if tensorboard:
         logger.class_path = TENSORBOARD
+        # No hp_metric placeholder (-1 in every run): the HPARAMS table shows real scores (TensorBoardHparams).
+        logger.init_args.default_hp_metric = False
         if subcommand == LR_FIND:
             place_logs(logger.init_args)
     if checkpoint is None:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from lightning.fabric.loggers.logger import rank_zero_experiment
+from lightning.pytorch.loggers import Logger
 from lightning.pytorch.loggers import TensorBoardLogger as LightningTensorBoardLogger
 from torch.utils.tensorboard import SummaryWriter
 
@@ -24,12 +25,27 @@ class TensorBoardLogger(LightningTensorBoardLogger):
     step, would be the first chart and keep the ``val`` curves closed. Each epoch is one point of every ``val/``
     curve, and the checkpoints record it.
 
-    An evaluation (``validate``, ``test``) logs its scores at `evaluated_step` when it is set (by
-    `lit_cs201.report.tensorboard.TensorBoardHparams`, to the step of the evaluated checkpoint's validation), where
-    Lightning logs them at step 0: on a chart, a test's point is at the step of the checkpoint it scored.
+    An evaluation (``validate``, ``test``, ``predict``) logs its scores and figures at `evaluated_step` when it is
+    set (by `lit_cs201.report.tensorboard.TensorBoardHparams`, to the step of the evaluated checkpoint's validation),
+    where Lightning logs them at step 0: on a chart, a test's point is at the step of the checkpoint it scored. Its
+    event file goes to `events_dir` when that is set (by the same callback, to the folder of the run whose checkpoint
+    it evaluates), so that TensorBoard lists one run per fit with its evaluations in it; everything else the
+    evaluation writes stays in `log_dir`.
     """
 
     evaluated_step: int | None = None
+    _events_dir: str | None = None
+
+    @property
+    def events_dir(self) -> str:
+        """The folder of the event file: `log_dir` unless set. Setting it moves what is logged from then on."""
+        return self.log_dir if self._events_dir is None else self._events_dir
+
+    @events_dir.setter
+    def events_dir(self, folder: str | None) -> None:
+        self._events_dir = folder
+        if self._experiment is not None:  # built by Lightning when the stage starts, usually before a thing is logged
+            self._experiment.write_to(self.events_dir)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         kept = {name: value for name, value in metrics.items() if name != "epoch"}
@@ -37,10 +53,17 @@ class TensorBoardLogger(LightningTensorBoardLogger):
 
     @property
     @rank_zero_experiment
-    def experiment(self) -> SummaryWriter:
+    def experiment(self) -> EventFileOnFirstWrite:
         if self._experiment is None:
-            self._experiment = EventFileOnFirstWrite(log_dir=self.log_dir, **self._kwargs)
+            self._experiment = EventFileOnFirstWrite(log_dir=self.events_dir, **self._kwargs)
         return self._experiment
+
+
+def figure_step(logger: Logger, step: int) -> int:
+    """The step to log a figure of ``step`` at with ``logger``: in an evaluation with this package's logger, the
+    evaluated checkpoint's (`TensorBoardLogger.evaluated_step`), beside its scores."""
+    evaluated = logger.evaluated_step if isinstance(logger, TensorBoardLogger) else None
+    return step if evaluated is None else evaluated
 
 
 class EventFileOnFirstWrite(SummaryWriter):
@@ -57,3 +80,9 @@ class EventFileOnFirstWrite(SummaryWriter):
 
     def _get_file_writer(self) -> Any:
         return None if self._building else super()._get_file_writer()
+
+    def write_to(self, log_dir: str) -> None:
+        """Write what follows into an event file in ``log_dir``: the open file, if any, is closed, and the next
+        write creates one there (as after `close`)."""
+        self.close()
+        self.log_dir = log_dir

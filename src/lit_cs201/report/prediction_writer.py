@@ -15,6 +15,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 
 from lit_cs201.errors import UserError, printable
 from lit_cs201.report import figures
+from lit_cs201.report.logger import figure_step
 from lit_cs201.report.predictions import (
     Row,
     file_table,
@@ -88,4 +89,5 @@ class PredictionWriter(BasePredictionWriter):
         figure.savefig(log_dir / "predictions.png", dpi=120)
         tensorboard = next(iter(tensorboards(trainer)), None)
         if tensorboard is not None:
-            tensorboard.experiment.add_figure("predict/predictions", figure, close=True)
+            step = figure_step(tensorboard, trainer.global_step)
+            tensorboard.experiment.add_figure("predict/predictions", figure, step, close=True)

@@ -6,8 +6,9 @@ the columns of the whole table, taken from whichever run it reads first; a *sess
 values; and, for each metric column, the last value of the scalar curve of that name in the run's own folder. So
 every run writes the same experiment (`COLUMNS`, `METRICS`), whatever its own settings: one run's settings never
 decide the columns of another's row (a ResNet row under an MLP's ``hidden_sizes``, a test row without
-``val/acc_best``). A test of a run's checkpoint adds its scores to that run's folder, so the row of the run shows
-them.
+``val/acc_best``). An evaluation of a run's checkpoint writes its event file into that run's folder, so the row of
+the run shows the newest test's scores, and TensorBoard's run list has one run per fit rather than one per
+evaluation.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from tensorboard.plugins.hparams.api_pb2 import (
     MetricName,
 )
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData, SessionEndInfo, SessionStartInfo
-from torch.utils.tensorboard import SummaryWriter
 
 from lit_cs201.errors import is_count, printable
 from lit_cs201.report.logger import TensorBoardLogger as RunLogger
@@ -55,7 +55,6 @@ COLUMNS = {
 SHOWN = 5
 #: The scores: a fit's best ``val/acc``, and the scores of the newest test of its checkpoints.
 METRICS = ("val/acc_best", "test/acc", "test/acc_top5", "test/loss")
-TEST_SCORES = METRICS[1:]
 
 
 class TensorBoardHparams(Callback):
@@ -63,54 +62,54 @@ class TensorBoardHparams(Callback):
     placeholder.
 
     Lightning logs the hyper-parameters at the start of every stage and, unless the logger was built with
-    ``default_hp_metric=False``, a metric ``hp_metric`` fixed at -1 with them: a card in every run and a score that
-    compares nothing. This callback turns the placeholder off on every `TensorBoardLogger`, whatever the config says,
-    and writes the table's records (see the module): a fit's when it starts, so that an interrupted run shows its best
-    so far. A test of a checkpoint in a run's folder, logging beside it (``<run>/test/version_N/``), also writes
-    ``test/acc``, ``test/acc_top5`` (more than five classes) and ``test/loss`` into the run's folder, at the step of
-    the checkpoint's validation (beside its ``val/acc``), where this package's logger puts an evaluation's own scores
-    too; a test logging elsewhere (``--trainer.logger.init_args.save_dir``) is a row of its own.
+    ``default_hp_metric=False`` (the CLI builds its logger so), a metric ``hp_metric`` fixed at -1 with them: a card
+    in every run and a score that compares nothing. This callback writes the table's records (see the module): a
+    fit's when it starts, so that an interrupted run shows its best so far.
+
+    An evaluation (``validate``, ``test``, ``predict``) with this package's logger logs its scores and figures at the
+    step of the evaluated checkpoint's validation (beside its ``val/acc``). When the checkpoint is in a run's folder
+    and the evaluation logs beside it (``<run>/<subcommand>/version_N/``), its event file goes into the run's folder
+    (its other files stay where they are): the run's row shows the test's ``test/acc``, ``test/acc_top5`` (more than
+    five classes) and ``test/loss``, and its charts the test's points and figures. A test logging elsewhere
+    (``--trainer.logger.init_args.save_dir``) is a run and a row of its own.
     """
 
     def __init__(self) -> None:
-        self._checkpoint_step = 0
+        self._in_run = False  # the evaluation's events go into the folder of the run it evaluates
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self._in_run = False
         for logger in tensorboards(trainer):
-            # Before Lightning logs the hyper-parameters (after `setup`); the logger has no public switch once built.
-            logger._default_hp_metric = False
+            if isinstance(logger, RunLogger):  # a stage of its own, not a previous evaluation's step and folder
+                logger.evaluated_step = None
+                logger.events_dir = None
 
     def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
+        if trainer.state.fn == TrainerFn.FITTING:
+            return
         # Where the checkpoint's validation is on the curves: Lightning logs it at the step of the epoch's last batch,
         # one below the optimizer steps the checkpoint counts. A checkpoint is data: a count, or step 0.
         step = checkpoint.get("global_step")
-        self._checkpoint_step = step - 1 if is_count(step) and step > 0 else 0
-        if trainer.state.fn != TrainerFn.FITTING:
-            for logger in trainer.loggers:
-                if isinstance(logger, RunLogger):  # its own scores at that step too
-                    logger.evaluated_step = self._checkpoint_step
+        run = tested_run(trainer) if trainer.is_global_zero else None  # only rank zero writes events
+        for logger in trainer.loggers:
+            if isinstance(logger, RunLogger):
+                logger.evaluated_step = step - 1 if is_count(step) and step > 0 else 0
+                if run is not None:  # nothing is logged before the checkpoint is loaded: all of it goes there
+                    logger.events_dir = str(run)
+                    self._in_run = True
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.is_global_zero:
             _write_session(trainer, run_hparams(trainer))
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if not trainer.is_global_zero:
-            return
-        logged = trainer.callback_metrics
-        scores = {name: float(logged[name]) for name in TEST_SCORES if name in logged}
-        run = tested_run(trainer)
-        if run is None:
+        if trainer.is_global_zero and not self._in_run:
             _write_session(trainer, run_hparams(trainer))
-        elif scores:
-            with SummaryWriter(str(run), filename_suffix=".test") as writer:
-                for name, value in scores.items():
-                    writer.add_scalar(name, value, global_step=self._checkpoint_step)
 
 
 def tested_run(trainer: Trainer) -> Path | None:
-    """The run folder of the checkpoint a test evaluates, when the test logs beside it (``<run>/test/version_N/``)
-    and the folder is a run's, with TensorBoard events of its own; else None."""
+    """The run folder of the checkpoint an evaluation scores, when the evaluation logs beside it
+    (``<run>/<subcommand>/version_N/``) and the folder is a run's, with TensorBoard events of its own; else None."""
     loggers = tensorboards(trainer)
     if not trainer.ckpt_path or not loggers:
         return None

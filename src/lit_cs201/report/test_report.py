@@ -18,6 +18,7 @@ from torch import Tensor
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from lit_cs201.report import figures
+from lit_cs201.report.logger import figure_step
 from lit_cs201.report.tensorboard import tensorboards
 
 
@@ -101,7 +102,7 @@ class TestReport(Callback):
         if self._grid:
             drawn["test/predictions"] = figures.prediction_grid(*self._grid, class_names=self._names)
         for tag, figure in drawn.items():
-            tensorboard.experiment.add_figure(tag, figure, global_step=trainer.global_step, close=True)
+            tensorboard.experiment.add_figure(tag, figure, figure_step(tensorboard, trainer.global_step), close=True)
 
 
 def _class_names(trainer: Trainer, pl_module: LightningModule) -> list[str]:
