@@ -150,3 +150,10 @@ def test_ctrl_c_stops_a_sweep_at_once(tmp_path, monkeypatch):
     assert result.returncode == 128 + signal.SIGINT, result.stdout[-2000:] + result.stderr[-2000:]
     assert len(steps) == 30
     assert "Suggested learning rate" not in result.stdout
+
+
+def test_a_sweep_written_to_files_has_no_bar_frames(tmp_path):
+    # As under nohup or a batch job: stdout and stderr are files, not terminals; the sweep's tqdm bar stays off.
+    result = run_cli("lr_find", "--config", str(CONFIGS / "iris.yaml"), *SWEEP, cwd=tmp_path, process=True)
+    assert "Suggested learning rate" in result.stdout
+    assert "\r" not in result.stdout + result.stderr and "Finding best initial lr" not in result.stderr

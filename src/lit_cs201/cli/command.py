@@ -7,6 +7,7 @@ second); everything else is the LightningCLI of `lit_cs201.cli.lightning_cli`.
 
 from __future__ import annotations
 
+import os
 import sys
 
 from lit_cs201.errors import run_command
@@ -27,6 +28,11 @@ def main(argv: list[str] | None = None) -> int:
 
         if names_exported_model(args[1:]):
             return _plain(lambda: _predict(args[1:]))
+    if not sys.stdout.isatty() and not sys.stderr.isatty():
+        # Output to files (nohup, a batch job's log): progress is one line per epoch (report/progress), and a bar
+        # would be a line of carriage returns per frame, as Lightning's learning-rate sweep draws with tqdm. tqdm
+        # reads its TQDM_* settings when it is imported, which the import below does.
+        os.environ.setdefault("TQDM_DISABLE", "1")
     from lit_cs201.cli.lightning_cli import main as lightning_main
 
     return lightning_main(args)
