@@ -192,3 +192,40 @@ def test_short_class_names_and_a_mistyped_flag(work, capsys):
     assert main(["fit", "--data", "IrisDataModule", "--trainer.max_epochs=1", QUIET]) == 0
     assert main(["fit", "--config", IRIS, "--trainer.max_epoch=3"]) == 2
     assert last_line(capsys).endswith("unrecognized option --trainer.max_epoch; did you mean --trainer.max_epochs?")
+
+
+def test_print_config_shows_the_config_the_command_would_run(work, capsys):
+    """With --ckpt_path, the printed config holds the checkpoint's settings and what the command settles (the
+    logger beside the checkpoint), not the parser's bare defaults."""
+    with pytest.raises(SystemExit) as stop:
+        main(["test", "--ckpt_path", str(RUN / "best.ckpt"), "--print_config=skip_null"])
+    assert stop.value.code == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["data"]["class_path"] == "lit_cs201.data.IrisDataModule"
+    assert printed["model"]["init_args"]["hidden_sizes"] == [10]
+    assert printed["trainer"]["logger"]["init_args"]["save_dir"] == str(RUN)
+    assert not list(RUN.glob("test*"))  # printed, not run
+
+
+def test_a_fit_from_a_checkpoint_outside_a_run_never_writes_where_it_lies(work):
+    """A checkpoint someone handed over, in a folder of its own: the fit that starts from it is a new run in the
+    runs folder; the checkpoint and its folder are left as they were."""
+    loose = work / "handed_over"
+    loose.mkdir()
+    shutil.copy(RUN / "last.ckpt", loose / "model.ckpt")
+    before = snapshot(loose)
+    args = ["fit", "--ckpt_path", str(loose / "model.ckpt"), "--config", IRIS, "--trainer.max_epochs=3", QUIET]
+    assert main(args) == 0
+    assert snapshot(loose) == before
+    assert torch.load(RUN.parent / "version_1" / "last.ckpt", weights_only=True)["epoch"] == 2
+
+
+@pytest.mark.parametrize("spelling", ["./runs", "runs/", "other"])
+def test_an_evaluation_logs_beside_a_checkpoint_under_the_runs_folder_however_spelled(work, spelling):
+    if spelling == "other":
+        shutil.move("runs", "other")
+    root = Path(spelling)
+    args = ["test", "--ckpt_path", str(root / RUN.relative_to("runs") / "best.ckpt"), QUIET]
+    assert main([*args, "--trainer.logger.save_dir", spelling]) == 0
+    assert (root / RUN.relative_to("runs") / "test" / "version_0" / "summary.json").is_file()
+    assert not (root / "test").exists()

@@ -13,7 +13,6 @@ import os
 import signal
 import sys
 from argparse import ArgumentError
-from pathlib import Path
 from typing import Any, Literal
 
 from jsonargparse import Namespace
@@ -24,6 +23,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 import lit_cs201.data
+from lit_cs201.cli import restoring
 from lit_cs201.cli.checks import check_accelerator
 from lit_cs201.cli.help import (
     CKPT_PATH_HELP,
@@ -32,14 +32,13 @@ from lit_cs201.cli.help import (
     asks_for_help,
     check_flags,
     description,
-    nested_too_deeply,
     quiet_known_noise,
     relay,
     retitle_groups,
     set_log_level,
+    unreadable_config,
 )
 from lit_cs201.cli.lr_find import LR_FIND, FinderTrainer, adopt_finders
-from lit_cs201.cli.restoring import TENSORBOARD, checkpoint_defaults, first_parse, logs_folder, settle
 from lit_cs201.cli.running import RunFolder, leave_process_group, preflight, say_where
 from lit_cs201.data.base import ClassificationDataModule
 from lit_cs201.errors import EXIT_BAD_INPUT, UserError, printable, report, run_command
@@ -86,7 +85,6 @@ class LitCS201CLI(LightningCLI):
         self._data_read_only = False  # the data folder came from the checkpoint: only read it
         self._restoring = RestoreWindow()
         self._run_folder = RunFolder()
-        self._found_in_save_dir = False  # --ckpt_path best|last: found under the logger's save_dir
         self._args = list(args)
         # Only the parser of the subcommand being run is built: each takes a noticeable part of a second.
         self._building = [args[0]] if args and args[0] in SUBCOMMANDS else list(SUBCOMMANDS)
@@ -100,7 +98,7 @@ class LitCS201CLI(LightningCLI):
             save_config_callback=RunConfigSaver,
             trainer_defaults={
                 "logger": {
-                    "class_path": TENSORBOARD,
+                    "class_path": restoring.TENSORBOARD,
                     "init_args": {"save_dir": DEFAULT_RUNS_DIR, "name": "default"},
                 },
                 # Inert outside fit (checkpoints) and predict (the CSV), and Lightning wants the checkpoint
@@ -191,20 +189,25 @@ class LitCS201CLI(LightningCLI):
                 self.config = parser.parse_args(args)
                 return
             check_flags(subparser, args[1:])
+            args, printing = restoring.without_print_config(args)
             self.config = self._parse(parser, subparser, subcommand, args)
         except ArgumentError as err:  # jsonargparse's, with exit_on_error=False
             raise relay(err, subparser, args[1:], self._choices) from None
-        except RecursionError:  # jsonargparse's walk of a config nested thousands deep
-            raise nested_too_deeply(args[1:]) from None
+        except (RecursionError, UnicodeDecodeError) as err:  # a config nested thousands deep, or not text
+            raise unreadable_config(err, args[1:]) from None
         config = self.config[subcommand]
         set_log_level(config.get("log_level") or "warning")
-        self._data_read_only = settle(subcommand, config, self.checkpoint, self._found_in_save_dir)
+        self._data_read_only = restoring.settle(subcommand, config, self.checkpoint)
+        if printing is not None:  # the config as the command would run it: the checkpoint's settings, settled
+            flags = set(printing.split(","))
+            print(subparser.dump(config, skip_none="skip_null" in flags, skip_default="skip_default" in flags), end="")
+            raise SystemExit(0)
 
     def _parse(
         self, parser: LightningArgumentParser, subparser: LightningArgumentParser, subcommand: str, args: list[str]
     ) -> Namespace:
         """``args`` parsed; with a checkpoint, twice: its settings are the defaults of the second parse."""
-        parsed, error = first_parse(parser, subparser, args, self._choices["data"])
+        parsed, error = restoring.first_parse(parser, subparser, args, self._choices["data"])
         config = parsed[subcommand]
         if config.get("ckpt_path") is None:
             if subcommand not in ("fit", LR_FIND):
@@ -216,12 +219,11 @@ class LitCS201CLI(LightningCLI):
                 raise error
             return parsed
         value = str(config.ckpt_path)
-        path = resolve_checkpoint(value, *logs_folder(config))
-        self._found_in_save_dir = path != Path(value)
+        path = resolve_checkpoint(value, *restoring.logs_folder(config))
         # Read whole, not memory-mapped: torch checks each tensor's record in the file only when it reads it.
         self.checkpoint = read_checkpoint(path)
         check_describes_weights(self.checkpoint)
-        defaults = checkpoint_defaults(self.checkpoint)
+        defaults = restoring.checkpoint_defaults(self.checkpoint)
         if error is not None and "data" not in defaults:
             raise error
         subparser.set_defaults(defaults)

@@ -32,6 +32,8 @@ TENSORBOARD = "lit_cs201.report.logger.TensorBoardLogger"
 # The default data_dir while a checkpoint's settings are parsed: no path a user can give (it holds NUL bytes), so that
 # after the parse it tells the checkpoint's folder from the same folder named by a flag or a config.
 CHECKPOINT_DATA_DIR = "\0the checkpoint's data_dir\0"
+# What jsonargparse's --print_config takes: comma-separated flags.
+PRINT_FLAGS = {"skip_null", "skip_default", "comments"}
 
 
 def first_parse(
@@ -58,6 +60,26 @@ def first_parse(
         except ArgumentError:
             continue
     raise error
+
+
+def without_print_config(args: list[str]) -> tuple[list[str], str | None]:
+    """``args`` without ``--print_config[=FLAGS]``, and its flags ("" when given bare; None when not given).
+
+    jsonargparse prints the config in the middle of the parse that meets the option, before the checkpoint's
+    settings are the defaults and before `settle`: the command prints it itself once the config is complete."""
+    kept, printing, at = [], None, 0
+    while at < len(args):
+        name, has_value, value = args[at].partition("=")
+        if name != "--print_config":
+            kept.append(args[at])
+        elif has_value:
+            printing = value
+        elif at + 1 < len(args) and set(args[at + 1].split(",")) <= PRINT_FLAGS:
+            printing, at = args[at + 1], at + 1
+        else:
+            printing = ""
+        at += 1
+    return kept, printing
 
 
 def locating_args(args: list[str]) -> list[str]:
@@ -101,7 +123,7 @@ def checkpoint_defaults(checkpoint: Checkpoint) -> dict[str, Any]:
     return {key: value for key, value in (("model", model), ("data", data)) if value is not None}
 
 
-def settle(subcommand: str, config: Namespace, checkpoint: Checkpoint | None, found_in_save_dir: bool) -> bool:
+def settle(subcommand: str, config: Namespace, checkpoint: Checkpoint | None) -> bool:
     """Complete the parsed ``config`` of ``subcommand``: the one place that edits it, before Lightning seeds and builds
     anything, so that the run's ``config.yaml`` records the settings it ran with. Returns whether the data folder
     came from the checkpoint, and so is only read."""
@@ -134,7 +156,7 @@ def settle(subcommand: str, config: Namespace, checkpoint: Checkpoint | None, fo
         config.model.init_args.pretrained = None  # the weights come from the checkpoint, not from a download
     if tensorboard:
         save_dir, _ = logs_folder(config)
-        for key, value in log_place(subcommand, checkpoint.path, save_dir, found_in_save_dir).items():
+        for key, value in log_place(subcommand, checkpoint.path, save_dir).items():
             logger.init_args[key] = value
     # A run reads its data where the checkpoint says it was trained unless a flag or a config names a folder (the
     # same one included: a resume's config.yaml does); a checkpoint never says where to write, so nothing is

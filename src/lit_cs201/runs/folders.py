@@ -26,23 +26,35 @@ LOCK_NAME = ".lit-cs201.lock"
 PARTIAL = re.compile(r"^\..+\.ckpt(\.\d+)?\.partial$")
 
 
-def log_place(subcommand: str, checkpoint: Path | None, save_dir: str, found_in_save_dir: bool) -> dict[str, str]:
+def log_place(subcommand: str, checkpoint: Path | None, save_dir: str) -> dict[str, str]:
     """The logger settings that put the logs of ``subcommand`` where they belong; empty where the logger's own
     (``save_dir/<experiment>/version_N``) do. The one place that decides where a run writes.
 
-    A ``fit`` of a checkpoint continues in the run's own folder. An evaluation logs beside the checkpoint it evaluates,
-    ``<run>/<subcommand>/version_N``, unless ``save_dir`` is a folder of the user's (not the default runs folder) that
-    did not serve to find the checkpoint (``found_in_save_dir``: ``--ckpt_path best`` looks there): then in
+    A ``fit`` of a run's checkpoint continues in the run's own folder; of a checkpoint outside a run's folder
+    (`is_run_folder`), it is a new run: nothing is written where the checkpoint lies, the file included. An
+    evaluation logs beside the checkpoint it evaluates, ``<run>/<subcommand>/version_N``, unless ``save_dir`` names
+    a folder of the user's (not the default runs folder, however spelled) that the checkpoint is not in: then in
     ``save_dir/<subcommand>/``, for a checkpoint in a folder this user cannot write to.
     """
     if checkpoint is None:
         return {}
     run = checkpoint.parent
     if subcommand == "fit":
+        if not is_run_folder(run):
+            return {}
         return {"save_dir": str(run.parent.parent), "name": run.parent.name, "version": run.name}
-    if save_dir != DEFAULT_RUNS_DIR and not found_in_save_dir:
+    folder = Path(save_dir).resolve()
+    if folder != Path(DEFAULT_RUNS_DIR).resolve() and folder not in checkpoint.resolve().parents:
         return {"save_dir": save_dir, "name": subcommand}
     return {"save_dir": str(run), "name": subcommand}
+
+
+def is_run_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds a run: what every fit writes into its folder as it starts (its config, its summary,
+    TensorBoard events), not only checkpoints."""
+    return any((folder / name).is_file() for name in ("config.yaml", "summary.json")) or any(
+        folder.glob("events.out.tfevents.*")
+    )
 
 
 def is_local(path: Any) -> bool:
