@@ -329,3 +329,16 @@ def test_the_test_grid_spans_a_test_set_listed_class_by_class(tmp_path, monkeypa
     ((shown, targets, _),) = drawn
     assert len(targets) == figures.GRID_SIZE and set(targets.tolist()) == {0, 1, 2, 3}
     assert any(torch.equal(shown[-1], image) for image in images[90:])  # from the end of the test set too
+
+
+def test_a_validate_is_a_run_of_its_own_and_leaves_the_fits_curves_alone(tmp_path):
+    # Its val/ points would sit at the step of the fit's own, second points on the fit's curves.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp_path)
+        assert main(["fit", "--config", str(CONFIGS / "iris.yaml"), "--trainer.max_epochs=2", *QUIET]) == 0
+        run = tmp_path / "runs" / "iris" / "version_0"
+        before = sorted(run.glob("events.out.tfevents.*"))
+        assert main(["validate", "--ckpt_path", str(run / "best.ckpt"), *QUIET]) == 0
+    assert sorted(run.glob("events.out.tfevents.*")) == before
+    assert len(scalars(run)["val/acc"]) == 2  # one point an epoch
+    assert "val/acc" in scalars(run / "validate" / "version_0")

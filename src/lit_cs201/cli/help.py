@@ -9,6 +9,7 @@ import difflib
 import importlib
 import logging
 import os
+import re
 import shlex
 import textwrap
 import warnings
@@ -31,8 +32,7 @@ SUBCOMMANDS = {  # name: (what it does, how it is used)
     ),
     "validate": (
         "Score a checkpoint on its validation split",
-        "lit-cs201 validate --ckpt_path best.ckpt logs beside the checkpoint, in <run>/validate/version_N/, and "
-        "its TensorBoard curves into the run's own.",
+        "lit-cs201 validate --ckpt_path best.ckpt logs beside the checkpoint, in <run>/validate/version_N/.",
     ),
     "test": (
         "Score a checkpoint on its test split: accuracy per class, confusion matrix, prediction grid",
@@ -139,6 +139,11 @@ CLASS_KEYS = {("data",): "data", ("model",): "model", ("model", "optimizer"): "m
 OPTIMIZER_EXAMPLES = "e.g. torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW"
 
 
+#: A class path in jsonargparse's repr of ``--data.class_path X`` (``NestedArg(key='class_path', val='X')``) or of
+#: ``--model.init_args.optimizer.class_path X`` (``Namespace(class_path='X')``).
+_SHOWN_CLASS_PATH = re.compile(r"(?:key='class_path', val=|class_path=)'([^']*)'")
+
+
 def _no_such_class(message: str, choices: dict[str, list[type]]) -> str | None:
     """A data, model or optimizer class that does not exist, with this package's choices (by the import path its
     package exports them under: ``lit_cs201.data.MNISTDataModule``)."""
@@ -151,6 +156,8 @@ def _no_such_class(message: str, choices: dict[str, list[type]]) -> str | None:
     except (ValueError, SyntaxError):
         return None
     class_path = value.get("class_path") if isinstance(value, dict) else value
+    if isinstance(class_path, str) and (shown := _SHOWN_CLASS_PATH.search(class_path)):
+        class_path = shown.group(1)  # given as --data.class_path X: jsonargparse shows it by its repr
     if not isinstance(class_path, str) or _exists(class_path):
         return None
     names = [f"{cls.__module__.rpartition('.')[0]}.{cls.__name__}" for cls in choices.get(option, [])]
@@ -168,15 +175,21 @@ def _exists(class_path: str) -> bool:
         return False
 
 
-def nested_too_deeply(args: list[str]) -> UserError:
-    """jsonargparse's RecursionError on a config nested deeper than Python recurses, as one line naming the config."""
+def unreadable_config(err: RecursionError | UnicodeDecodeError, args: list[str]) -> UserError:
+    """What jsonargparse raises, rather than reports, on a config it cannot read (a config nested deeper than Python
+    recurses, a file that is not text), as one line naming the config. Only on that error path is a config read
+    here, to find which one."""
     for value in given_configs(args):
         try:
-            yaml.safe_load(Path(value).read_text()) if Path(value).is_file() else None
+            yaml.safe_load(Path(value).read_text(encoding="utf-8")) if Path(value).is_file() else None
         except RecursionError:  # the YAML parser recurses once per level of nesting
             return UserError(f"--config {value}: its values are nested too deeply to read; no config needs that")
-        except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        except UnicodeDecodeError as bad:
+            return UserError(f"--config {value}: not UTF-8 text (byte {bad.start}); a config is a YAML file")
+        except (OSError, yaml.YAMLError):
             continue
+    if isinstance(err, UnicodeDecodeError):
+        return UserError("a setting given is not UTF-8 text; a config is a YAML file")
     return UserError("the settings given are nested too deeply to read; no config needs that")
 
 

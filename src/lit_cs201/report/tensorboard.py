@@ -6,8 +6,8 @@ the columns of the whole table, taken from whichever run it reads first; a *sess
 values; and, for each metric column, the last value of the scalar curve of that name in the run's own folder. So
 every run writes the same experiment (`COLUMNS`, `METRICS`), whatever its own settings: one run's settings never
 decide the columns of another's row (a ResNet row under an MLP's ``hidden_sizes``, a test row without
-``val/acc_best``). An evaluation of a run's checkpoint writes its event file into that run's folder, so the row of
-the run shows the newest test's scores, and TensorBoard's run list has one run per fit rather than one per
+``val/acc_best``). A test or predict of a run's checkpoint writes its event file into that run's folder, so the row
+of the run shows the newest test's scores, and TensorBoard's run list has one run per fit rather than one per
 evaluation.
 """
 
@@ -66,12 +66,13 @@ class TensorBoardHparams(Callback):
     in every run and a score that compares nothing. This callback writes the table's records (see the module): a
     fit's when it starts, so that an interrupted run shows its best so far.
 
-    An evaluation (``validate``, ``test``, ``predict``) with this package's logger logs its scores and figures at the
-    step of the evaluated checkpoint's validation (beside its ``val/acc``). When the checkpoint is in a run's folder
-    and the evaluation logs beside it (``<run>/<subcommand>/version_N/``), its event file goes into the run's folder
-    (its other files stay where they are): the run's row shows the test's ``test/acc``, ``test/acc_top5`` (more than
-    five classes) and ``test/loss``, and its charts the test's points and figures. A test logging elsewhere
-    (``--trainer.logger.init_args.save_dir``) is a run and a row of its own.
+    An evaluation (``validate``, ``test``, ``predict``) with this package's logger logs its scores and figures at
+    the step of the evaluated checkpoint's validation (beside its ``val/acc``). When the checkpoint is in a run's
+    folder and a test or predict logs beside it (``<run>/<subcommand>/version_N/``), its event file goes into the
+    run's folder (its other files stay where they are; a validate stays a run of its own): the run's row shows the
+    test's ``test/acc``, ``test/acc_top5`` (more than five classes) and ``test/loss``, and its charts the test's
+    points and figures. A test logging elsewhere (``--trainer.logger.init_args.save_dir``) is a run and a row of its
+    own.
     """
 
     def __init__(self) -> None:
@@ -90,7 +91,10 @@ class TensorBoardHparams(Callback):
         # Where the checkpoint's validation is on the curves: Lightning logs it at the step of the epoch's last batch,
         # one below the optimizer steps the checkpoint counts. A checkpoint is data: a count, or step 0.
         step = checkpoint.get("global_step")
-        run = tested_run(trainer) if trainer.is_global_zero else None  # only rank zero writes events
+        # Only rank zero writes events. A validate stays a run of its own: its val/ points, at the step of the fit's
+        # own, would be second points on the fit's curves.
+        joins = trainer.is_global_zero and trainer.state.fn != TrainerFn.VALIDATING
+        run = tested_run(trainer) if joins else None
         for logger in trainer.loggers:
             if isinstance(logger, RunLogger):
                 logger.evaluated_step = step - 1 if is_count(step) and step > 0 else 0
