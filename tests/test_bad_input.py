@@ -77,6 +77,7 @@ def template(tmp_path_factory) -> Path:
     (root / "bad_model.yaml").write_text(iris.replace("models.Classifier", "models.Nope"))
     (root / "bad_data.yaml").write_text(iris.replace("IrisDataModule", "IrisData"))
     (root / "not_yaml.yaml").write_text("trainer:\n  max_epochs: [1, 2\nmodel: {\n")
+    (root / "binary.yaml").write_bytes(bytes(range(128, 256)))  # not text at all
 
     write_mnist(root / "mnist", n_train=64, n_test=20)
     raw = write_mnist(root / "mnist_truncated", n_train=64, n_test=20) / "train-images-idx3-ubyte"
@@ -229,6 +230,19 @@ CASES: dict[str, tuple[list[str], tuple[str, ...]]] = {
     "unknown datamodule class flag": (
         ["fit", "--config", IRIS, "--data", "lit_cs201.data.Nope"],
         ("data.Nope", "lit_cs201.data.IrisDataModule", "lit_cs201.data.MNISTDataModule"),
+    ),
+    "unknown datamodule class_path flag": (
+        ["fit", "--config", IRIS, "--data.class_path", "lit_cs201.data.Nope"],
+        ("data: no class lit_cs201.data.Nope (available: lit_cs201.data.IrisDataModule",),
+    ),
+    "unknown optimizer class_path flag": (
+        ["fit", "--config", IRIS, "--model.init_args.optimizer.class_path", "torch.optim.Nope"],
+        ("no class torch.optim.Nope (e.g. torch.optim.SGD",),
+    ),
+    "config is not text": (["fit", "--config", "binary.yaml"], ("--config binary.yaml: not UTF-8 text",)),
+    "Iris test split holds no flower of a class": (
+        ["test", "--ckpt_path", BEST, "--data.init_args.test_size", "0.001"],
+        ("--data.init_args.test_size 0.001", "every class needs a sample in each part"),
     ),
     "option the datamodule lacks": (
         ["fit", "--config", IRIS, "--data.init_args.data_dir", "x"],

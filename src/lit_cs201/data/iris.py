@@ -75,17 +75,22 @@ class IrisDataModule(ClassificationDataModule):
         self.val_size = val_size
         self.split_seed = split_seed
 
+    def _split(self, x: np.ndarray, y: np.ndarray, size: float, setting: str) -> list[np.ndarray]:
+        """A stratified split of ``size`` off ``x, y``; a split too small or too large to hold every class in both
+        parts is bad input, named by the setting that asked for it."""
+        try:
+            return train_test_split(x, y, test_size=size, random_state=self.split_seed, stratify=y)
+        except ValueError as err:
+            given = f"--data.init_args.{setting} {getattr(self, setting)}"
+            raise UserError(f"{given}: {err}; every class needs a sample in each part") from None
+
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
         features, labels = read_iris()
-        x_rest, x_test, y_rest, y_test = train_test_split(
-            features, labels, test_size=self.test_size, random_state=self.split_seed, stratify=labels
-        )
+        x_rest, x_test, y_rest, y_test = self._split(features, labels, self.test_size, "test_size")
         n_val = split_count(self.val_size, len(y_rest))
-        x_train, x_val, y_train, y_val = train_test_split(
-            x_rest, y_rest, test_size=n_val, random_state=self.split_seed, stratify=y_rest
-        )
+        x_train, x_val, y_train, y_val = self._split(x_rest, y_rest, n_val, "val_size")
         scaler = StandardScaler().fit(x_train)
         self.scaler = scaler  # an export puts its mean and scale inside the model
         self.test_measurements = x_test.astype(np.float32)  # in cm, as an exported model takes them
