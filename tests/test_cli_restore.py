@@ -229,3 +229,18 @@ def test_an_evaluation_logs_beside_a_checkpoint_under_the_runs_folder_however_sp
     assert main([*args, "--trainer.logger.save_dir", spelling]) == 0
     assert (root / RUN.relative_to("runs") / "test" / "version_0" / "summary.json").is_file()
     assert not (root / "test").exists()
+
+
+@pytest.mark.parametrize("given", ["flag", "config"])
+def test_an_option_of_a_class_only_the_checkpoint_names_is_taken_from_a_flag_or_a_config(work, given):
+    # The scheduled run's StepLR: its step_size is an option jsonargparse knows only once the checkpoint names it.
+    option = {"model": {"init_args": {"lr_scheduler": {"init_args": {"step_size": 5}}}}}
+    if given == "flag":
+        override = ["--model.init_args.lr_scheduler.init_args.step_size", "5"]
+    else:
+        (work / "over.yaml").write_text(yaml.safe_dump(option))
+        override = ["--config", "over.yaml"]
+    scheduled = "runs/scheduled/version_0"
+    assert main(["test", "--ckpt_path", "last", "--trainer.logger.init_args.name=scheduled", *override, QUIET]) == 0
+    used = saved_config(Path(scheduled, "test", "version_0", "config.yaml"))
+    assert used["model"]["init_args"]["lr_scheduler"]["init_args"]["step_size"] == 5

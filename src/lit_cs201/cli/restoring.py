@@ -53,13 +53,27 @@ def first_parse(
     except ArgumentError as err:
         error = err
     locating = args[:1] + locating_args(args[1:])
-    for cls in data:
-        subparser.set_defaults({"data": {"class_path": f"{cls.__module__}.{cls.__name__}"}})
-        try:
-            return parser.parse_args(locating), error
-        except ArgumentError:
-            continue
+    # A config may itself set such options (a scheduler's step_size): then the flags alone locate the checkpoint.
+    for tokens in (locating, _without_configs(locating)):
+        for cls in data:
+            subparser.set_defaults({"data": {"class_path": f"{cls.__module__}.{cls.__name__}"}})
+            try:
+                return parser.parse_args(tokens), error
+            except ArgumentError:
+                continue
     raise error
+
+
+def _without_configs(args: list[str]) -> list[str]:
+    kept, at = [], 0
+    while at < len(args):
+        name, has_value, _ = args[at].partition("=")
+        if name in ("--config", "-c"):
+            at += 1 if has_value else 2
+            continue
+        kept.append(args[at])
+        at += 1
+    return kept
 
 
 def without_print_config(args: list[str]) -> tuple[list[str], str | None]:
