@@ -1,6 +1,6 @@
 """Synthetic MNIST and CIFAR-10 sets written in the official raw formats and file names.
 
-For the tests and scripts/benchmark.py, on machines without the real data: the real loading code reads these files
+For the tests and the benchmark scripts, on machines without the real data: the real loading code reads these files
 exactly as it reads the downloaded ones. The images are learnable (each class has its own pattern plus noise), so a few
 training steps already move accuracy.
 """

@@ -401,11 +401,11 @@ def _umask() -> int:
 def test_an_export_of_best_does_not_pin_best_for_later_commands(tmp_path):
     """``--ckpt_path best`` is remembered for the processes a Lightning run starts; an export starts none, and a later
     command in the same process (the Python API, a notebook) must find the newest run again."""
-    from lit_cs201.runs.restore import PINNED
+    from lit_cs201.runs.restore import PINNED_CHECKPOINT_ENV
 
     run_cli("fit", "--config", str(CONFIGS / "iris.yaml"), "--trainer.max_epochs=2", *QUIET, cwd=tmp_path)
     run_cli("export", "--ckpt_path", "best", cwd=tmp_path)
-    assert PINNED not in os.environ
+    assert PINNED_CHECKPOINT_ENV not in os.environ
 
 
 def test_the_summary_of_written_predictions_counts_in_words():

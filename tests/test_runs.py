@@ -70,7 +70,7 @@ def test_the_second_day_lists_every_fit_with_its_best_and_the_tested_ones_test_s
     started = [row["started"] for row in rows]
     assert started == sorted(started) and all(s.startswith(time.strftime("%Y-")) for s in started)
 
-    # The same in CSV, with the columns the README documents...
+    # The same in CSV, with the columns docs/runs.md documents...
     table = list(csv.DictReader(io.StringIO(runs_cli(root, "--format", "csv").stdout)))
     assert list(table[0]) == list(rows[0]) and len(table) == 3
     assert [float(r["best_val_acc"]) for r in table] == pytest.approx([r["best_val_acc"] for r in rows])

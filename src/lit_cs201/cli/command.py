@@ -7,8 +7,10 @@ second); everything else is the LightningCLI of `lit_cs201.cli.lightning_cli`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 
 from lit_cs201.errors import run_command
 
@@ -28,14 +30,26 @@ def main(argv: list[str] | None = None) -> int:
 
         if names_exported_model(args[1:]):
             return _plain(lambda: _predict(args[1:]))
-    if not sys.stdout.isatty() and not sys.stderr.isatty():
-        # Output to files (nohup, a batch job's log): progress is one line per epoch (report/progress), and a bar
-        # would be a line of carriage returns per frame, as Lightning's learning-rate sweep draws with tqdm. tqdm
-        # reads its TQDM_* settings when it is imported, which the import below does.
-        os.environ.setdefault("TQDM_DISABLE", "1")
-    from lit_cs201.cli.lightning_cli import main as lightning_main
+    with _bars_off_in_files():
+        from lit_cs201.cli.lightning_cli import main as lightning_main
 
     return lightning_main(args)
+
+
+@contextlib.contextmanager
+def _bars_off_in_files() -> Iterator[None]:
+    """Output to files (nohup, a batch job's log): progress is one line per epoch (report/progress), and a bar would
+    be a line of carriage returns per frame, as Lightning's learning-rate sweep draws with tqdm. tqdm reads its
+    ``TQDM_*`` settings once, when it is imported (by the import this wraps): the setting is made for that import
+    only, and the processes this one starts get the environment it was given."""
+    if sys.stdout.isatty() or sys.stderr.isatty() or "tqdm" in sys.modules or "TQDM_DISABLE" in os.environ:
+        yield
+        return
+    os.environ["TQDM_DISABLE"] = "1"
+    try:
+        yield
+    finally:
+        del os.environ["TQDM_DISABLE"]
 
 
 def _plain(command) -> int:  # type: ignore[no-untyped-def]

@@ -56,7 +56,7 @@ from lit_cs201.runs.checkpoints import RunEarlyStopping, best_checkpoint, last_c
 from lit_cs201.runs.folders import DEFAULT_RUNS_DIR
 from lit_cs201.runs.records import latest_config
 from lit_cs201.runs.restore import (
-    PINNED,
+    PINNED_CHECKPOINT_ENV,
     UNBUILT,
     check_describes_weights,
     check_fits_before_building,
@@ -317,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     Ctrl-C, 143 SIGTERM (128 + the signal, as a shell reports a process the signal killed).
     """
     args = list(sys.argv[1:] if argv is None else argv)
-    pinned = os.environ.get(PINNED)
+    pinned = os.environ.get(PINNED_CHECKPOINT_ENV)
     quiet_known_noise()
     try:
         return run_command("lit-cs201", lambda: _run(args))
@@ -332,9 +332,9 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + signal.SIGINT
     finally:  # the processes this run started have read it; a next run in this process resolves afresh
         if pinned is None:
-            os.environ.pop(PINNED, None)
+            os.environ.pop(PINNED_CHECKPOINT_ENV, None)
         else:
-            os.environ[PINNED] = pinned
+            os.environ[PINNED_CHECKPOINT_ENV] = pinned
 
 
 def _run(args: list[str]) -> int:

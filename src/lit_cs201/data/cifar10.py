@@ -149,7 +149,7 @@ class CIFAR10DataModule(ImageDataModule):
     def batches_dir(self) -> Path:
         return Path(self.data_dir) / FOLDER
 
-    def fetch(self) -> None:
+    def ensure_raw_files(self) -> None:
         ensure_archive(ARCHIVE, Path(self.data_dir), Path(self.data_dir), self.download, self.read_only)
 
     def load_split(self, train: bool) -> tuple[Tensor, Tensor]:

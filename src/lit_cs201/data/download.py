@@ -41,13 +41,13 @@ def ensure_archive(
             f"{', '.join(archive.missing(extract_dir))} not found in {extract_dir}, a data folder that is only read "
             "here (nothing is downloaded or extracted into it); give the folder that holds the dataset as data_dir"
         )
-    path = fetch(archive, archive_dir, download)
+    path = fetch_archive(archive, archive_dir, download)
     extract(path, extract_dir)
     if archive.missing(extract_dir):
         raise UserError(f"{path} did not contain {', '.join(archive.missing(extract_dir))}")
 
 
-def fetch(archive: Archive, folder: Path, download: bool) -> Path:
+def fetch_archive(archive: Archive, folder: Path, download: bool) -> Path:
     """``folder/archive.filename`` with its md5 checked; downloaded first if it is missing and ``download`` is on."""
     path = folder / archive.filename
     if path.is_file():

@@ -245,7 +245,7 @@ class ImageFolderDataModule(ImageDataModule):
             self._decoded_splits[split] = (images, torch.tensor(labels, dtype=torch.int64), rows)
         return self._decoded_splits[split]
 
-    def fetch(self) -> None:
+    def ensure_raw_files(self) -> None:
         """Decode every split into the cache once (on one process per machine), so `setup` only maps it."""
         existing = next(p for p in (self.cache_dir, *self.cache_dir.parents) if p.exists())
         # Else (a read-only folder, or one only to be read) `setup` decodes into memory, once, not twice.

@@ -3,7 +3,7 @@
     files ──prepare_data──▶ verified raw files ──setup──▶ uint8 (N, C, H, W) + int64 labels in memory
           ──DataLoader──▶ uint8 batches ──on_after_batch_transfer──▶ augmented, normalised float32 batches
 
-Subclasses only say how to fetch and read their raw files (`fetch`, `load_split`) and what their
+Subclasses only say how to fetch and read their raw files (`ensure_raw_files`, `load_split`) and what their
 classes, shape and statistics are.
 """
 
@@ -41,7 +41,11 @@ def visible_dirs(folder: Path) -> list[str]:
 
 
 def image_args(values: dict[str, Any], **overrides: Any) -> dict[str, Any]:
-    """The arguments of `ImageDataModule.__init__` in ``values`` (a subclass's ``locals()``), then ``overrides``."""
+    """The arguments of `ImageDataModule.__init__` in ``values`` (a subclass's ``locals()``), then ``overrides``.
+
+    A datamodule whose shared options keep `ImageDataModule`'s defaults takes them as ``**kwargs`` (jsonargparse
+    follows them to this signature for ``--data.help`` and configs); one that changes a default (a batch size, a
+    preset) writes its whole signature, since only a signature shows a default, and passes it on with this."""
     names = inspect.signature(ImageDataModule.__init__).parameters.keys() - {"self"}
     return {name: values[name] for name in names if name in values} | overrides
 
@@ -121,12 +125,12 @@ class ImageDataModule(ClassificationDataModule):
         with torch.random.fork_rng(devices=[]):  # a random preset must not shift the seeded run's numbers
             return tuple(self.train_augment(probe).shape[1:]), tuple(self.eval_augment(probe).shape[1:])
 
-    def fetch(self) -> None:
+    def ensure_raw_files(self) -> None:
         """Make the dataset's raw files exist (use, extract or download them); run by `prepare_data`."""
 
     def prepare_data(self) -> None:
         if self.predict_path is None:  # files to predict need nothing of the dataset
-            self.fetch()
+            self.ensure_raw_files()
 
     def load_split(self, train: bool) -> tuple[Tensor, Tensor]:
         """The official training (``train=True``) or test split: uint8 images (N, C, H, W), int64 labels (N,)."""

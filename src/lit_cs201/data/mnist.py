@@ -79,7 +79,7 @@ class MNISTDataModule(ImageDataModule):
     def raw_dir(self) -> Path:
         return Path(self.data_dir) / "MNIST" / "raw"
 
-    def fetch(self) -> None:
+    def ensure_raw_files(self) -> None:
         for archive in ARCHIVES:
             ensure_archive(archive, self.raw_dir, self.raw_dir, self.download, self.read_only)
 

@@ -278,7 +278,7 @@ class TinyImageNetDataModule(ImageDataModule):
         self.wnids = wnids
         self.class_names = read_class_names(self.root, wnids)
 
-    def fetch(self) -> None:
+    def ensure_raw_files(self) -> None:
         """Extract and prepare a zip (downloading it if allowed), then decode both splits into the cache; in a data
         folder that is only read (`read_only`), only check that the dataset is prepared there."""
         root = self.root

@@ -29,7 +29,7 @@ from pathlib import Path, PurePosixPath
 from tqdm import tqdm
 
 from lit_cs201.data.archives import extract, members
-from lit_cs201.data.download import Archive, fetch
+from lit_cs201.data.download import Archive, fetch_archive
 from lit_cs201.errors import UserError, first_few
 
 URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
@@ -197,7 +197,7 @@ def prepare(data_dir: str | os.PathLike[str], download: bool = False, archive: A
     if not dataset_dir.exists():
         if download and not zip_path.is_file():
             done.append(f"downloaded {ZIP_NAME}")
-        _extract(fetch(archive, root, download), dataset_dir, archive)
+        _extract(fetch_archive(archive, root, download), dataset_dir, archive)
         done.append(f"extracted {ZIP_NAME}")
     where = state(dataset_dir)
     if where == "foreign":

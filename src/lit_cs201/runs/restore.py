@@ -20,7 +20,7 @@ from lit_cs201.runs.records import read_run
 ALIASES = {"best": "best.ckpt", "last": "last.ckpt", "best.ckpt": "best.ckpt", "last.ckpt": "last.ckpt"}
 # The file the first process of a run chose for an alias: the processes it starts (DDP) load the same one, even if a
 # newer run appears meanwhile. Set by the CLI for as long as it runs.
-PINNED = "LIT_CS201_PINNED_CHECKPOINT"
+PINNED_CHECKPOINT_ENV = "LIT_CS201_PINNED_CHECKPOINT"
 # Model arguments the CLI links from the datamodule; restored from the checkpoint, they would be set twice.
 LINKED_MODEL_ARGS = ("num_classes", "input_shape")
 # Data settings a checkpoint records that are the run's to choose, not the model's: which files to predict, where to
@@ -47,7 +47,7 @@ def resolve_checkpoint(
         if not path.is_file():
             raise UserError(f"--ckpt_path {value}: no such file")
         return path
-    pinned = os.environ.get(PINNED, "").split(os.pathsep, 1) if pin else []
+    pinned = os.environ.get(PINNED_CHECKPOINT_ENV, "").split(os.pathsep, 1) if pin else []
     if len(pinned) == 2 and pinned[0] == value:
         return Path(pinned[1])
     name, root = ALIASES[value], Path(save_dir)
@@ -65,7 +65,7 @@ def resolve_checkpoint(
     chosen = max(candidates, key=lambda p: p.stat().st_mtime)
     print(_chosen(value, chosen, candidates), file=sys.stderr)
     if pin:
-        os.environ[PINNED] = os.pathsep.join([value, str(chosen)])
+        os.environ[PINNED_CHECKPOINT_ENV] = os.pathsep.join([value, str(chosen)])
     return chosen
 
 
