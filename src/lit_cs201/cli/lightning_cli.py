@@ -50,7 +50,7 @@ from lit_cs201.report.prediction_writer import PredictionWriter
 from lit_cs201.report.progress import run_progress_bar
 from lit_cs201.report.tensorboard import TensorBoardHparams
 from lit_cs201.report.test_report import TestReport
-from lit_cs201.runs.checkpoint import Checkpoint, read_checkpoint
+from lit_cs201.runs.checkpoint import Checkpoint
 from lit_cs201.runs.checkpoint_io import SafeCheckpointIO
 from lit_cs201.runs.checkpoints import RunEarlyStopping, best_checkpoint, last_checkpoint
 from lit_cs201.runs.folders import DEFAULT_RUNS_DIR
@@ -58,9 +58,7 @@ from lit_cs201.runs.records import latest_config
 from lit_cs201.runs.restore import (
     PINNED_CHECKPOINT_ENV,
     UNBUILT,
-    check_describes_weights,
     check_fits_before_building,
-    resolve_checkpoint,
 )
 from lit_cs201.runs.resume import RandomState, RestoreWindow, RunConfigSaver
 from lit_cs201.runs.stop import GracefulStop
@@ -207,9 +205,9 @@ class LitCS201CLI(LightningCLI):
         self, parser: LightningArgumentParser, subparser: LightningArgumentParser, subcommand: str, args: list[str]
     ) -> Namespace:
         """``args`` parsed; with a checkpoint, twice: its settings are the defaults of the second parse."""
-        parsed, error = restoring.first_parse(parser, subparser, args, self._choices["data"])
+        parsed, error, only_flags = restoring.first_parse(parser, subparser, args, self._choices["data"])
         config = parsed[subcommand]
-        if config.get("ckpt_path") is None:
+        if config.get("ckpt_path") is None and not only_flags:
             if subcommand not in ("fit", LR_FIND):
                 # Lightning would silently evaluate the freshly initialised, untrained model.
                 raise UserError(
@@ -218,18 +216,14 @@ class LitCS201CLI(LightningCLI):
             if error is not None:
                 raise error
             return parsed
-        value = str(config.ckpt_path)
-        path = resolve_checkpoint(value, *restoring.logs_folder(config))
-        # Read whole, not memory-mapped: torch checks each tensor's record in the file only when it reads it.
-        self.checkpoint = read_checkpoint(path)
-        check_describes_weights(self.checkpoint)
+        path, self.checkpoint = restoring.locate_checkpoint(config, error if only_flags else None)
         defaults = restoring.checkpoint_defaults(self.checkpoint)
         if error is not None and "data" not in defaults:
             raise error
         subparser.set_defaults(defaults)
         if subcommand == "fit":
             saved = latest_config(path.parent)
-            if saved is None and not config.get("config"):
+            if saved is None and not (config.get("config") or only_flags):  # only_flags: configs were given
                 raise UserError(
                     f"--ckpt_path {path}: its run folder holds no config.yaml, so the settings to continue with "
                     "(max_epochs, ...) are unknown; give them with --config FILE"

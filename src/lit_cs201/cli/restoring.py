@@ -21,11 +21,11 @@ from jsonargparse import ArgumentParser, Namespace
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from lit_cs201.cli.lr_find import LR_FIND, place_logs
-from lit_cs201.errors import MAX_SEED, check_range
+from lit_cs201.errors import MAX_SEED, UserError, check_range
 from lit_cs201.models.precision import training_precision
-from lit_cs201.runs.checkpoint import Checkpoint
+from lit_cs201.runs.checkpoint import Checkpoint, read_checkpoint
 from lit_cs201.runs.folders import DEFAULT_EXPERIMENT, DEFAULT_RUNS_DIR, log_place
-from lit_cs201.runs.restore import LINKED_MODEL_ARGS, MACHINE_SETTINGS
+from lit_cs201.runs.restore import LINKED_MODEL_ARGS, MACHINE_SETTINGS, check_describes_weights, resolve_checkpoint
 
 # The runs' logger: Lightning's, with an event file only once there is something to show (a predict of Iris has not).
 TENSORBOARD = "lit_cs201.report.logger.TensorBoardLogger"
@@ -38,9 +38,9 @@ PRINT_FLAGS = {"skip_null", "skip_default", "comments"}
 
 def first_parse(
     parser: ArgumentParser, subparser: ArgumentParser, args: list[str], data: list[type]
-) -> tuple[Namespace, ArgumentError | None]:
+) -> tuple[Namespace, ArgumentError | None, bool]:
     """``args`` parsed, for what they say about the checkpoint and the runs folder; with the error of their parse
-    where only `locating_args` could be parsed.
+    where only `locating_args` could be parsed, and whether only their flags could (the configs left out).
 
     A command that takes its settings from a checkpoint may set options of a class that only the checkpoint (or the
     run's config) names, ``--data.init_args.data_dir`` or ``--model.init_args.lr_scheduler.init_args.step_size``,
@@ -49,7 +49,7 @@ def first_parse(
     logger's folder depend on neither. The error of the parse as given is raised if nothing parses.
     """
     try:
-        return parser.parse_args(args), None
+        return parser.parse_args(args), None, False
     except ArgumentError as err:
         error = err
     locating = args[:1] + locating_args(args[1:])
@@ -58,10 +58,27 @@ def first_parse(
         for cls in data:
             subparser.set_defaults({"data": {"class_path": f"{cls.__module__}.{cls.__name__}"}})
             try:
-                return parser.parse_args(tokens), error
+                return parser.parse_args(tokens), error, tokens is not locating
             except ArgumentError:
                 continue
     raise error
+
+
+def locate_checkpoint(config: Namespace, unparsed: ArgumentError | None) -> tuple[Path, Checkpoint]:
+    """The checkpoint the parsed ``config`` names, read (once, whole: torch checks a tensor's record only when it
+    reads it) and checked. ``unparsed``: the error of the command as given, where only its flags located the
+    checkpoint; when they locate none, that error is the one to report (a config that is not YAML, say)."""
+    if config.get("ckpt_path") is None and unparsed is not None:
+        raise unparsed
+    try:
+        path = resolve_checkpoint(str(config.ckpt_path), *logs_folder(config))
+        checkpoint = read_checkpoint(path)
+    except UserError:
+        if unparsed is not None:
+            raise unparsed from None
+        raise
+    check_describes_weights(checkpoint)
+    return path, checkpoint
 
 
 def _without_configs(args: list[str]) -> list[str]:
