@@ -212,3 +212,19 @@ def test_a_squad_file_that_is_a_fifo_is_refused_not_waited_on(tmp_path):
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def test_downloaded_weights_are_read_as_plain_data_only(marker, monkeypatch):
+    """A file the download brings is read by the same bounded reader as one found in the cache: a server (or a cache
+    proxy) that serves a pickle with code gets it refused, not run."""
+    content = _saved({"fc.weight": Payload(marker)})
+    digest = hashlib.sha256(content).hexdigest()[:8]
+
+    def download(url: str, dst: str, hash_prefix: str | None = None, progress: bool = True) -> None:
+        assert hash_prefix == digest  # torch checks the name's hash prefix as it downloads
+        Path(dst).write_bytes(content)
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", download)
+    with pytest.raises(UserError, match=r"holds objects that are not plain data \(exec\), so it is not loaded"):
+        hub_weights(f"https://download.pytorch.org/models/evil-{digest}.pth")
+    assert not marker.exists()

@@ -62,22 +62,6 @@ class PoisonAfterTraining(Callback):
                     p.fill_(float("nan"))
 
 
-def test_a_model_that_turns_non_finite_is_never_saved(tmp_path):
-    trainer = Trainer(
-        max_epochs=3,
-        callbacks=[best_checkpoint(), last_checkpoint(), PoisonAfterTraining(epoch=1)],
-        default_root_dir=tmp_path,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    with pytest.raises(NonFiniteLossError, match=r"val/loss is nan after epoch 2 \(step \d+\)"):
-        trainer.fit(Classifier(num_classes=3, input_shape=[4]), datamodule=IrisDataModule())
-    for name in ("best.ckpt", "last.ckpt"):
-        checkpoint = torch.load(tmp_path / name, weights_only=True)
-        assert checkpoint["epoch"] == 0 and all_finite(checkpoint), name
-
-
 class NaNWhereTheDataNeverGoes(Callback):
     """A weight that turns NaN without touching the outputs, as oneDNN's bf16 kernels do to the outer taps of a
     3x3 kernel on a 1x1 feature map: val/loss stays finite, and the checkpoint saved next could not be loaded."""
@@ -87,16 +71,24 @@ class NaNWhereTheDataNeverGoes(Callback):
             pl_module.register_parameter("never_used", torch.nn.Parameter(torch.tensor([0.0, float("nan")])))
 
 
-def test_weights_that_turn_non_finite_unseen_stop_the_run_before_they_are_saved(tmp_path):
+@pytest.mark.parametrize(
+    ("poison", "message"),
+    [
+        (PoisonAfterTraining(epoch=1), r"val/loss is nan after epoch 2 \(step \d+\)"),
+        (NaNWhereTheDataNeverGoes(), r"the weights never_used are no longer finite numbers after epoch 2"),
+    ],
+    ids=["outputs", "weights the data never meets"],
+)
+def test_a_model_that_turns_non_finite_is_never_saved(tmp_path, poison, message):
     trainer = Trainer(
         max_epochs=3,
-        callbacks=[best_checkpoint(), last_checkpoint(), NaNWhereTheDataNeverGoes()],
+        callbacks=[best_checkpoint(), last_checkpoint(), poison],
         default_root_dir=tmp_path,
         logger=False,
         enable_progress_bar=False,
         enable_model_summary=False,
     )
-    with pytest.raises(NonFiniteLossError, match=r"the weights never_used are no longer finite numbers after epoch 2"):
+    with pytest.raises(NonFiniteLossError, match=message):
         trainer.fit(Classifier(num_classes=3, input_shape=[4]), datamodule=IrisDataModule())
     for name in ("best.ckpt", "last.ckpt"):
         checkpoint = torch.load(tmp_path / name, weights_only=True)

@@ -159,10 +159,7 @@ def build_resnet9(num_classes: int, input_shape: Sequence[int]) -> nn.Sequential
 
 def load_weights(path: Path, what: str = "pretrained weights") -> dict[str, torch.Tensor]:
     """A state dict from a weight file, read as plain data: a file that holds code is refused, not run."""
-    return _state_dict(load_plain(path, what, "weight file"), path, what)
-
-
-def _state_dict(state: object, path: Path, what: str) -> dict[str, torch.Tensor]:
+    state = load_plain(path, what, "weight file")
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UserError(f"{what} {path}: holds no state dict (names mapped to tensors)")
@@ -178,24 +175,23 @@ def hash_prefix(name: str) -> str | None:
 def hub_weights(url: str, what: str = "pretrained weights") -> dict[str, torch.Tensor]:
     """The weights published at ``url``, from the torch hub cache (``$TORCH_HOME/hub/checkpoints/``).
 
-    A missing file is torch's to fetch: ``load_state_dict_from_url`` downloads it, checks the hash prefix of its
-    name and loads it with ``weights_only``. A file already cached, which torch reads unchecked and unbounded, may
-    have been placed by hand: its hash is checked here, and `load_plain` refuses zip bombs and huge pickles."""
+    torch's hub checks the SHA-256 prefix in the file name only when it downloads; a file placed in the cache by hand
+    is checked here too. Either way the file is read by `load_weights` (bounded, tensors only), never by torch's
+    unbounded ``load_state_dict_from_url``.
+    """
     folder = Path(torch.hub.get_dir()) / "checkpoints"
     path = folder / Path(urlparse(url).path).name
+    prefix = hash_prefix(path.name)
     if not path.is_file():
         try:
-            state = torch.hub.load_state_dict_from_url(
-                url, str(folder), map_location="cpu", progress=True, check_hash=True, weights_only=True
-            )
+            folder.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(url, str(path), prefix, progress=True)  # checks the hash prefix too
         except Exception as err:  # offline: URLError, socket errors, a refused connection; a download gone wrong
             raise UserError(
                 f"{what}: {path.name} is not in {folder} and could not be downloaded ({type(err).__name__}). Download "
                 f"{url} and place it in {folder}/ (set TORCH_HOME to use another cache folder)"
             ) from None
-        return _state_dict(state, path, what)
-    prefix = hash_prefix(path.name)
-    if prefix:
+    elif prefix:
         digest = hashlib.sha256()
         with path.open("rb") as f:
             while chunk := f.read(1 << 20):
