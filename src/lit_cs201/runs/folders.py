@@ -13,6 +13,7 @@ from fsspec.utils import get_protocol
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from lit_cs201.errors import STORAGE_ERRNOS, RunBusyError, StorageError
+from lit_cs201.runs.records import is_run_folder
 
 try:
     import fcntl
@@ -31,10 +32,10 @@ def log_place(subcommand: str, checkpoint: Path | None, save_dir: str) -> dict[s
     (``save_dir/<experiment>/version_N``) do. The one place that decides where a run writes.
 
     A ``fit`` of a run's checkpoint continues in the run's own folder; of a checkpoint outside a run's folder
-    (`is_run_folder`), it is a new run: nothing is written where the checkpoint lies, the file included. An
-    evaluation logs beside the checkpoint it evaluates, ``<run>/<subcommand>/version_N``, unless ``save_dir`` names
-    a folder of the user's (not the default runs folder, however spelled) that the checkpoint is not in: then in
-    ``save_dir/<subcommand>/``, for a checkpoint in a folder this user cannot write to.
+    (`lit_cs201.runs.records.is_run_folder`), it is a new run: nothing is written where the checkpoint lies, the
+    file included. An evaluation logs beside the checkpoint it evaluates, ``<run>/<subcommand>/version_N``, unless
+    ``save_dir`` names a folder of the user's (not the default runs folder, however spelled) that the checkpoint is
+    not in: then in ``save_dir/<subcommand>/``, for a checkpoint in a folder this user cannot write to.
     """
     if checkpoint is None:
         return {}
@@ -47,14 +48,6 @@ def log_place(subcommand: str, checkpoint: Path | None, save_dir: str) -> dict[s
     if folder != Path(DEFAULT_RUNS_DIR).resolve() and folder not in checkpoint.resolve().parents:
         return {"save_dir": save_dir, "name": subcommand}
     return {"save_dir": str(run), "name": subcommand}
-
-
-def is_run_folder(folder: Path) -> bool:
-    """Whether ``folder`` holds a run: what every fit writes into its folder as it starts (its config, its summary,
-    TensorBoard events), not only checkpoints."""
-    return any((folder / name).is_file() for name in ("config.yaml", "summary.json")) or any(
-        folder.glob("events.out.tfevents.*")
-    )
 
 
 def is_local(path: Any) -> bool:

@@ -24,8 +24,10 @@ SUMMARY = "summary.json"
 # A summary is a few hundred bytes, a run's config.yaml a few kilobytes: anything much larger is not one of them.
 MAX_SUMMARY_BYTES = 64 * 1024
 MAX_CONFIG_BYTES = 1024 * 1024
-# Files that make a folder a run's (a fit's, or one that was stopped after writing its config).
-RUN_FILES = ("config.yaml", SUMMARY, "best.ckpt", "last.ckpt", "hparams.yaml")
+# Files a fit writes into its own folder as it starts: not its checkpoints, which anyone may copy anywhere.
+RUN_RECORDS = ("config.yaml", SUMMARY, "hparams.yaml")
+# Files that make a folder a run's in the list (a fit's, or one that was stopped after writing its config).
+RUN_FILES = (*RUN_RECORDS, "best.ckpt", "last.ckpt")
 TEST_FOLDER = "test"  # <run>/test/version_M/: the tests of the run's checkpoints
 
 
@@ -96,6 +98,11 @@ def _read_bounded(path: Path, limit: int) -> tuple[str | None, str | None]:
     if len(data) > limit:
         return None, f"{printable(path)}: larger than {limit // 1024} KiB, not read"
     return data.decode("utf-8", "replace"), None
+
+
+def is_run_folder(folder: Path) -> bool:
+    """Whether ``folder`` is a fit's own folder, by what a fit writes there itself (`RUN_RECORDS`)."""
+    return any((folder / name).is_file() for name in RUN_RECORDS)
 
 
 def list_runs(root: Path, experiments: list[str] | None = None) -> list[Run]:
