@@ -48,12 +48,16 @@ def unexpected(subcommand: str, args: list[str], at: int) -> str:
     return f"{arg} is given without its option; did you mean lit-cs201 {meant}?"
 
 
+#: The options that name a config file (jsonargparse's ``--config`` and its short form).
+CONFIG_FLAGS = ("--config", "-c")
+
+
 def given_configs(args: list[str]) -> list[str]:
     """The values of ``--config`` (``-c``) in ``args``, in their order."""
     configs = []
     for i, arg in enumerate(args):
         name, has_value, value = arg.partition("=")
-        if name in ("--config", "-c"):
+        if name in CONFIG_FLAGS:
             configs.append(value if has_value else (args[i + 1] if i + 1 < len(args) else ""))
     return configs
 

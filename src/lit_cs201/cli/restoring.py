@@ -14,12 +14,14 @@ import importlib
 import os
 import random
 from argparse import ArgumentError
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from jsonargparse import ArgumentParser, Namespace
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from lit_cs201.cli.flag_errors import CONFIG_FLAGS
 from lit_cs201.cli.lr_find import LR_FIND, place_logs
 from lit_cs201.errors import MAX_SEED, UserError, check_range
 from lit_cs201.models.precision import training_precision
@@ -82,15 +84,7 @@ def locate_checkpoint(config: Namespace, unparsed: ArgumentError | None) -> tupl
 
 
 def _without_configs(args: list[str]) -> list[str]:
-    kept, at = [], 0
-    while at < len(args):
-        name, has_value, _ = args[at].partition("=")
-        if name in ("--config", "-c"):
-            at += 1 if has_value else 2
-            continue
-        kept.append(args[at])
-        at += 1
-    return kept
+    return [token for name, span in _options(args) if name not in CONFIG_FLAGS for token in span]
 
 
 def without_print_config(args: list[str]) -> tuple[list[str], str | None]:
@@ -117,15 +111,22 @@ def locating_args(args: list[str]) -> list[str]:
     """The options of ``args`` that name the checkpoint and the logger's folder, with their values, in their order:
     ``--config`` (a config may name both), ``--ckpt_path`` and every ``--trainer.logger`` option. Only chosen here;
     what they say, and which one wins, is jsonargparse's to read."""
-    kept, at = [], 0
+    return [token for name, span in _options(args) if _locates(name) for token in span]
+
+
+def _locates(name: str) -> bool:
+    return name in (*CONFIG_FLAGS, "--ckpt_path", "--trainer.logger") or name.startswith("--trainer.logger.")
+
+
+def _options(args: list[str]) -> Iterator[tuple[str, list[str]]]:
+    """Each option of ``args`` with the tokens it spans: ``--name value``, ``--name=value``, or a bare token."""
+    at = 0
     while at < len(args):
         name, has_value, _ = args[at].partition("=")
         takes_next = name.startswith("-") and not has_value and at + 1 < len(args)
         span = args[at : at + 2] if takes_next and not args[at + 1].startswith("--") else args[at : at + 1]
-        if name in ("--config", "-c", "--ckpt_path", "--trainer.logger") or name.startswith("--trainer.logger."):
-            kept += span
+        yield name, span
         at += len(span)
-    return kept
 
 
 def logs_folder(config: Namespace) -> tuple[str, str | None]:
